@@ -1,0 +1,45 @@
+"""The ``geo`` accessor on :class:`xarray.Dataset` and :class:`xarray.DataArray`.
+
+A thin binding: every method is a module-level function of the analysis layer called
+with the accessor's object as first argument, so ``ds.geo.ndvi()`` and
+``lazyraster.indices.ndvi(ds)`` are the same call. The accessor keeps no state.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import xarray as xr
+
+from lazyraster import indices
+
+
+def _bind(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Make ``func(obj, ...)`` callable as ``obj.geo.func(...)``."""
+
+    @functools.wraps(func, assigned=("__module__", "__name__", "__qualname__", "__doc__"))
+    def method(self: _GeoAccessor, *args: Any, **kwargs: Any) -> Any:
+        return func(self._obj, *args, **kwargs)
+
+    return method
+
+
+class _GeoAccessor:
+    """Common base: holds the wrapped object and nothing else."""
+
+    def __init__(self, xarray_obj: xr.Dataset | xr.DataArray) -> None:
+        self._obj = xarray_obj
+
+
+@xr.register_dataset_accessor("geo")
+class GeoDatasetAccessor(_GeoAccessor):
+    """Analysis methods on Datasets, e.g. ``ds.geo.ndvi()``."""
+
+    ndvi = _bind(indices.ndvi)
+
+
+@xr.register_dataarray_accessor("geo")
+class GeoDataArrayAccessor(_GeoAccessor):
+    """Analysis methods on DataArrays."""

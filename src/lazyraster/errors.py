@@ -1,0 +1,30 @@
+"""Exceptions raised by lazyraster.
+
+Every error the package raises on purpose derives from :class:`LazyrasterError`, so a
+batch script can catch them all in one place. Messages say what to do next.
+"""
+
+from __future__ import annotations
+
+
+class LazyrasterError(Exception):
+    """Base class of every error raised on purpose by lazyraster."""
+
+
+class MissingBandError(LazyrasterError, KeyError):
+    """A computation needs a band (variable) that the Dataset does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingCRSError(LazyrasterError, ValueError):
+    """An object carries no CRS where one is needed."""
+
+
+class EmptyResultError(LazyrasterError, ValueError):
+    """A search or catalog yielded no items to load."""
+
+
+class OutputExistsError(LazyrasterError, FileExistsError):
+    """An output already exists and overwriting it was not asked for."""
