@@ -1,0 +1,38 @@
+"""Shared fixtures: numpy/dask backends and the skip-or-fail rule for real services."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+from lazyraster.testing import uneven_chunks
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require_service(available: bool, name: str, how: str) -> None:
+    """Skip the calling test on a laptop, fail it in CI, when a service is missing."""
+    if available:
+        return
+    message = f"{name} is not running; start it with `{how}`"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(params=["numpy", "dask"])
+def backend(request):
+    """Return a function that puts an xarray object on numpy or on unevenly chunked dask."""
+
+    def convert(obj: xr.DataArray | xr.Dataset) -> xr.DataArray | xr.Dataset:
+        if request.param == "numpy":
+            return obj.compute()
+        chunks = {dim: uneven_chunks(size) for dim, size in obj.sizes.items()}
+        return obj.chunk(chunks)
+
+    convert.name = request.param
+    return convert
