@@ -20,6 +20,7 @@ from lazyraster.errors import (
     OutputExistsError,
 )
 from lazyraster.indices import ndvi, normalized_difference
+from lazyraster.write import write_geotiff, write_zarr
 
 try:
     __version__ = version("lazyraster")
@@ -35,4 +36,6 @@ __all__ = [
     "__version__",
     "ndvi",
     "normalized_difference",
+    "write_geotiff",
+    "write_zarr",
 ]

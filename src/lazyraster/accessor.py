@@ -14,6 +14,7 @@ from typing import Any
 import xarray as xr
 
 from lazyraster import indices
+from lazyraster import write as _write
 
 
 def _bind(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,8 +39,13 @@ class GeoDatasetAccessor(_GeoAccessor):
     """Analysis methods on Datasets, e.g. ``ds.geo.ndvi()``."""
 
     ndvi = _bind(indices.ndvi)
+    to_zarr = _bind(_write.write_zarr)
+    to_geotiff = _bind(_write.write_geotiff)
 
 
 @xr.register_dataarray_accessor("geo")
 class GeoDataArrayAccessor(_GeoAccessor):
     """Analysis methods on DataArrays."""
+
+    to_zarr = _bind(_write.write_zarr)
+    to_geotiff = _bind(_write.write_geotiff)

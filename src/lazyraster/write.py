@@ -1,0 +1,969 @@
+"""Writers: Zarr and GeoTIFF/COG straight from the lazy graph, safe under every scheduler.
+
+Both writers share three rules:
+
+- **Refuse to overwrite.** An existing output is an :class:`~lazyraster.errors.OutputExistsError`
+  unless ``mode="w"`` is given (``--overwrite`` on the command line).
+- **Atomic on local file systems.** The output is written under a hidden sibling name
+  (``.<name>.tmp-<id>``) and renamed into place only once it is complete, so a crash, a
+  killed job or an exception in a task leaves either the previous output or nothing
+  under the final name. With ``mode="w"`` the previous output is renamed aside
+  (``.<name>.old-<id>``) only once the new one is complete, and removed after the new one
+  is in place. A leftover ``.<name>.tmp-*`` or ``.<name>.old-*`` from a killed job is
+  safe to delete.
+- **Lazy and scheduler-agnostic.** Tasks receive paths and URLs, never open file handles,
+  so the same graph runs on threads, processes, a ``LocalCluster`` or SLURM workers
+  (which must see the output's file system). ``compute=False`` returns a
+  :class:`dask.delayed.Delayed` whose ``compute()`` writes the data *and* moves the
+  output into place.
+
+Remote fsspec stores (``s3://``, ``gs://``, ``memory://``, ...) have no atomic rename of
+a prefix. There :func:`write_zarr` writes to the temporary prefix, then copies the chunks
+to the final prefix first and the Zarr metadata documents last (the root ``zarr.json`` /
+``.zgroup`` at the very end), so a reader never sees a store that opens until every
+chunk is there; the temporary prefix is deleted last, so nothing is lost if the copy is
+interrupted. With ``mode="w"`` the old output is deleted (metadata first) before the
+copy starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+from xml.sax.saxutils import escape
+
+import dask
+import dask.array as dsa
+import fsspec
+import numpy as np
+import rasterio
+import rasterio.shutil
+import rioxarray  # noqa: F401  (registers .rio)
+import xarray as xr
+from affine import Affine
+from dask.delayed import Delayed
+from fsspec.implementations.local import LocalFileSystem
+from rasterio.enums import Resampling
+
+from lazyraster.errors import MissingCRSError, OutputExistsError
+
+__all__ = ["write_geotiff", "write_zarr"]
+
+WriteMode = Literal["w-", "w"]
+
+_ZARR_METADATA = {"zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata"}
+_DROP_ENCODING = {"chunks", "preferred_chunks", "shards", "compressor", "compressors", "filters"}
+_DROP_ENCODING |= {"serializer", "fill_value", "write_empty_chunks", "coordinates"}
+
+
+# --------------------------------------------------------------------------------------
+# shared helpers
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("w-", "w"):
+        raise ValueError(
+            f"mode must be 'w-' (refuse to overwrite, the default) or 'w' (overwrite), "
+            f"not {mode!r}; to add to an existing Zarr store use append_dim= or region="
+        )
+
+
+def _exists_message(target: str) -> str:
+    return (
+        f"{target} already exists. Pass mode='w' (or --overwrite on the command line) to "
+        "replace it; the old output is kept until the new one is complete."
+    )
+
+
+def _token() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _version() -> str:
+    from lazyraster import __version__
+
+    return __version__
+
+
+def _provenance(
+    function: str,
+    parameters: Mapping[str, Any],
+    inputs: Sequence[str] | str | None,
+) -> dict[str, Any]:
+    """Attributes recording who wrote an output, when, from what and how."""
+    if isinstance(inputs, str | os.PathLike):
+        inputs = [inputs]
+    prov: dict[str, Any] = {
+        "lazyraster_version": _version(),
+        "lazyraster_function": function,
+        "lazyraster_created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "lazyraster_parameters": json.dumps(dict(parameters), sort_keys=True, default=str),
+    }
+    if inputs is not None:
+        prov["lazyraster_inputs"] = [os.fspath(i) for i in inputs]
+    return prov
+
+
+def _with_transform(obj: xr.Dataset) -> xr.Dataset:
+    """Record ``GeoTransform`` on ``spatial_ref`` when the object has an x/y grid and a CRS."""
+    try:
+        if obj.rio.crs is None:
+            return obj
+        transform = obj.rio.transform(recalc=True)
+    except Exception:  # no spatial dims, or coordinates not regular: write as they are
+        return obj
+    return obj.rio.write_transform(transform)
+
+
+# --------------------------------------------------------------------------------------
+# Zarr
+
+
+def _clean_for_zarr(ds: xr.Dataset) -> xr.Dataset:
+    """Shallow copy without storage-specific encodings; CRS coordinate listed explicitly.
+
+    The ``coordinates`` encoding of every data variable names its non-index
+    coordinates, ``spatial_ref`` included: xarray leaves a grid-mapping variable out of
+    that attribute, and ``xr.open_zarr`` would then read it back as a data variable and
+    ``ds.rio.crs`` would be ``None``.
+    """
+    ds = ds.copy(deep=False)
+    for var in ds.variables.values():
+        var.encoding = {k: v for k, v in var.encoding.items() if k not in _DROP_ENCODING}
+    for name, var in ds.data_vars.items():
+        coords = [
+            str(c)
+            for c in ds.coords
+            if c not in ds.indexes and set(ds[c].dims) <= set(var.dims) and c != name
+        ]
+        if coords:
+            var.encoding["coordinates"] = " ".join(sorted(coords))
+    return ds
+
+
+def _regular_chunks(chunks: tuple[int, ...]) -> int | None:
+    """Return the common chunk size if ``chunks`` is regular in the Zarr sense, else None."""
+    if len(chunks) <= 1:
+        return chunks[0] if chunks else None
+    first = chunks[0]
+    if all(c == first for c in chunks[:-1]) and chunks[-1] <= first:
+        return first
+    return None
+
+
+def _align_chunks(ds: xr.Dataset, chunks: Mapping[Hashable, int] | None) -> xr.Dataset:
+    """Make dask chunks Zarr-compatible and set each variable's Zarr chunks to match.
+
+    With ``chunks=None`` regular dask chunks are kept as they are; irregular ones are
+    rechunked to a regular grid of the largest chunk along that dimension.
+    """
+    if chunks is not None:
+        unknown = set(chunks) - set(ds.dims)
+        if unknown:
+            raise ValueError(
+                f"chunks names dimensions {sorted(map(str, unknown))} that the data does not "
+                f"have (it has {sorted(map(str, ds.dims))})"
+            )
+        ds = ds.chunk({dim: chunks.get(dim, -1) for dim in ds.dims})
+    elif ds.chunks:
+        target = {}
+        for dim, sizes in ds.chunks.items():
+            if _regular_chunks(tuple(sizes)) is None:
+                target[dim] = max(sizes)
+        if target:
+            ds = ds.chunk(target)
+    for var in ds.variables.values():
+        if var.chunks is not None:
+            var.encoding["chunks"] = tuple(c[0] for c in var.chunks)
+    return ds
+
+
+def _move_zarr(
+    fs: fsspec.AbstractFileSystem, tmp: str, target: str, mode: str, parent: str
+) -> None:
+    """Move the complete store ``tmp`` to ``target``: a rename locally, metadata-last copy else."""
+    if isinstance(fs, LocalFileSystem):
+        if os.path.exists(target):
+            if mode != "w":
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise OutputExistsError(_exists_message(target))
+            old = os.path.join(parent, f".{os.path.basename(target)}.old-{_token()}")
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+        return
+    if fs.exists(target):
+        if mode != "w":
+            fs.rm(tmp, recursive=True)
+            raise OutputExistsError(_exists_message(target))
+        old_meta = [p for p in fs.find(target) if p.rsplit("/", 1)[-1] in _ZARR_METADATA]
+        for p in sorted(old_meta, key=len):  # root metadata first: the old store stops opening
+            fs.rm(p)
+        fs.rm(target, recursive=True)
+    files = sorted(fs.find(tmp))
+    is_meta = [p.rsplit("/", 1)[-1] in _ZARR_METADATA for p in files]
+    chunks = [p for p, m in zip(files, is_meta, strict=True) if not m]
+    metadata = sorted((p for p, m in zip(files, is_meta, strict=True) if m), key=len, reverse=True)
+    for src in [*chunks, *metadata]:  # deepest metadata last but one, root metadata last
+        fs.copy(src, target + src[len(tmp) :])
+    fs.rm(tmp, recursive=True)
+
+
+def _finish_zarr(
+    _written: Any,
+    url: str,
+    storage_options: Mapping[str, Any],
+    tmp: str,
+    target: str,
+    parent: str,
+    mode: str,
+    consolidate_root: str | None = None,
+) -> str:
+    """Move the written store into place (and re-consolidate the root after a group write)."""
+    fs, _ = fsspec.core.url_to_fs(url, **storage_options)
+    _move_zarr(fs, tmp, target, mode, parent)
+    local = isinstance(fs, LocalFileSystem)
+    if consolidate_root is not None:
+        import zarr
+        import zarr.storage
+
+        if local:
+            store: Any = zarr.storage.LocalStore(consolidate_root)
+        else:
+            store = zarr.storage.FsspecStore.from_url(
+                fs.unstrip_protocol(consolidate_root), storage_options=dict(storage_options)
+            )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            zarr.consolidate_metadata(store)
+    return target if local else fs.unstrip_protocol(target)
+
+
+def _ensure_parent_groups(
+    url: str, group: str, zarr_format: int, storage_options: Mapping[str, Any]
+) -> None:
+    """Create the root group and intermediate groups of ``group`` if they are missing."""
+    import zarr
+
+    parts = group.split("/")[:-1]
+    for i in range(len(parts) + 1):
+        path = "/".join(parts[:i])
+        zarr.open_group(
+            url,
+            path=path or None,
+            mode="a",
+            zarr_format=zarr_format,  # type: ignore[arg-type]
+            storage_options=dict(storage_options) or None,
+        )
+
+
+def write_zarr(
+    obj: xr.Dataset | xr.DataArray,
+    store: str | os.PathLike[str],
+    *,
+    group: str | None = None,
+    mode: WriteMode = "w-",
+    chunks: Mapping[Hashable, int] | None = None,
+    compute: bool = True,
+    zarr_format: Literal[2, 3] = 3,
+    append_dim: Hashable | None = None,
+    region: Mapping[Hashable, slice] | Literal["auto"] | None = None,
+    metadata_only: bool = False,
+    consolidated: bool | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    inputs: Sequence[str] | str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+) -> str | Delayed:
+    """Write a Dataset or DataArray to a Zarr store, atomically, with its CRS.
+
+    The data are written chunk by chunk from the dask graph (on whatever scheduler is
+    active) under a temporary sibling name, then moved into place: see the module
+    docstring for the exact guarantees on local and remote stores.
+
+    Parameters
+    ----------
+    obj : xarray.Dataset or xarray.DataArray
+        Data to write, dask-backed or in memory. A DataArray becomes a one-variable
+        Dataset named after it (``"data"`` if unnamed).
+    store : str or path-like
+        Local path or any fsspec URL (``s3://bucket/out.zarr``, ``memory://x.zarr``).
+    group : str, optional
+        Group inside the store, e.g. ``"2021"`` for one group per year; intermediate
+        groups and the root group are created. Only that group is written, moved into
+        place and refused if it exists; other groups are left alone, and the root's
+        consolidated metadata is refreshed so that ``xr.open_zarr(store, group=...)``
+        finds every group. When several jobs write groups of one store at the same
+        time, run ``zarr.consolidate_metadata(store)`` once they are all done.
+    mode : {"w-", "w"}
+        ``"w-"`` refuses with :class:`~lazyraster.errors.OutputExistsError` if the
+        target exists; ``"w"`` replaces it once the new output is complete.
+    chunks : mapping of dim to int, optional
+        Zarr chunk sizes; the dask data are rechunked to match. By default the dask
+        chunks are used (irregular ones are evened out to their largest size).
+    compute : bool
+        If ``False``, return a :class:`dask.delayed.Delayed` whose ``compute()`` writes
+        the data and moves the store into place.
+    zarr_format : {3, 2}
+        Zarr format. Use 2 for readers that only speak Zarr v2 (e.g. GDAL 3.10).
+    append_dim : hashable, optional
+        Append along this dimension to an existing store (created if absent). Appends
+        write in place and are not atomic.
+    region : mapping of dim to slice, or "auto", optional
+        Write into that region of an existing store, in place: the way a long job fills
+        a store made with ``metadata_only=True`` and resumes after a crash (rewriting a
+        region is idempotent). Variables without a region dimension are skipped.
+    metadata_only : bool
+        Write the metadata and the in-memory coordinates, not the data: a template
+        for region writes. Placed atomically like a full write.
+    consolidated : bool, optional
+        Passed to :meth:`xarray.Dataset.to_zarr` (default: consolidate).
+    storage_options : mapping, optional
+        fsspec options for remote stores.
+    inputs : str or sequence of str, optional
+        Input files or URLs, recorded in the ``lazyraster_inputs`` attribute.
+    parameters : mapping, optional
+        Parameters of the computation, recorded (as JSON) in ``lazyraster_parameters``
+        together with the write parameters.
+
+    Returns
+    -------
+    str or dask.delayed.Delayed
+        The final location, or a Delayed that computes to it.
+
+    Raises
+    ------
+    OutputExistsError
+        If the target exists and ``mode`` is not ``"w"``.
+    FileNotFoundError
+        For a region write into a store that does not exist.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> from lazyraster.testing import synthetic_raster
+    >>> da = synthetic_raster((20, 30), chunks={"y": 10, "x": 15})
+    >>> out = write_zarr(da, "memory://doc/ndvi.zarr")
+    >>> back = xr.open_zarr(out)
+    >>> str(back.rio.crs), back.rio.transform()[2]
+    ('EPSG:32631', 600000.0)
+    >>> write_zarr(da, "memory://doc/ndvi.zarr")
+    Traceback (most recent call last):
+    ...
+    lazyraster.errors.OutputExistsError: memory://doc/ndvi.zarr already exists. ...
+    """
+    _check_mode(mode)
+    if zarr_format not in (2, 3):
+        raise ValueError(f"zarr_format must be 2 or 3, not {zarr_format!r}")
+    if append_dim is not None and region is not None:
+        raise ValueError("pass append_dim= or region=, not both")
+    storage_options = dict(storage_options or {})
+    ds = obj.to_dataset(name=obj.name or "data") if isinstance(obj, xr.DataArray) else obj
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"write_zarr needs an xarray Dataset or DataArray, not {type(obj)!r}")
+
+    url = os.fspath(store)
+    fs, root = fsspec.core.url_to_fs(url, **storage_options)
+    root = root.rstrip("/")
+    group = group.strip("/") if group else None
+    target = f"{root}/{group}" if group else root
+    write_params = {
+        "store": url,
+        "group": group,
+        "mode": mode,
+        "chunks": dict(chunks) if chunks else None,
+        "zarr_format": zarr_format,
+        "append_dim": append_dim,
+        "region": region if region is None or region == "auto" else dict(region),
+    }
+    ds = _with_transform(ds)
+    ds = ds.assign_attrs(
+        _provenance("write_zarr", {**(parameters or {}), "write": write_params}, inputs)
+    )
+
+    with warnings.catch_warnings():
+        # zarr-python warns that consolidated metadata is not in the v3 spec; readers
+        # that do not know it fall back to the normal metadata, so nothing is lost.
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        if region is not None or (append_dim is not None and fs.exists(target)):
+            return _write_zarr_in_place(
+                ds, fs, target, append_dim, region, compute, consolidated, storage_options
+            )
+
+        if fs.exists(target) and mode != "w":
+            raise OutputExistsError(_exists_message(url if group is None else f"{url}:{group}"))
+        parent = target.rsplit("/", 1)[0] if "/" in target else ""
+        name = target.rsplit("/", 1)[-1]
+        tmp = f"{parent}/.{name}.tmp-{_token()}" if parent else f".{name}.tmp-{_token()}"
+        if group:
+            local = isinstance(fs, LocalFileSystem)
+            root_url = root if local else fs.unstrip_protocol(root)
+            _ensure_parent_groups(root_url, group, zarr_format, storage_options)
+        elif parent:
+            fs.makedirs(parent, exist_ok=True)
+
+        # xarray reads a group through the root's consolidated metadata: keep it current
+        consolidate_root = root if group and consolidated is not False else None
+        ds = _align_chunks(_clean_for_zarr(ds), chunks)
+        tmp_url = tmp if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(tmp)
+        if metadata_only:
+            ds.to_zarr(
+                tmp_url,
+                mode="w",
+                compute=False,
+                consolidated=consolidated,
+                zarr_format=zarr_format,
+                storage_options=storage_options or None,
+            )
+            return _finish_zarr(
+                None, url, storage_options, tmp, target, parent, mode, consolidate_root
+            )
+        try:
+            writes = ds.to_zarr(
+                tmp_url,
+                mode="w",
+                compute=False,
+                consolidated=consolidated,
+                zarr_format=zarr_format,
+                storage_options=storage_options or None,
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                fs.rm(tmp, recursive=True)
+            raise
+        finish = dask.delayed(_finish_zarr, pure=False)(
+            writes, url, storage_options, tmp, target, parent, mode, consolidate_root
+        )
+        if not compute:
+            return finish
+        try:
+            return finish.compute()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                if fs.exists(tmp):
+                    fs.rm(tmp, recursive=True)
+            raise
+
+
+def _write_zarr_in_place(
+    ds: xr.Dataset,
+    fs: fsspec.AbstractFileSystem,
+    target: str,
+    append_dim: Hashable | None,
+    region: Mapping[Hashable, slice] | Literal["auto"] | None,
+    compute: bool,
+    consolidated: bool | None,
+    storage_options: Mapping[str, Any],
+) -> str | Delayed:
+    """Append or region-write into an existing store (in place, not atomic)."""
+    if not fs.exists(target):
+        raise FileNotFoundError(
+            f"{target} does not exist: a region write fills an existing store. Create it "
+            "first with write_zarr(template, store, metadata_only=True)."
+        )
+    target_url = target if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(target)
+    ds = _clean_for_zarr(ds)
+    for var in ds.variables.values():
+        var.encoding.pop("coordinates", None)
+    if region is not None:
+        ds = ds.drop_attrs(deep=False)
+        region_dims = set(ds.dims) if region == "auto" else set(region)
+        keep_index = region == "auto"
+        drop = [
+            name
+            for name, var in ds.variables.items()
+            if not (set(var.dims) & region_dims) or (name in ds.indexes and not keep_index)
+        ]
+        ds = ds.drop_vars(drop)
+    writes = ds.to_zarr(
+        target_url,
+        mode="a" if append_dim is not None else "r+",
+        append_dim=append_dim,
+        region=region,
+        align_chunks=True,
+        compute=compute,
+        consolidated=consolidated,
+        storage_options=dict(storage_options) or None,
+    )
+    if not compute:
+        return dask.delayed(lambda _w, t: t, pure=False)(writes, target_url)
+    return target_url
+
+
+# --------------------------------------------------------------------------------------
+# GeoTIFF / COG
+
+_GDAL_DTYPES = {
+    "uint8": "Byte",
+    "int8": "Int8",
+    "uint16": "UInt16",
+    "int16": "Int16",
+    "uint32": "UInt32",
+    "int32": "Int32",
+    "uint64": "UInt64",
+    "int64": "Int64",
+    "float32": "Float32",
+    "float64": "Float64",
+}
+_PREDICTOR_COMPRESSIONS = {"deflate", "lzw", "zstd", "lzma"}
+
+
+def _step_label(value: Any) -> str:
+    if isinstance(value, np.datetime64):
+        return str(np.datetime_as_string(value, unit="D"))
+    return str(value.item() if hasattr(value, "item") else value).replace("/", "-")
+
+
+def _as_bands(obj: xr.Dataset | xr.DataArray, per: Hashable | None) -> xr.DataArray:
+    """Return a DataArray with dims ``([per,] band, y, x)``."""
+    if isinstance(obj, xr.Dataset):
+        if not obj.data_vars:
+            raise ValueError("the Dataset has no variables to write")
+        dtype = np.result_type(*(v.dtype for v in obj.data_vars.values()))
+        names = [str(n) for n in obj.data_vars]
+        da = obj.astype(dtype).to_dataarray(dim="band").assign_coords(band=names)
+        da.attrs = dict(obj.attrs)
+        da = da.rio.write_crs(obj.rio.crs) if obj.rio.crs is not None else da
+    elif isinstance(obj, xr.DataArray):
+        da = obj
+    else:
+        raise TypeError(f"write_geotiff needs an xarray Dataset or DataArray, not {type(obj)!r}")
+    ydim, xdim = da.rio.y_dim, da.rio.x_dim
+    other = [d for d in da.dims if d not in (ydim, xdim, per)]
+    if per is not None and per not in da.dims:
+        raise ValueError(f"per={per!r} is not a dimension of the data (dims: {da.dims})")
+    if len(other) > 1:
+        raise ValueError(
+            f"a GeoTIFF holds bands of one 2-D grid, but the data has extra dims {other}; "
+            "select or stack them, or write one file per step with per=<dim>"
+        )
+    if not other:
+        da = da.expand_dims("band")
+        other = ["band"]
+    lead = [per] if per is not None else []
+    return da.transpose(*lead, other[0], ydim, xdim)
+
+
+def _resolve_nodata(da: xr.DataArray, nodata: float | None) -> float | None:
+    if nodata is None:
+        nodata = da.rio.encoded_nodata if da.rio.encoded_nodata is not None else da.rio.nodata
+    if nodata is None and np.issubdtype(da.dtype, np.floating):
+        nodata = float("nan")
+    if nodata is not None and not np.isnan(nodata) and np.issubdtype(da.dtype, np.integer):
+        info = np.iinfo(da.dtype)
+        if not info.min <= nodata <= info.max or nodata != int(nodata):
+            raise ValueError(f"nodata={nodata} cannot be stored in {da.dtype}; pick another")
+    return None if nodata is None else float(nodata)
+
+
+def _write_block(
+    block: np.ndarray, path: str, nodata: float | None, crs_wkt: str, transform: Affine
+) -> str:
+    """Write one block ``(band, y, x)`` to an uncompressed GeoTIFF (runs in a task)."""
+    block = np.asarray(block)
+    if nodata is not None and not np.isnan(nodata) and np.issubdtype(block.dtype, np.floating):
+        block = np.where(np.isnan(block), block.dtype.type(nodata), block)
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=block.shape[2],
+        height=block.shape[1],
+        count=block.shape[0],
+        dtype=block.dtype,
+        nodata=nodata,
+        crs=crs_wkt,
+        transform=transform,
+    ) as dst:
+        dst.write(block)
+    return path
+
+
+def _vrt_xml(
+    *,
+    shape: tuple[int, int, int],
+    dtype: np.dtype,
+    crs_wkt: str,
+    transform: Any,
+    nodata: float | None,
+    blocks: list[tuple[str, int, int, int, int, int, int]],
+    descriptions: list[str],
+    tags: Mapping[str, str],
+) -> str:
+    """GDAL VRT mosaicking per-block files ``(file, b0, nb, y0, ny, x0, nx)``."""
+    nbands, height, width = shape
+    gt = ", ".join(repr(float(v)) for v in transform.to_gdal())
+    lines = [
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
+        f"  <SRS>{escape(crs_wkt)}</SRS>",
+        f"  <GeoTransform>{gt}</GeoTransform>",
+        "  <Metadata>",
+        *(f'    <MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in tags.items()),
+        "  </Metadata>",
+    ]
+    nodata_xml = "" if nodata is None else f"    <NoDataValue>{nodata!r}</NoDataValue>"
+    for band in range(nbands):
+        lines.append(f'  <VRTRasterBand dataType="{_GDAL_DTYPES[dtype.name]}" band="{band + 1}">')
+        if nodata_xml:
+            lines.append(nodata_xml)
+        lines.append(f"    <Description>{escape(descriptions[band])}</Description>")
+        for fname, b0, nb, y0, ny, x0, nx in blocks:
+            if not b0 <= band < b0 + nb:
+                continue
+            lines += [
+                "    <SimpleSource>",
+                f'      <SourceFilename relativeToVRT="1">{escape(fname)}</SourceFilename>',
+                f"      <SourceBand>{band - b0 + 1}</SourceBand>",
+                f'      <SrcRect xOff="0" yOff="0" xSize="{nx}" ySize="{ny}"/>',
+                f'      <DstRect xOff="{x0}" yOff="{y0}" xSize="{nx}" ySize="{ny}"/>',
+                "    </SimpleSource>",
+            ]
+        lines.append("  </VRTRasterBand>")
+    lines.append("</VRTDataset>")
+    return "\n".join(lines) + "\n"
+
+
+def _threads() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def _finish_geotiff(
+    _written: Any,
+    *,
+    vrt: str,
+    vrt_text: str,
+    tmpdir: str,
+    target: str,
+    mode: str,
+    options: Mapping[str, Any],
+    cog: bool,
+    overview_factors: list[int],
+    resampling: str,
+) -> str:
+    """Translate the VRT of blocks to the final (COG) GeoTIFF and move it into place."""
+    Path(vrt).write_text(vrt_text)
+    out = os.path.join(tmpdir, "out.tif")
+    opts = {**options, "NUM_THREADS": str(_threads())}
+    with rasterio.Env(GDAL_CACHEMAX=256, GDAL_TIFF_INTERNAL_MASK=True):
+        rasterio.shutil.copy(vrt, out, driver="COG" if cog else "GTiff", **opts)
+        if not cog and overview_factors:
+            with rasterio.open(out, "r+") as dst:
+                dst.build_overviews(overview_factors, Resampling[resampling])
+    if mode == "w":
+        os.replace(out, target)
+    else:
+        try:
+            os.link(out, target)  # fails if the target appeared meanwhile: never clobber
+        except FileExistsError:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+            raise OutputExistsError(_exists_message(target)) from None
+    shutil.rmtree(tmpdir, ignore_errors=True)
+    return target
+
+
+def _overview_factors(height: int, width: int, blocksize: int, overviews: bool | int) -> list[int]:
+    if overviews is False:
+        return []
+    factors = []
+    f = 2
+    while max(height, width) / (f // 2) > blocksize:
+        factors.append(f)
+        f *= 2
+    if overviews is not True:
+        factors = factors[: int(overviews)]
+    return factors
+
+
+def _geotiff_options(
+    dtype: np.dtype,
+    *,
+    cog: bool,
+    compress: str | None,
+    predictor: int | None,
+    blocksize: int,
+    overviews: bool | int,
+    resampling: str,
+) -> dict[str, Any]:
+    comp = (compress or "none").lower()
+    if predictor is None:
+        if comp in _PREDICTOR_COMPRESSIONS:
+            predictor = 3 if np.issubdtype(dtype, np.floating) else 2
+        else:
+            predictor = 1
+    if predictor not in (1, 2, 3):
+        raise ValueError(f"predictor must be 1 (none), 2 (integers) or 3 (floats), not {predictor}")
+    opts: dict[str, Any] = {"COMPRESS": comp.upper(), "BIGTIFF": "IF_SAFER"}
+    if cog:
+        opts["BLOCKSIZE"] = blocksize
+        opts["PREDICTOR"] = {1: "NO", 2: "STANDARD", 3: "FLOATING_POINT"}[predictor]
+        opts["OVERVIEW_RESAMPLING"] = resampling.upper()
+        opts["RESAMPLING"] = resampling.upper()
+        if overviews is False:
+            opts["OVERVIEWS"] = "NONE"
+        else:
+            opts["OVERVIEWS"] = "AUTO"
+            if overviews is not True:
+                opts["OVERVIEW_COUNT"] = int(overviews)
+    else:
+        opts.update(TILED="YES", BLOCKXSIZE=blocksize, BLOCKYSIZE=blocksize)
+        opts["PREDICTOR"] = predictor
+    return opts
+
+
+def _geotiff_graph(
+    da: xr.DataArray,
+    target: str,
+    *,
+    mode: str,
+    cog: bool,
+    options: Mapping[str, Any],
+    overviews: bool | int,
+    blocksize: int,
+    nodata: float | None,
+    resampling: str,
+    tags: Mapping[str, str],
+) -> tuple[Delayed, str]:
+    """Delayed that writes the (band, y, x) ``da`` to ``target`` through per-block files.
+
+    Also returns the temporary directory, created here, where the blocks go.
+    """
+    parent, name = os.path.split(os.path.abspath(target))
+    tmpdir = os.path.join(parent, f".{name}.tmp-{_token()}")
+    os.makedirs(tmpdir)
+    arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(da.data, chunks=2048)
+    transform = da.rio.transform(recalc=True)
+    crs_wkt = da.rio.crs.to_wkt()
+    writes = []
+    blocks = []
+    starts = [np.cumsum((0, *c[:-1])) for c in arr.chunks]
+    for key, block in np.ndenumerate(arr.to_delayed()):
+        i, j, k = key
+        b0, y0, x0 = (int(starts[d][key[d]]) for d in range(3))
+        nb, ny, nx = (arr.chunks[d][key[d]] for d in range(3))
+        fname = f"block-{i}-{j}-{k}.tif"
+        block_transform = transform @ Affine.translation(x0, y0)
+        writes.append(
+            dask.delayed(_write_block, pure=False)(
+                block, os.path.join(tmpdir, fname), nodata, crs_wkt, block_transform
+            )
+        )
+        blocks.append((fname, b0, nb, y0, ny, x0, nx))
+    vrt_text = _vrt_xml(
+        shape=arr.shape,
+        dtype=arr.dtype,
+        crs_wkt=crs_wkt,
+        transform=transform,
+        nodata=nodata,
+        blocks=blocks,
+        descriptions=[str(b) for b in da[da.dims[0]].values],
+        tags=tags,
+    )
+    finish = dask.delayed(_finish_geotiff, pure=False)(
+        writes,
+        vrt=os.path.join(tmpdir, "mosaic.vrt"),
+        vrt_text=vrt_text,
+        tmpdir=tmpdir,
+        target=target,
+        mode=mode,
+        options=options,
+        cog=cog,
+        overview_factors=_overview_factors(arr.shape[1], arr.shape[2], blocksize, overviews)
+        if not cog
+        else [],
+        resampling=resampling,
+    )
+    return finish, tmpdir
+
+
+def write_geotiff(
+    obj: xr.Dataset | xr.DataArray,
+    path: str | os.PathLike[str],
+    *,
+    cog: bool = True,
+    compress: str | None = "deflate",
+    predictor: int | None = None,
+    overviews: bool | int = True,
+    blocksize: int = 512,
+    nodata: float | None = None,
+    compute: bool = True,
+    mode: WriteMode = "w-",
+    per: Hashable | None = None,
+    resampling: str = "average",
+    inputs: Sequence[str] | str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+) -> str | list[str] | Delayed:
+    """Write a raster as a Cloud Optimized GeoTIFF (or tiled GeoTIFF), in parallel.
+
+    Every dask block is written by its own task into its own small file (so tasks never
+    share a file handle or a lock), the blocks are mosaicked by a GDAL VRT, and a
+    final task translates the mosaic with GDAL's COG driver, which builds the
+    overviews from the full-resolution data and compresses on all the cores of the
+    worker it runs on. Memory stays bounded by a few chunks plus GDAL's cache (256 MB),
+    whatever the image size. The output appears under ``path`` only when complete.
+
+    Parameters
+    ----------
+    obj : xarray.DataArray or xarray.Dataset
+        A 2-D ``(y, x)`` raster, or 3-D with one extra dimension (bands, or time steps
+        with ``per=``). A Dataset's variables become bands (in a common dtype) whose
+        descriptions are the variable names. Must carry a CRS (``spatial_ref``).
+    path : str or path-like
+        Local output file, on a file system every worker sees.
+    cog : bool
+        Cloud Optimized GeoTIFF (default), or a plain tiled GeoTIFF if ``False``.
+    compress : str or None
+        GDAL compression: ``"deflate"``, ``"zstd"``, ``"lzw"``, ``None``...
+    predictor : {None, 1, 2, 3}
+        1 none, 2 horizontal (integers), 3 floating point; ``None`` picks 3 for floats and
+        2 for integers when the compression benefits from it.
+    overviews : bool or int
+        Build overviews down to one block (``True``), none, or that many levels.
+    blocksize : int
+        Tile size in pixels (a multiple of 16).
+    nodata : float, optional
+        Nodata value. Default: the object's (``rio.encoded_nodata`` / ``rio.nodata``),
+        NaN for floats. NaN pixels are written as ``nodata``; overviews ignore nodata.
+    compute : bool
+        If ``False``, return a :class:`dask.delayed.Delayed` that writes the file(s).
+    mode : {"w-", "w"}
+        Refuse (default) or replace an existing output.
+    per : hashable, optional
+        Write one file per step of this dimension (e.g. ``"time"``). ``path`` is a
+        pattern with ``{}`` (``"ndvi_{}.tif"``) or gets ``_<step>`` before its suffix;
+        dates are written as ``YYYY-MM-DD``.
+    resampling : str
+        Overview resampling (``"average"``, ``"nearest"``, ``"mode"``...).
+    inputs, parameters : optional
+        Recorded as ``lazyraster_*`` metadata tags, like in :func:`write_zarr`.
+
+    Returns
+    -------
+    str, list of str, or dask.delayed.Delayed
+        The written path(s), or a Delayed that computes to them.
+
+    Raises
+    ------
+    OutputExistsError
+        If an output exists and ``mode`` is not ``"w"``.
+    MissingCRSError
+        If ``obj`` has no CRS.
+
+    Examples
+    --------
+    >>> import os, tempfile, rasterio
+    >>> from lazyraster.testing import synthetic_raster
+    >>> da = synthetic_raster((600, 700), chunks={"y": 256, "x": 300})
+    >>> path = os.path.join(tempfile.mkdtemp(), "band.tif")
+    >>> write_geotiff(da, path, blocksize=256) == path
+    True
+    >>> with rasterio.open(path) as src:
+    ...     src.crs.to_epsg(), src.overviews(1), src.block_shapes[0]
+    (32631, [2, 4], (256, 256))
+    """
+    _check_mode(mode)
+    if blocksize % 16 or blocksize < (128 if cog else 16):
+        raise ValueError(
+            f"blocksize must be a multiple of 16 and at least {128 if cog else 16} "
+            f"{'for a COG ' if cog else ''}(GDAL's limits), not {blocksize}"
+        )
+    if Resampling.__members__.get(resampling) is None:
+        raise ValueError(
+            f"unknown resampling {resampling!r}; use one of {', '.join(Resampling.__members__)}"
+        )
+    raw = os.fspath(path)
+    if "://" in raw and not raw.startswith("file://"):
+        raise ValueError(
+            f"write_geotiff writes local files only, not {raw!r}: write to a local or "
+            "shared path, then copy it (e.g. fsspec.filesystem('s3').put(...))"
+        )
+    raw = raw.removeprefix("file://")
+    if obj.rio.crs is None:
+        raise MissingCRSError(
+            "the data has no CRS; set one with obj.rio.write_crs('EPSG:...') before writing"
+        )
+    da = _as_bands(obj, per)
+    if np.dtype(da.dtype).name not in _GDAL_DTYPES:
+        raise TypeError(f"GeoTIFF cannot hold {da.dtype}; cast with .astype('float32') first")
+    if da.rio.transform(recalc=True).e > 0:  # south-up: flip to the usual north-up
+        da = da.isel({da.rio.y_dim: slice(None, None, -1)})
+    nodata = _resolve_nodata(da, nodata)
+    dtype = np.dtype(da.dtype)
+    options = _geotiff_options(
+        dtype,
+        cog=cog,
+        compress=compress,
+        predictor=predictor,
+        blocksize=blocksize,
+        overviews=overviews,
+        resampling=resampling,
+    )
+    write_params = {
+        "path": raw,
+        "cog": cog,
+        "compress": compress,
+        "predictor": predictor,
+        "overviews": overviews,
+        "blocksize": blocksize,
+        "nodata": nodata,
+        "per": per,
+        "resampling": resampling,
+    }
+    prov = _provenance("write_geotiff", {**(parameters or {}), "write": write_params}, inputs)
+    tags = {k: v if isinstance(v, str) else json.dumps(v) for k, v in prov.items()}
+
+    if per is None:
+        jobs = [(raw, da)]
+    else:
+        jobs = []
+        for step in range(da.sizes[per]):
+            label = _step_label(da[per].values[step])
+            if "{}" in raw:
+                target = raw.replace("{}", label)
+            else:
+                root, ext = os.path.splitext(raw)
+                target = f"{root}_{label}{ext or '.tif'}"
+            jobs.append((target, da.isel({per: step})))
+        names = [t for t, _ in jobs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"per={per!r} gives duplicate file names; make the steps unique")
+    if mode != "w":
+        existing = [t for t, _ in jobs if os.path.lexists(t)]
+        if existing:
+            raise OutputExistsError(_exists_message(", ".join(existing)))
+    for target, _ in jobs:
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+
+    graphs = [
+        _geotiff_graph(
+            step_da,
+            target,
+            mode=mode,
+            cog=cog,
+            options=options,
+            overviews=overviews,
+            blocksize=blocksize,
+            nodata=nodata,
+            resampling=resampling,
+            tags=tags,
+        )
+        for target, step_da in jobs
+    ]
+    finals = [g for g, _ in graphs]
+    result = finals[0] if per is None else dask.delayed(list, pure=False)(finals)
+    if not compute:
+        return result
+    try:
+        return result.compute()
+    except BaseException:
+        for _, tmpdir in graphs:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        raise

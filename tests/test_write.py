@@ -1,0 +1,505 @@
+"""Zarr and GeoTIFF/COG writers: round trips, COG structure, safety, every scheduler."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import dask
+import numpy as np
+import pytest
+import rasterio
+import rioxarray
+import xarray as xr
+from dask.delayed import Delayed
+from rio_cogeo.cogeo import cog_validate
+
+import lazyraster
+from lazyraster import OutputExistsError, write_geotiff, write_zarr
+from lazyraster.errors import LazyrasterError, MissingCRSError
+from lazyraster.testing import raise_if_dask_computes, synthetic_raster
+
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+SRC = Path(lazyraster.__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def snapshot(path: Path) -> dict[str, tuple[bytes, int]]:
+    """Bytes and mtime of every file under ``path`` (or of the file itself)."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {str(p.relative_to(path.parent)): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+
+
+def hidden_leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def only_temporaries(folder: Path, name: str) -> bool:
+    """True if ``folder`` holds nothing but output ``name`` and its hidden temporaries.
+
+    After a task fails, tasks already running on other threads may still write a
+    block into the temporary folder after the writer removed it.
+    """
+    return all(p.name == name or p.name.startswith(f".{name}.tmp-") for p in folder.iterdir())
+
+
+def failing(da: xr.DataArray, bad_block: int = 1) -> xr.DataArray:
+    """Same as ``da`` but the dask task of one block raises, after the others ran."""
+
+    def boom(block, block_info=None):
+        if block_info[0]["chunk-location"][-1] == bad_block:
+            raise RuntimeError("task failed midway")
+        return block
+
+    return da.copy(data=da.data.map_blocks(boom, dtype=da.dtype))
+
+
+def block_mean(values: np.ndarray, factor: int) -> np.ndarray:
+    """Average of ``factor`` x ``factor`` blocks ignoring NaN, by an explicit loop."""
+    ny, nx = values.shape[0] // factor, values.shape[1] // factor
+    out = np.full((ny, nx), np.nan)
+    for i in range(ny):
+        for j in range(nx):
+            cell = values[i * factor : (i + 1) * factor, j * factor : (j + 1) * factor]
+            cell = cell[~np.isnan(cell)]
+            if cell.size:
+                out[i, j] = cell.astype(np.float64).sum() / cell.size
+    return out
+
+
+def assert_georef(back: xr.DataArray | xr.Dataset, ref: xr.DataArray) -> None:
+    assert back.rio.crs == ref.rio.crs
+    assert back.rio.transform() == ref.rio.transform(recalc=True)
+
+
+@pytest.fixture
+def raster() -> xr.DataArray:
+    da = synthetic_raster((40, 56), nan_fraction=0.1, name="ndvi")
+    return da.assign_attrs(units="1", long_name="NDVI")
+
+
+# ------------------------------------------------------------------ Zarr
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_zarr_round_trip_values_crs_attrs(tmp_path, backend, raster, zarr_format):
+    data = backend(raster)
+    out = write_zarr(data, tmp_path / "out.zarr", zarr_format=zarr_format, inputs=["a.tif"])
+    back = xr.open_zarr(out)
+    assert set(back.data_vars) == {"ndvi"}  # spatial_ref comes back as a coordinate
+    assert back.ndvi.dtype == np.float32
+    np.testing.assert_array_equal(back.ndvi.values, raster.values)  # NaN in the same places
+    assert_georef(back, raster)
+    assert_georef(back.ndvi, raster)
+    assert back.ndvi.attrs["long_name"] == "NDVI"
+    assert back.attrs["lazyraster_version"] == lazyraster.__version__
+    assert back.attrs["lazyraster_inputs"] == ["a.tif"]
+    assert f'"zarr_format": {zarr_format}' in back.attrs["lazyraster_parameters"]
+    if backend.name == "dask":  # uneven dask chunks are evened out to their largest size
+        assert back.ndvi.encoding["chunks"] == tuple(max(c) for c in data.chunks)
+    assert hidden_leftovers(tmp_path) == []
+
+
+def test_zarr_chunks_follow_dask_chunks_or_request(tmp_path, raster):
+    write_zarr(raster.chunk({"y": 16, "x": 28}), tmp_path / "a.zarr")
+    assert xr.open_zarr(tmp_path / "a.zarr").ndvi.encoding["chunks"] == (16, 28)
+    write_zarr(raster.chunk({"y": 16, "x": 28}), tmp_path / "b.zarr", chunks={"y": 8})
+    assert xr.open_zarr(tmp_path / "b.zarr").ndvi.encoding["chunks"] == (8, 56)
+    with pytest.raises(ValueError, match="dimensions"):
+        write_zarr(raster, tmp_path / "c.zarr", chunks={"time": 1})
+
+
+def test_zarr_v2_opens_georeferenced_in_gdal(tmp_path, raster):
+    write_zarr(raster.chunk({"y": 20, "x": 28}), tmp_path / "v2.zarr", zarr_format=2)
+    with rasterio.open(f'ZARR:"{tmp_path / "v2.zarr"}":/ndvi') as src:
+        assert src.crs == raster.rio.crs
+        assert src.transform == raster.rio.transform()
+        np.testing.assert_array_equal(src.read(1), raster.values)
+
+
+def test_zarr_refuses_existing_and_changes_nothing(tmp_path, raster):
+    target = tmp_path / "out.zarr"
+    write_zarr(raster, target)
+    before = snapshot(target)
+    with pytest.raises(OutputExistsError, match=r"mode='w'.*--overwrite") as err:
+        write_zarr(raster * 2, target)
+    assert isinstance(err.value, LazyrasterError | FileExistsError)
+    assert snapshot(target) == before
+    assert hidden_leftovers(tmp_path) == []
+
+
+def test_zarr_overwrite_keeps_old_until_new_is_complete(tmp_path, raster):
+    target = tmp_path / "out.zarr"
+    write_zarr(raster, target)
+    before = snapshot(target)
+    with pytest.raises(RuntimeError, match="midway"):
+        write_zarr(failing(raster.chunk({"x": 14})), target, mode="w")
+    assert snapshot(target) == before
+    assert only_temporaries(tmp_path, "out.zarr") and target.exists()
+    write_zarr(raster + 1, target, mode="w")
+    np.testing.assert_array_equal(xr.open_zarr(target).ndvi.values, raster.values + 1)
+    assert hidden_leftovers(tmp_path) == []
+
+
+def test_zarr_failed_first_write_leaves_nothing(tmp_path, raster):
+    with pytest.raises(RuntimeError, match="midway"):
+        write_zarr(failing(raster.chunk({"x": 14})), tmp_path / "out.zarr")
+    assert only_temporaries(tmp_path, "out.zarr")
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_zarr_compute_false_is_lazy_and_moves_on_compute(tmp_path, raster):
+    target = tmp_path / "out.zarr"
+    with raise_if_dask_computes():
+        delayed = write_zarr(raster.chunk({"x": 14}), target, compute=False)
+    assert isinstance(delayed, Delayed)
+    assert not target.exists()
+    assert delayed.compute() == str(target)
+    np.testing.assert_array_equal(xr.open_zarr(target).ndvi.values, raster.values)
+
+
+def test_zarr_one_group_per_year(tmp_path, raster):
+    store = tmp_path / "spring.zarr"
+    write_zarr(raster, store, group="2020")
+    first = snapshot(store / "2020")
+    write_zarr(raster + 1, store, group="2021")
+    assert snapshot(store / "2020") == first
+    for year, offset in (("2020", 0), ("2021", 1)):
+        back = xr.open_zarr(store, group=year)
+        np.testing.assert_array_equal(back.ndvi.values, raster.values + offset)
+        assert_georef(back, raster)
+    with pytest.raises(OutputExistsError, match="2021"):
+        write_zarr(raster, store, group="2021")
+    assert hidden_leftovers(store) == []
+
+
+def _series(raster: xr.DataArray, n: int, start: str) -> xr.DataArray:
+    times = xr.date_range(start, periods=n, freq="D")
+    stack = xr.concat([raster + i for i in range(n)], dim=xr.Variable("time", times))
+    return stack.transpose("time", "y", "x")
+
+
+def test_zarr_append_along_time(tmp_path, raster):
+    first, second = _series(raster, 3, "2021-01-01"), _series(raster, 2, "2021-01-04") + 10
+    target = tmp_path / "series.zarr"
+    write_zarr(first.chunk({"time": 2}), target, append_dim="time")
+    write_zarr(second.chunk({"time": 1}), target, append_dim="time")
+    back = xr.open_zarr(target)
+    expected = xr.concat([first, second], dim="time")
+    np.testing.assert_array_equal(back.ndvi.values, expected.values)
+    np.testing.assert_array_equal(back.time.values, expected.time.values)
+    assert_georef(back, raster)
+
+
+def test_zarr_region_writes_resume(tmp_path, raster):
+    series = _series(raster, 4, "2021-01-01").chunk({"time": 1})
+    target = tmp_path / "series.zarr"
+    write_zarr(series, target, metadata_only=True)
+    assert np.isnan(xr.open_zarr(target).ndvi.values).all()  # template only, no data
+    write_zarr(series.isel(time=slice(0, 2)), target, region={"time": slice(0, 2)})
+    # "crash", then resume with the remaining region, found by its index values
+    write_zarr(series.isel(time=slice(2, 4)), target, region="auto")
+    back = xr.open_zarr(target)
+    np.testing.assert_array_equal(back.ndvi.values, series.values)
+    assert_georef(back, raster)
+    with pytest.raises(FileNotFoundError, match="metadata_only=True"):
+        write_zarr(series, tmp_path / "none.zarr", region="auto")
+
+
+def test_zarr_fsspec_memory_store(raster):
+    url = "memory://test-write/remote.zarr"
+    write_zarr(raster.chunk({"x": 28}), url)
+    back = xr.open_zarr(url)
+    np.testing.assert_array_equal(back.ndvi.values, raster.values)
+    assert_georef(back, raster)
+    with pytest.raises(OutputExistsError):
+        write_zarr(raster, url)
+    write_zarr(raster + 1, url, mode="w")
+    np.testing.assert_array_equal(xr.open_zarr(url).ndvi.values, raster.values + 1)
+    fs = __import__("fsspec").filesystem("memory")
+    assert [p for p in fs.ls("/test-write", detail=False) if ".tmp-" in p or ".old-" in p] == []
+
+
+def test_zarr_rejects_bad_mode(tmp_path, raster):
+    with pytest.raises(ValueError, match="append_dim"):
+        write_zarr(raster, tmp_path / "x.zarr", mode="a")
+
+
+# ------------------------------------------------------------------ GeoTIFF / COG
+
+
+@pytest.mark.parametrize(
+    ("dtype", "nodata"), [(np.float32, None), (np.uint16, 0), (np.int16, -9999)]
+)
+def test_cog_round_trip_values_dtype_nodata_crs(tmp_path, backend, dtype, nodata):
+    base = synthetic_raster((300, 270), nan_fraction=0.05 if nodata is None else 0.0)
+    if nodata is None:
+        da = base
+    else:
+        values = (base.values * 1000).astype(dtype)
+        values[:5, :7] = nodata
+        da = base.copy(data=values).rio.write_nodata(nodata)
+    path = tmp_path / "out.tif"
+    assert write_geotiff(backend(da), path, blocksize=128) == str(path)
+    assert cog_validate(path) == (True, [], [])
+    with rasterio.open(path) as src:
+        assert src.dtypes[0] == np.dtype(dtype).name
+        assert src.crs == da.rio.crs
+        assert src.transform == da.rio.transform()
+        assert src.block_shapes == [(128, 128)]
+        assert src.compression.value == "DEFLATE"
+        if nodata is None:
+            assert np.isnan(src.nodata)
+        else:
+            assert src.nodata == nodata
+        np.testing.assert_array_equal(src.read(1), da.values)
+        assert src.tags()["lazyraster_version"] == lazyraster.__version__
+    back = rioxarray.open_rasterio(path).squeeze("band", drop=True)
+    assert_georef(back, da)
+    assert hidden_leftovers(tmp_path) == []
+
+
+def test_cog_overviews_are_block_averages_not_zeros(tmp_path):
+    clean = synthetic_raster((512, 512), seed=3).chunk({"y": 200, "x": 150})
+    holes = synthetic_raster((512, 512), seed=4, nan_fraction=0.3).chunk({"y": 300})
+    for name, da in (("clean", clean), ("holes", holes)):
+        write_geotiff(da, tmp_path / f"{name}.tif", blocksize=128)
+    values = clean.values
+    with rasterio.open(tmp_path / "clean.tif") as src:
+        assert src.overviews(1) == [2, 4]
+        for factor in (2, 4):
+            size = 512 // factor
+            ov = src.read(1, out_shape=(size, size))
+            np.testing.assert_allclose(ov, block_mean(values, factor), rtol=1e-6)
+            assert ov.std() > 0.01  # real data, not a constant fill
+    with rasterio.open(tmp_path / "holes.tif") as src:  # NaN (nodata) is left out
+        ov = src.read(1, out_shape=(256, 256))
+        np.testing.assert_allclose(ov, block_mean(holes.values, 2), rtol=1e-6)
+
+
+def test_cog_options_overviews_and_plain_tiff(tmp_path):
+    da = synthetic_raster((512, 512)).chunk({"y": 200})
+    write_geotiff(da, tmp_path / "none.tif", overviews=False, blocksize=128)
+    write_geotiff(da, tmp_path / "one.tif", overviews=1, blocksize=128, compress="zstd")
+    write_geotiff(da, tmp_path / "plain.tif", cog=False, blocksize=128, predictor=1)
+    with rasterio.open(tmp_path / "none.tif") as src:
+        assert src.overviews(1) == []
+    with rasterio.open(tmp_path / "one.tif") as src:
+        assert src.overviews(1) == [2]
+        assert src.compression.value == "ZSTD"
+    with rasterio.open(tmp_path / "plain.tif") as src:
+        assert src.is_tiled and src.block_shapes == [(128, 128)]
+        assert src.overviews(1) == [2, 4]
+        np.testing.assert_allclose(
+            src.read(1, out_shape=(128, 128)), block_mean(da.values, 4), rtol=1e-6
+        )
+    with pytest.raises(ValueError, match="at least 128"):
+        write_geotiff(da, tmp_path / "small.tif", blocksize=64)
+        np.testing.assert_array_equal(src.read(1), da.values)
+
+
+def test_cog_dataset_variables_become_bands(tmp_path):
+    red = synthetic_raster((64, 80), seed=1)
+    nir = synthetic_raster((64, 80), seed=2)
+    ds = xr.Dataset({"red": red, "nir": nir}).chunk({"x": 30})
+    path = tmp_path / "bands.tif"
+    ds.geo.to_geotiff(path, blocksize=128)
+    with rasterio.open(path) as src:
+        assert src.count == 2
+        assert src.descriptions == ("red", "nir")
+        np.testing.assert_array_equal(src.read(1), red.values)
+        np.testing.assert_array_equal(src.read(2), nir.values)
+    assert cog_validate(path)[0]
+
+
+def test_cog_one_file_per_time_step(tmp_path, raster):
+    series = _series(raster, 3, "2021-05-01").chunk({"time": 2, "x": 30})
+    paths = write_geotiff(series, tmp_path / "ndvi.tif", per="time", blocksize=128)
+    assert [Path(p).name for p in paths] == [
+        "ndvi_2021-05-01.tif",
+        "ndvi_2021-05-02.tif",
+        "ndvi_2021-05-03.tif",
+    ]
+    for i, p in enumerate(paths):
+        with rasterio.open(p) as src:
+            np.testing.assert_array_equal(src.read(1), raster.values + i)
+            assert src.transform == raster.rio.transform()
+    pattern = write_geotiff(series, tmp_path / "{}" / "ndvi.tif", per="time", blocksize=128)
+    assert Path(pattern[0]).relative_to(tmp_path).parts == ("2021-05-01", "ndvi.tif")
+    write_geotiff(series, tmp_path / "bands.tif", blocksize=128)  # without per: bands
+    with rasterio.open(tmp_path / "bands.tif") as src:
+        assert src.count == 3
+        np.testing.assert_array_equal(src.read(3), raster.values + 2)
+    before = snapshot(tmp_path / "ndvi_2021-05-02.tif")
+    with pytest.raises(OutputExistsError, match="2021-05-02"):
+        write_geotiff(series, tmp_path / "ndvi.tif", per="time", blocksize=128)
+    assert snapshot(tmp_path / "ndvi_2021-05-02.tif") == before
+
+
+def test_cog_south_up_input_is_flipped(tmp_path, raster):
+    flipped = raster.isel(y=slice(None, None, -1))
+    write_geotiff(flipped, tmp_path / "out.tif", blocksize=128)
+    with rasterio.open(tmp_path / "out.tif") as src:
+        assert src.transform == raster.rio.transform()
+        np.testing.assert_array_equal(src.read(1), raster.values)
+
+
+def test_geotiff_refuses_existing_and_changes_nothing(tmp_path, raster):
+    path = tmp_path / "out.tif"
+    raster.geo.to_geotiff(path, blocksize=128)
+    before = snapshot(path)
+    with pytest.raises(OutputExistsError, match=r"mode='w'.*--overwrite"):
+        write_geotiff(raster * 2, path, blocksize=128)
+    assert snapshot(path) == before
+    write_geotiff(raster * 2, path, blocksize=128, mode="w")
+    with rasterio.open(path) as src:
+        np.testing.assert_array_equal(src.read(1), raster.values * 2)
+    assert hidden_leftovers(tmp_path) == []
+
+
+def test_geotiff_failing_task_keeps_old_output_or_nothing(tmp_path, raster):
+    path = tmp_path / "out.tif"
+    with pytest.raises(RuntimeError, match="midway"):
+        write_geotiff(failing(raster.chunk({"x": 14})), path, blocksize=128)
+    assert only_temporaries(tmp_path, "out.tif") and not path.exists()
+    write_geotiff(raster, path, blocksize=128)
+    before = snapshot(path)
+    with pytest.raises(RuntimeError, match="midway"):
+        write_geotiff(failing(raster.chunk({"x": 14}) + 1), path, blocksize=128, mode="w")
+    assert snapshot(path) == before
+    assert only_temporaries(tmp_path, "out.tif") and path.exists()
+
+
+def test_geotiff_compute_false_is_lazy(tmp_path, raster):
+    path = tmp_path / "out.tif"
+    with raise_if_dask_computes():
+        delayed = write_geotiff(raster.chunk({"x": 14}) * 2, path, compute=False, blocksize=128)
+    assert isinstance(delayed, Delayed)
+    assert not path.exists()
+    assert delayed.compute() == str(path)
+    with rasterio.open(path) as src:
+        np.testing.assert_array_equal(src.read(1), raster.values * 2)
+
+
+def test_geotiff_errors_name_the_fix(tmp_path, raster):
+    with pytest.raises(MissingCRSError, match="write_crs"):
+        write_geotiff(raster.drop_vars("spatial_ref"), tmp_path / "a.tif")
+    with pytest.raises(ValueError, match="local"):
+        write_geotiff(raster, "s3://bucket/a.tif")
+    with pytest.raises(ValueError, match="cannot be stored"):
+        write_geotiff(raster.fillna(0).astype(np.uint8), tmp_path / "a.tif", nodata=-1)
+    with pytest.raises(ValueError, match="extra dims"):
+        write_geotiff(raster.expand_dims(a=2, b=2), tmp_path / "a.tif")
+    assert list(tmp_path.iterdir()) == []
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from lazyraster import write_geotiff, write_zarr
+    from lazyraster.testing import synthetic_raster
+
+    kind, target = sys.argv[1], sys.argv[2]
+    da = synthetic_raster((64, 64)).chunk({"x": 8})
+
+    def slow(block):
+        time.sleep(0.5)
+        return block + 1
+
+    da = da.copy(data=da.data.map_blocks(slow, dtype=da.dtype))
+    with __import__("dask").config.set(scheduler="synchronous"):
+        if kind == "zarr":
+            write_zarr(da, target, mode="w")
+        else:
+            write_geotiff(da, target, mode="w", blocksize=128)
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["zarr", "cog"])
+def test_write_killed_with_sigkill_leaves_previous_output(tmp_path, raster, kind):
+    target = tmp_path / ("out.zarr" if kind == "zarr" else "out.tif")
+    if kind == "zarr":
+        write_zarr(raster, target)
+    else:
+        write_geotiff(raster, target, blocksize=128)
+    before = snapshot(target)
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, kind, str(target)], env=env)
+    deadline = time.monotonic() + 60
+    while not any(".tmp-" in p.name for p in tmp_path.iterdir()):  # the write has started
+        assert proc.poll() is None, "the writer finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.6)  # a block or two is written
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert snapshot(target) == before
+    assert only_temporaries(tmp_path, target.name)
+
+
+# ------------------------------------------------------------------ every scheduler
+
+
+@pytest.fixture(scope="module")
+def process_pool():
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        yield pool
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
+        yield client
+
+
+@pytest.fixture(params=["threads", "processes", "distributed"])
+def scheduler(request):
+    if request.param == "threads":
+        return {"scheduler": "threads"}
+    if request.param == "processes":
+        return {"scheduler": "processes", "pool": request.getfixturevalue("process_pool")}
+    return {"scheduler": request.getfixturevalue("local_cluster")}
+
+
+def test_round_trips_under_every_scheduler(tmp_path, scheduler):
+    da = synthetic_raster((200, 300), nan_fraction=0.05, name="ndvi")
+    lazy = da.chunk({"y": (50, 150), "x": (100, 100, 100)}) * 2
+    expected = da.values * 2
+    with dask.config.set(**scheduler):
+        zarr_out = write_zarr(lazy, tmp_path / "out.zarr")
+        cog_out = write_geotiff(lazy, tmp_path / "out.tif", blocksize=128)
+        delayed = write_geotiff(lazy, tmp_path / "later.tif", blocksize=128, compute=False)
+        later = delayed.compute()
+    back = xr.open_zarr(zarr_out)
+    np.testing.assert_array_equal(back.ndvi.values, expected)
+    assert_georef(back, da)
+    for path in (cog_out, later):
+        assert cog_validate(path) == (True, [], [])
+        with rasterio.open(path) as src:
+            np.testing.assert_array_equal(src.read(1), expected)
+            assert src.crs == da.rio.crs and src.transform == da.rio.transform()
+            ov = src.read(1, out_shape=(100, 150))
+        np.testing.assert_allclose(ov, block_mean(expected, 2), rtol=1e-6)
+    assert hidden_leftovers(tmp_path) == []
