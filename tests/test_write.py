@@ -113,9 +113,11 @@ def test_zarr_chunks_follow_dask_chunks_or_request(tmp_path, raster):
     write_zarr(raster.chunk({"y": 16, "x": 28}), tmp_path / "a.zarr")
     assert xr.open_zarr(tmp_path / "a.zarr").ndvi.encoding["chunks"] == (16, 28)
     write_zarr(raster.chunk({"y": 16, "x": 28}), tmp_path / "b.zarr", chunks={"y": 8})
-    assert xr.open_zarr(tmp_path / "b.zarr").ndvi.encoding["chunks"] == (8, 56)
+    assert xr.open_zarr(tmp_path / "b.zarr").ndvi.encoding["chunks"] == (8, 28)
+    write_zarr(raster, tmp_path / "c.zarr", chunks={"x": 20})  # numpy: chunked as asked
+    assert xr.open_zarr(tmp_path / "c.zarr").ndvi.encoding["chunks"] == (40, 20)
     with pytest.raises(ValueError, match="dimensions"):
-        write_zarr(raster, tmp_path / "c.zarr", chunks={"time": 1})
+        write_zarr(raster, tmp_path / "d.zarr", chunks={"time": 1})
 
 
 def test_zarr_v2_opens_georeferenced_in_gdal(tmp_path, raster):

@@ -162,8 +162,8 @@ def _regular_chunks(chunks: tuple[int, ...]) -> int | None:
 def _align_chunks(ds: xr.Dataset, chunks: Mapping[Hashable, int] | None) -> xr.Dataset:
     """Make dask chunks Zarr-compatible and set each variable's Zarr chunks to match.
 
-    With ``chunks=None`` regular dask chunks are kept as they are; irregular ones are
-    rechunked to a regular grid of the largest chunk along that dimension.
+    ``chunks`` rechunks the named dimensions; then regular dask chunks are kept as they
+    are and irregular ones are rechunked to a regular grid of their largest chunk.
     """
     if chunks is not None:
         unknown = set(chunks) - set(ds.dims)
@@ -172,14 +172,14 @@ def _align_chunks(ds: xr.Dataset, chunks: Mapping[Hashable, int] | None) -> xr.D
                 f"chunks names dimensions {sorted(map(str, unknown))} that the data does not "
                 f"have (it has {sorted(map(str, ds.dims))})"
             )
-        ds = ds.chunk({dim: chunks.get(dim, -1) for dim in ds.dims})
-    elif ds.chunks:
-        target = {}
-        for dim, sizes in ds.chunks.items():
+        ds = ds.chunk(dict(chunks))
+    target: dict[Hashable, int] = {}
+    for var in ds.variables.values():
+        for dim, sizes in zip(var.dims, var.chunks or (), strict=False):
             if _regular_chunks(tuple(sizes)) is None:
-                target[dim] = max(sizes)
-        if target:
-            ds = ds.chunk(target)
+                target[dim] = max(target.get(dim, 0), *sizes)
+    if target:
+        ds = ds.chunk(target)
     for var in ds.variables.values():
         if var.chunks is not None:
             var.encoding["chunks"] = tuple(c[0] for c in var.chunks)
@@ -308,8 +308,9 @@ def write_zarr(
         ``"w-"`` refuses with :class:`~lazyraster.errors.OutputExistsError` if the
         target exists; ``"w"`` replaces it once the new output is complete.
     chunks : mapping of dim to int, optional
-        Zarr chunk sizes; the dask data are rechunked to match. By default the dask
-        chunks are used (irregular ones are evened out to their largest size).
+        Zarr chunk sizes of the named dimensions; the data are rechunked to match.
+        Other dimensions keep their dask chunks (irregular ones are evened out to their
+        largest size), so Zarr chunks and dask chunks always line up.
     compute : bool
         If ``False``, return a :class:`dask.delayed.Delayed` whose ``compute()`` writes
         the data and moves the store into place.
@@ -553,6 +554,16 @@ def _as_bands(obj: xr.Dataset | xr.DataArray, per: Hashable | None) -> xr.DataAr
     return da.transpose(*lead, other[0], ydim, xdim)
 
 
+def _descriptions(da: xr.DataArray) -> list[str]:
+    """Band descriptions: the band coordinate's labels, or the name of a single band."""
+    dim = da.dims[0]
+    if dim in da.coords:
+        return [_step_label(v) for v in da[dim].values]
+    if da.sizes[dim] == 1 and da.name is not None:
+        return [str(da.name)]
+    return [str(i + 1) for i in range(da.sizes[dim])]
+
+
 def _resolve_nodata(da: xr.DataArray, nodata: float | None) -> float | None:
     if nodata is None:
         nodata = da.rio.encoded_nodata if da.rio.encoded_nodata is not None else da.rio.nodata
@@ -764,7 +775,7 @@ def _geotiff_graph(
         transform=transform,
         nodata=nodata,
         blocks=blocks,
-        descriptions=[str(b) for b in da[da.dims[0]].values],
+        descriptions=_descriptions(da),
         tags=tags,
     )
     finish = dask.delayed(_finish_geotiff, pure=False)(
@@ -848,7 +859,7 @@ def write_geotiff(
     Returns
     -------
     str, list of str, or dask.delayed.Delayed
-        The written path(s), or a Delayed that computes to them.
+        The absolute path(s) written, or a Delayed that computes to them.
 
     Raises
     ------
@@ -885,7 +896,7 @@ def write_geotiff(
             f"write_geotiff writes local files only, not {raw!r}: write to a local or "
             "shared path, then copy it (e.g. fsspec.filesystem('s3').put(...))"
         )
-    raw = raw.removeprefix("file://")
+    raw = os.path.abspath(raw.removeprefix("file://"))  # workers may run elsewhere
     if obj.rio.crs is None:
         raise MissingCRSError(
             "the data has no CRS; set one with obj.rio.write_crs('EPSG:...') before writing"
@@ -913,7 +924,7 @@ def write_geotiff(
         "predictor": predictor,
         "overviews": overviews,
         "blocksize": blocksize,
-        "nodata": nodata,
+        "nodata": None if nodata is None else str(nodata),
         "per": per,
         "resampling": resampling,
     }
