@@ -12,8 +12,9 @@ and average overviews, written with the threaded dask scheduler.
   GDAL's compression in the translation step (a tuned baseline).
 - ``lazyraster.write_geotiff``: blocks written in parallel, VRT, GDAL COG driver.
 
-Outputs go to a temporary folder; the machine's load (other jobs on shared cores) makes
-absolute times noisy, so compare the ratios measured in the same run.
+Outputs go to a temporary folder and are deleted after each run. The machine's load
+(other jobs on shared cores) makes absolute times noisy: compare the ratios measured in
+the same run.
 """
 
 from __future__ import annotations
@@ -69,9 +70,11 @@ def setup(size: int) -> list[Case]:
             tmp, out, dst, overview_resampling="average", quiet=True, config=config or None
         )
         os.remove(tmp)
+        os.remove(out)
 
     def ours() -> None:
-        lazyraster.write_geotiff(ndvi, os.path.join(folder, "lazyraster.tif"), mode="w")
+        out = lazyraster.write_geotiff(ndvi, os.path.join(folder, "lazyraster.tif"))
+        os.remove(out)
 
     def threaded(func):
         def run() -> None:

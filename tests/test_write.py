@@ -40,7 +40,9 @@ def snapshot(path: Path) -> dict[str, tuple[bytes, int]]:
 
 
 def hidden_leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+    """Temporary or set-aside outputs (``.<name>.tmp-<id>``, ``.<name>.old-<id>``)."""
+    names = (p.name for p in folder.iterdir() if p.name.startswith("."))
+    return sorted(n for n in names if ".tmp-" in n or ".old-" in n)
 
 
 def only_temporaries(folder: Path, name: str) -> bool:
@@ -169,18 +171,21 @@ def test_zarr_compute_false_is_lazy_and_moves_on_compute(tmp_path, raster):
     np.testing.assert_array_equal(xr.open_zarr(target).ndvi.values, raster.values)
 
 
-def test_zarr_one_group_per_year(tmp_path, raster):
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_zarr_one_group_per_year(tmp_path, raster, zarr_format):
     store = tmp_path / "spring.zarr"
-    write_zarr(raster, store, group="2020")
+    write_zarr(raster, store, group="2020", zarr_format=zarr_format)
     first = snapshot(store / "2020")
-    write_zarr(raster + 1, store, group="2021")
+    write_zarr(raster + 1, store, group="2021", zarr_format=zarr_format)
+    write_zarr(raster + 2, store, group="tiles/2022", zarr_format=zarr_format)
     assert snapshot(store / "2020") == first
-    for year, offset in (("2020", 0), ("2021", 1)):
+    with pytest.raises(OutputExistsError, match="2021"):
+        write_zarr(raster, store, group="2021", zarr_format=zarr_format)
+    write_zarr(raster + 3, store, group="2020", zarr_format=zarr_format, mode="w")
+    for year, offset in (("2020", 3), ("2021", 1), ("tiles/2022", 2)):
         back = xr.open_zarr(store, group=year)
         np.testing.assert_array_equal(back.ndvi.values, raster.values + offset)
         assert_georef(back, raster)
-    with pytest.raises(OutputExistsError, match="2021"):
-        write_zarr(raster, store, group="2021")
     assert hidden_leftovers(store) == []
 
 

@@ -9,8 +9,11 @@ Both writers share three rules:
   killed job or an exception in a task leaves either the previous output or nothing
   under the final name. With ``mode="w"`` the previous output is renamed aside
   (``.<name>.old-<id>``) only once the new one is complete, and removed after the new one
-  is in place. A leftover ``.<name>.tmp-*`` or ``.<name>.old-*`` from a killed job is
-  safe to delete.
+  is in place. When a task raises, the writer removes its temporary output, but tasks
+  still running on other workers may write a block into it afterwards. A leftover
+  ``.<name>.tmp-*`` (or ``.<name>.old-*`` from a job killed between two renames, which
+  holds the previous output) is never read by lazyraster and is safe to delete; so is
+  the temporary output of a ``compute=False`` write that is never computed.
 - **Lazy and scheduler-agnostic.** Tasks receive paths and URLs, never open file handles,
   so the same graph runs on threads, processes, a ``LocalCluster`` or SLURM workers
   (which must see the output's file system). ``compute=False`` returns a
@@ -23,7 +26,14 @@ to the final prefix first and the Zarr metadata documents last (the root ``zarr.
 ``.zgroup`` at the very end), so a reader never sees a store that opens until every
 chunk is there; the temporary prefix is deleted last, so nothing is lost if the copy is
 interrupted. With ``mode="w"`` the old output is deleted (metadata first) before the
-copy starts.
+copy starts. Append and region writes go into an existing store in place: they are
+not atomic, but rewriting a region is idempotent, which is what resuming needs.
+
+GeoTIFFs are not written through ``rioxarray``'s ``to_raster``, which serialises dask
+writes behind one lock and, in COG mode, can build overviews before the data are in
+place (all-zero overviews). Each dask block is written by its own task into its own
+file, and one final task mosaics them with a VRT and translates it with GDAL's COG
+driver, which builds the overviews from the full-resolution data.
 """
 
 from __future__ import annotations
