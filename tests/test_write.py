@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -19,6 +21,8 @@ import rasterio
 import rioxarray
 import xarray as xr
 from dask.delayed import Delayed
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rio_cogeo.cogeo import cog_validate
 
 import lazyraster
@@ -407,6 +411,38 @@ def test_geotiff_errors_name_the_fix(tmp_path, raster):
     with pytest.raises(ValueError, match="extra dims"):
         write_geotiff(raster.expand_dims(a=2, b=2), tmp_path / "a.tif")
     assert list(tmp_path.iterdir()) == []
+
+
+@st.composite
+def chunked_stack(draw):
+    """A (band, y, x) raster with random size, dtype and dask chunks."""
+    nb, ny, nx = draw(st.integers(1, 3)), draw(st.integers(2, 70)), draw(st.integers(2, 70))
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.uint8, np.int16]))
+
+    def split(n):
+        cuts = draw(st.lists(st.integers(1, max(1, n - 1)), max_size=3, unique=True))
+        edges = [0, *sorted(c for c in cuts if c < n), n]
+        return tuple(b - a for a, b in itertools.pairwise(edges))
+
+    values = np.random.default_rng(nb * ny * nx).random((nb, ny, nx)) * 100
+    da = synthetic_raster((ny, nx), name="value").expand_dims(band=nb)
+    da = da.copy(data=values.astype(dtype))
+    return da.chunk({"band": split(nb), "y": split(ny), "x": split(nx)})
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(da=chunked_stack())
+def test_geotiff_and_zarr_put_every_block_in_place(da):
+    """Whatever the chunking, every block lands where it belongs, in both formats."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tif = write_geotiff(da, os.path.join(tmp, "a.tif"), blocksize=128)
+        with rasterio.open(tif) as src:
+            assert src.dtypes[0] == np.dtype(da.dtype).name
+            np.testing.assert_array_equal(src.read(), da.values)
+            assert src.transform == da.rio.transform()
+        back = xr.open_zarr(write_zarr(da, os.path.join(tmp, "a.zarr")))
+        assert back.value.dtype == da.dtype
+        np.testing.assert_array_equal(back.value.values, da.values)
 
 
 KILL_SCRIPT = textwrap.dedent(
