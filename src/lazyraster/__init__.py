@@ -20,6 +20,7 @@ from lazyraster.errors import (
     OutputExistsError,
 )
 from lazyraster.indices import ndvi, normalized_difference
+from lazyraster.load import load, resolve_items
 
 try:
     __version__ = version("lazyraster")
@@ -33,6 +34,8 @@ __all__ = [
     "MissingCRSError",
     "OutputExistsError",
     "__version__",
+    "load",
     "ndvi",
     "normalized_difference",
+    "resolve_items",
 ]
