@@ -17,9 +17,10 @@ Fixtures
     base URL, and the access-log entries written during the test (``requests()``).
 ``stac_api`` (session)
     stac-fastapi-pgstac on PostgreSQL; reuses a server already running from
-    ``.services/stac-api/`` (and leaves it running), otherwise starts one and stops it
-    at the end. ``load(collection, items)`` loads test data under collection ids unique
-    to the session (``unique_id``); they are deleted at the end of the session.
+    ``.services/stac-api/`` (and leaves it running), otherwise starts one on free ports
+    (or ``LAZYRASTER_STAC_API_PORT`` / ``LAZYRASTER_PGSTAC_PORT``) and stops it at the
+    end. ``load(collection, items)`` loads test data under collection ids unique to the
+    session (``unique_id``); they are deleted at the end of the session.
 
 See ``docs/testing.md``.
 """
@@ -283,7 +284,13 @@ def stac_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StacApi]:
         require_service(False, "the STAC API (stac-fastapi-pgstac + PostgreSQL)", how)
     was_running = run_script(STAC_API_SH, "status").returncode == 0
     if not was_running:
-        started = run_script(STAC_API_SH, "start", timeout=300)
+        # Free ports unless asked otherwise: another checkout's server may hold the defaults.
+        ports = {
+            "LAZYRASTER_STAC_API_PORT": os.environ.get("LAZYRASTER_STAC_API_PORT")
+            or str(free_port()),
+            "LAZYRASTER_PGSTAC_PORT": os.environ.get("LAZYRASTER_PGSTAC_PORT") or str(free_port()),
+        }
+        started = run_script(STAC_API_SH, "start", env=ports, timeout=300)
         if started.returncode != 0:
             require_service(False, f"the STAC API (start failed: {started.stderr.strip()})", how)
     url = run_script(STAC_API_SH, "url").stdout.strip()

@@ -22,15 +22,14 @@
 # `stop` only stops the uvicorn named in our pid file and the cluster in our data directory.
 #
 # Environment: LAZYRASTER_STAC_API_PORT (default 8766), LAZYRASTER_PGSTAC_PORT (default
-# 5439), LAZYRASTER_STAC_API_STATE (state directory), LAZYRASTER_PG_BINDIR (default
+# 5439; both read by `start`, which records them in the state directory for the other
+# commands), LAZYRASTER_STAC_API_STATE (state directory), LAZYRASTER_PG_BINDIR (default
 # /usr/lib/postgresql/15/bin), LAZYRASTER_STAC_API_PYTHON (python for the virtualenv,
 # default python3).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATE="${LAZYRASTER_STAC_API_STATE:-$REPO/.services/stac-api}"
-API_PORT="${LAZYRASTER_STAC_API_PORT:-8766}"
-PG_PORT="${LAZYRASTER_PGSTAC_PORT:-5439}"
 PGBIN="${LAZYRASTER_PG_BINDIR:-/usr/lib/postgresql/15/bin}"
 PYTHON="${LAZYRASTER_STAC_API_PYTHON:-python3}"
 VENV="$STATE/venv"
@@ -39,8 +38,20 @@ UVICORN_PID="$STATE/uvicorn.pid"
 UVICORN_LOG="$STATE/uvicorn.log"
 DB=pgstac
 PG_SUPERUSER=postgres
-DSN="postgresql://$PG_SUPERUSER@127.0.0.1:$PG_PORT/$DB"
-API_URL="http://127.0.0.1:$API_PORT"
+PORTS_FILE="$STATE/ports"  # "API_PORT PG_PORT" of the last start
+
+set_ports() {  # set_ports API_PORT PG_PORT
+  API_PORT="$1"
+  PG_PORT="$2"
+  DSN="postgresql://$PG_SUPERUSER@127.0.0.1:$PG_PORT/$DB"
+  API_URL="http://127.0.0.1:$API_PORT"
+}
+set_ports "${LAZYRASTER_STAC_API_PORT:-8766}" "${LAZYRASTER_PGSTAC_PORT:-5439}"
+
+use_recorded_ports() {  # talk to the servers on the ports they were started with
+  local api pg
+  if [ -s "$PORTS_FILE" ] && read -r api pg <"$PORTS_FILE"; then set_ports "$api" "$pg"; fi
+}
 
 say() { printf 'stac-api.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -191,8 +202,12 @@ migrate() {
 }
 
 start_uvicorn() {
-  if uvicorn_pid >/dev/null; then
-    return 0
+  local pid
+  if pid="$(uvicorn_pid)"; then
+    if api_answers; then return 0; fi
+    say "uvicorn (pid $pid) does not answer; restarting it"
+    kill -TERM "$pid"
+    sleep 1
   fi
   # Run from the state directory: the server's settings would read a stray .env file in
   # the working directory. setsid: the server outlives the shell that started it.
@@ -208,7 +223,6 @@ start_uvicorn() {
       >"$UVICORN_LOG" 2>&1 </dev/null &
     echo $! >"$UVICORN_PID"
   )
-  local pid
   pid="$(cat "$UVICORN_PID")"
   for _ in $(seq 300); do
     if api_answers; then return 0; fi
@@ -221,11 +235,19 @@ start_uvicorn() {
 cmd_start() {
   have_postgres || die "PostgreSQL 15 + PostGIS are not installed; run: $0 install"
   have_venv || die "the server's virtualenv is missing or stale; run: $0 install"
+  use_recorded_ports
   if pg_running && uvicorn_pid >/dev/null && api_answers; then
     say "already running at $API_URL"
     echo "$API_URL"
     return 0
   fi
+  # A server still running keeps its port; the others take the requested ports.
+  local api_port="${LAZYRASTER_STAC_API_PORT:-8766}" pg_port="${LAZYRASTER_PGSTAC_PORT:-5439}"
+  if pg_running; then pg_port="$PG_PORT"; fi
+  if uvicorn_pid >/dev/null; then api_port="$API_PORT"; fi
+  set_ports "$api_port" "$pg_port"
+  mkdir -p "$STATE"
+  echo "$API_PORT $PG_PORT" >"$PORTS_FILE"
   local t0=$SECONDS
   start_postgres
   migrate
@@ -288,6 +310,9 @@ cmd_status() {
   return 1
 }
 
+case "${1:-}" in
+  load | delete | stop | status | url) use_recorded_ports ;;
+esac
 case "${1:-}" in
   install) cmd_install ;;
   start) cmd_start ;;
