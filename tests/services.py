@@ -179,13 +179,24 @@ class NginxForTest:
         """Return the requests nginx answered since this test began."""
         return self.server.requests(self.start)
 
+    def publish(self, source: str | os.PathLike[str], name: str | None = None) -> str:
+        """Copy a file or a directory tree (a static catalog) here; return its URL."""
+        source = Path(source)
+        target = self.root / (name or source.name)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+        return self.url_for(target)
+
 
 @pytest.fixture(scope="session")
 def nginx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServer]:
     """Start nginx on a temporary root for the session, and stop it at the end."""
     how = f"{NGINX_SH.relative_to(ROOT)} install"
     if not nginx_installed():
-        require_service(False, "nginx", how)
+        require_service(False, "nginx (not installed)", how)
     root = tmp_path_factory.mktemp("http-root")
     port = os.environ.get("LAZYRASTER_NGINX_PORT") or str(free_port())
     env = {"LAZYRASTER_NGINX_STATE": str(NGINX_STATE)}
@@ -281,7 +292,7 @@ def stac_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StacApi]:
     """A STAC API for the session: reused if running, else started here and stopped after."""
     how = f"{STAC_API_SH.relative_to(ROOT)} install"
     if not stac_api_installed():
-        require_service(False, "the STAC API (stac-fastapi-pgstac + PostgreSQL)", how)
+        require_service(False, "the STAC API (stac-fastapi-pgstac; not installed)", how)
     was_running = run_script(STAC_API_SH, "status").returncode == 0
     if not was_running:
         # Free ports unless asked otherwise: another checkout's server may hold the defaults.

@@ -26,6 +26,7 @@ from rasterio.windows import Window
 from tests.conftest import ROOT
 from tests.services import (
     NGINX_SH,
+    STAC_API_SH,
     AccessLogEntry,
     NginxForTest,
     StacApi,
@@ -153,6 +154,31 @@ def test_gdal_reads_a_cog_window_over_http_with_range_requests(nginx: NginxForTe
     assert sum(e.bytes for e in tif) < path.stat().st_size
 
 
+def test_static_catalog_over_http_resolves_relative_hrefs_and_pixels(
+    nginx: NginxForTest,
+) -> None:
+    sample = ROOT / "catalogs" / "sample"
+    url = nginx.publish(sample, "sample") + "/catalog.json"
+    catalog = pystac.Catalog.from_file(url)
+    items = list(catalog.get_items(recursive=True))
+    local_items = {
+        i.id: i
+        for i in pystac.Catalog.from_file(str(sample / "catalog.json")).get_items(recursive=True)
+    }
+    assert sorted(i.id for i in items) == sorted(local_items)
+    item = items[0]
+    key = next(k for k, a in item.assets.items() if a.href.endswith(".tif"))
+    href = item.assets[key].get_absolute_href()
+    assert href.startswith(nginx.url + "/sample/")  # relative hrefs resolved against HTTP
+    local_href = local_items[item.id].assets[key].get_absolute_href()
+    with rasterio.open(local_href) as local, rasterio.open(href) as remote:
+        window = Window(3, 5, min(40, local.width - 3), min(30, local.height - 5))
+        np.testing.assert_array_equal(remote.read(1, window=window), local.read(1, window=window))
+        assert (remote.crs, remote.transform) == (local.crs, local.transform)
+    tif = [e for e in nginx.requests() if e.uri.endswith(".tif")]
+    assert tif and all(e.status == 206 for e in tif if e.method == "GET")
+
+
 @pytest.mark.skipif(not nginx_installed(), reason="nginx is not installed")
 def test_nginx_script_start_is_idempotent_and_stop_ends_only_its_own(tmp_path) -> None:
     env = {"LAZYRASTER_NGINX_STATE": str(tmp_path / "state")}
@@ -178,10 +204,18 @@ def test_nginx_script_start_is_idempotent_and_stop_ends_only_its_own(tmp_path) -
     assert AccessLogEntry.parse(lines[-1]).uri == "/a.json"
 
 
-def test_scripts_refuse_bad_usage() -> None:
+def test_scripts_refuse_bad_usage_and_report_status(tmp_path) -> None:
     assert run_script(NGINX_SH, "start").returncode != 0
+    assert run_script(NGINX_SH, "start", str(tmp_path / "missing")).returncode != 0
     assert run_script(NGINX_SH, "start", str(ROOT), "eighty").returncode != 0
     assert run_script(NGINX_SH, "frobnicate").returncode != 0
+    env = {"LAZYRASTER_STAC_API_STATE": str(tmp_path / "stac-api")}
+    assert run_script(STAC_API_SH, "status", env=env).returncode == 1
+    assert run_script(STAC_API_SH, "load", env=env).returncode != 0
+    assert run_script(STAC_API_SH, "delete", env=env).returncode != 0
+    assert run_script(STAC_API_SH, "frobnicate", env=env).returncode != 0
+    # nothing was started, and nothing was left behind but (at most) the state directory
+    assert not (tmp_path / "stac-api" / "uvicorn.pid").exists()
 
 
 # ------------------------------------------------------------------------- STAC API
@@ -296,6 +330,15 @@ def test_stac_search_bbox_datetime_query_and_cql2_filter(stac) -> None:
         )
         == expected
     )
+    # the same filter as CQL2-JSON over POST (CQL2-text is for GET only)
+    cql2_json = {
+        "op": "and",
+        "args": [
+            {"op": "<", "args": [{"property": "eo:cloud_cover"}, 60]},
+            {"op": "=", "args": [{"property": "platform"}, "sentinel-2b"]},
+        ],
+    }
+    assert search(filter=cql2_json, filter_lang="cql2-json", method="POST") == expected
     # all together, and nothing from other collections
     assert search(
         bbox=[6.1, 51.1, 6.9, 51.9],

@@ -125,6 +125,7 @@ http {
         server_name localhost;
         root $root;
         autoindex off;
+        log_not_found off;
         location / {
             limit_except GET {
                 deny all;
@@ -164,7 +165,7 @@ cmd_start() {
   "$nginx" -p "$STATE" -c "$CONF" -e "$ERROR_LOG" ||
     die "nginx did not start (is port $port in use?); see $ERROR_LOG"
   for _ in $(seq 50); do
-    if running_pid >/dev/null && curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+    if running_pid >/dev/null && curl -s -o /dev/null "http://127.0.0.1:$port/.lazyraster-ready"; then
       say "serving $root on http://127.0.0.1:$port/ (access log $ACCESS_LOG)"
       echo "http://127.0.0.1:$port"
       return 0
