@@ -30,7 +30,9 @@ import xarray as xr
 from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 
+from lazyraster.config import gdal_options
 from lazyraster.errors import EmptyResultError, MissingBandError, MissingCRSError
+from lazyraster.search import filter_items, search
 
 __all__ = ["load", "resolve_items"]
 
@@ -50,16 +52,22 @@ ItemsLike = str | os.PathLike[str] | pystac.ItemCollection | Sequence[pystac.Ite
 
 
 def resolve_items(
-    source: ItemsLike, *, collections: Iterable[str] | None = None
+    source: ItemsLike,
+    *,
+    collections: str | Iterable[str] | None = None,
+    bbox: Sequence[float] | None = None,
+    datetime: Any = None,
+    query: Mapping[str, Any] | None = None,
+    filter: str | Mapping[str, Any] | None = None,
 ) -> list[pystac.Item]:
-    """Return the items of ``source``, optionally only those of some collections.
+    """Return the items of ``source`` that pass the filters.
 
     Parameters
     ----------
     source : str, path, pystac.Item, pystac.ItemCollection or sequence of pystac.Item
-        A path or URL to a STAC catalog, collection or item JSON file, or items.
-    collections : iterable of str, optional
-        Keep only items whose ``collection`` is one of these.
+        A STAC API URL, a path or URL to a static catalog, collection or item, or items.
+    collections, bbox, datetime, query, filter
+        As in :func:`lazyraster.search`; applied to given items too.
 
     Returns
     -------
@@ -68,21 +76,20 @@ def resolve_items(
 
     Examples
     --------
-    >>> items = resolve_items("catalogs/sample/catalog.json")  # doctest: +SKIP
+    >>> items = resolve_items("catalogs/sample/catalog.json", datetime="2021")  # doctest: +SKIP
     >>> [item.id for item in items]  # doctest: +SKIP
     ['S2_L3B_21JXN_20210319']
     """
+    filters = {
+        "collections": collections,
+        "bbox": bbox,
+        "datetime": datetime,
+        "query": query,
+        "filter": filter,
+    }
     if isinstance(source, str | os.PathLike):
-        stac_object = pystac.read_file(os.fspath(source))
-        if isinstance(stac_object, pystac.Item):
-            items = [stac_object]
-        elif isinstance(stac_object, pystac.Catalog):
-            items = list(stac_object.get_items(recursive=True))
-        elif isinstance(stac_object, pystac.ItemCollection):
-            items = list(stac_object)
-        else:
-            raise TypeError(f"{source!s} is a {type(stac_object).__name__}, not a catalog or item")
-    elif isinstance(source, pystac.Item):
+        return list(search(source, **filters))
+    if isinstance(source, pystac.Item):
         items = [source]
     elif isinstance(source, pystac.ItemCollection | Sequence):
         items = list(source)
@@ -94,10 +101,7 @@ def resolve_items(
             "source must be a catalog path or URL, a pystac.ItemCollection or a sequence of "
             f"pystac.Item, not {type(source).__name__}"
         )
-    if collections is not None:
-        wanted = {collections} if isinstance(collections, str) else set(collections)
-        items = [item for item in items if item.collection_id in wanted]
-    return items
+    return list(filter_items(items, **filters))
 
 
 def _item_time(item: pystac.Item) -> dt.datetime:
@@ -272,33 +276,57 @@ def _aligned_bounds(
     return (left, bottom, right, top), out_epsg, res
 
 
+def _solar_days(items: Sequence[pystac.Item]) -> np.ndarray:
+    """Local solar date of each item: UTC time shifted by the footprint's longitude."""
+    days = []
+    for item in items:
+        lon = (item.bbox[0] + item.bbox[2]) / 2 if item.bbox else 0.0
+        local = _item_time(item) + dt.timedelta(hours=lon / 15)
+        days.append(np.datetime64(local.date().isoformat(), "ns"))
+    return np.array(days)
+
+
+def _mosaic_solar_days(ds: xr.Dataset, items: Sequence[pystac.Item]) -> xr.Dataset:
+    """Merge the items of each solar day into one time step, first valid pixel wins."""
+    days = xr.DataArray(_solar_days(items), dims="time", name="time")
+    ids = ds["id"].values
+    grouped = ds.drop_vars("id").groupby(days).first(skipna=True)
+    joined = ["+".join(ids[(days == day).values]) for day in grouped.time.values]
+    return grouped.assign_coords(id=("time", joined))
+
+
 def load(
     source: ItemsLike,
     *,
     bands: Sequence[str] | None = None,
-    collections: Iterable[str] | None = None,
+    collections: str | Iterable[str] | None = None,
     bbox: Sequence[float] | None = None,
+    datetime: Any = None,
+    query: Mapping[str, Any] | None = None,
+    filter: str | Mapping[str, Any] | None = None,
     crs: Any = None,
     resolution: float | None = None,
     chunks: int | Mapping[str, int] | None = None,
+    groupby: str | None = None,
     resampling: str = "nearest",
     dtype: Any = "float32",
     scale: bool = True,
     fill: float = np.nan,
+    gdal: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Load STAC items as a lazy Dataset with dims (time, y, x) and one variable per band.
 
     Parameters
     ----------
     source : str, path, pystac.ItemCollection or sequence of pystac.Item
-        A static catalog, collection or item (path or URL), or items.
+        A STAC API URL, a static catalog, collection or item (path or URL), or items.
     bands : sequence of str, optional
         Bands to load, by STAC common name (``"red"``) or asset key (``"B04"``).
         Default: every raster asset.
-    collections : iterable of str, optional
-        Only items of these collections.
+    collections, datetime, query, filter : optional
+        Which items to load, as in :func:`lazyraster.search`.
     bbox : (west, south, east, north), optional
-        Area to load, in longitude/latitude degrees.
+        Area to load, in longitude/latitude degrees; also selects the items.
     crs : int, str or pyproj.CRS, optional
         Output CRS (must have an EPSG code). Default: the items' common CRS.
     resolution : float, optional
@@ -306,6 +334,9 @@ def load(
     chunks : int or dict, optional
         Dask chunk sizes; an int for y and x, or a dict with ``time``, ``y``, ``x``.
         Default ``{"time": 1, "y": 1024, "x": 1024}``.
+    groupby : {None, "solar_day"}
+        ``"solar_day"`` mosaics the items of one local solar day (neighbouring tiles of
+        one overpass) into one time step; the first valid pixel wins.
     resampling : str
         Rasterio resampling name used when reprojecting or resampling.
     dtype : dtype
@@ -315,6 +346,9 @@ def load(
         baselines with different offsets come out alike).
     fill : float
         Value for nodata and for pixels outside an item's footprint.
+    gdal : dict, optional
+        GDAL configuration options on top of ``lazyraster.gdal`` in dask's config
+        (see ``lazyraster.yaml``). They travel with the tasks to every worker.
 
     Returns
     -------
@@ -325,7 +359,7 @@ def load(
     Raises
     ------
     EmptyResultError
-        If ``source`` holds no items (after the collection filter).
+        If no item passes the filters.
     MissingBandError
         If a requested band is not among the items' raster assets.
 
@@ -338,12 +372,16 @@ def load(
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise TypeError(f"dtype must be a floating dtype to hold NaN nodata, not {dtype}")
-    items = resolve_items(source, collections=collections)
+    if groupby not in (None, "solar_day"):
+        raise ValueError(f"groupby must be None or 'solar_day', not {groupby!r}")
+    items = resolve_items(
+        source, collections=collections, bbox=bbox, datetime=datetime, query=query, filter=filter
+    )
     if not items:
-        where = f" of collections {sorted(set(collections))}" if collections else ""
         raise EmptyResultError(
-            f"no items{where} in {source!r}: check the path, the collection names, or widen "
-            "the search (bbox, datetime) that produced these items"
+            f"no items in {_describe(source)} pass the filters "
+            f"({_describe_filters(collections, bbox, datetime, query, filter)}); check the "
+            "collection names, widen bbox or datetime, or relax query/filter"
         )
     items = sorted(items, key=lambda item: (_item_time(item), item.id))
     assets = _select_assets(items, bands)
@@ -369,6 +407,8 @@ def load(
         xy_coords="center",
         properties=False,
         band_coords=False,
+        gdal_env=stackstac.LayeredEnv(always=gdal_options(gdal)),
+        errors_as_nodata=(),
     )
     epsg = int(data.attrs["crs"].split(":")[1])
     if scale:
@@ -381,4 +421,18 @@ def load(
     ds.attrs = {}
     for key, name in assets.items():
         ds[name].attrs = {"long_name": name, "stac_asset": key}
+    if groupby == "solar_day":
+        ds = _mosaic_solar_days(ds, items)
     return ds.rio.write_crs(f"EPSG:{epsg}")
+
+
+def _describe(source: ItemsLike) -> str:
+    if isinstance(source, str | os.PathLike):
+        return os.fspath(source)
+    return f"the {len(source) if isinstance(source, Sequence) else 1} given items"
+
+
+def _describe_filters(*values: Any) -> str:
+    names = ("collections", "bbox", "datetime", "query", "filter")
+    given = [f"{n}={v!r}" for n, v in zip(names, values, strict=True) if v is not None]
+    return ", ".join(given) or "no filters"
