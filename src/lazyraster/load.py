@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import fsspec
 import numpy as np
 import pystac
 import rioxarray  # noqa: F401  (registers .rio)
@@ -44,6 +45,16 @@ RASTER_MEDIA_TYPES = frozenset(
         "image/vnd.stac.geotiff",
         "image/x.geotiff",
         "image/jp2",
+    }
+)
+ARRAY_MEDIA_TYPES = frozenset(
+    {
+        "application/x-netcdf",
+        "application/netcdf",
+        "application/x-hdf5",
+        "application/vnd+zarr",
+        "application/vnd.zarr",
+        "application/x-zarr",
     }
 )
 DEFAULT_CHUNKS = {"time": 1, "y": 1024, "x": 1024}
@@ -142,11 +153,12 @@ def _band_name(asset: pystac.Asset, key: str) -> str:
     return key
 
 
-def _raster_assets(item: pystac.Item) -> dict[str, pystac.Asset]:
+def _data_assets(item: pystac.Item) -> dict[str, pystac.Asset]:
+    """Assets that hold data: rasters (GeoTIFF, COG, JPEG2000) and arrays (netCDF, Zarr)."""
     return {
         key: asset
         for key, asset in item.assets.items()
-        if (asset.media_type or "").lower() in RASTER_MEDIA_TYPES
+        if (asset.media_type or "").lower() in RASTER_MEDIA_TYPES | ARRAY_MEDIA_TYPES
         and "overview" not in (asset.roles or [])
         and "thumbnail" not in (asset.roles or [])
     }
@@ -156,7 +168,7 @@ def _select_assets(items: Sequence[pystac.Item], bands: Sequence[str] | None) ->
     """Map asset key -> variable name for the requested bands (all raster bands if None)."""
     names: dict[str, str] = {}
     for item in items:
-        for key, asset in _raster_assets(item).items():
+        for key, asset in _data_assets(item).items():
             names.setdefault(key, _band_name(asset, key))
     if bands is None:
         chosen = names
@@ -168,7 +180,7 @@ def _select_assets(items: Sequence[pystac.Item], bands: Sequence[str] | None) ->
             if key is None:
                 have = ", ".join(f"{n} ({k})" if n != k else k for k, n in names.items())
                 raise MissingBandError(
-                    f"band {band!r} is not among the items' raster assets; they have: {have}. "
+                    f"band {band!r} is not among the items' data assets; they have: {have}. "
                     "Name bands by STAC common name or by asset key."
                 )
             chosen[key] = names[key]
@@ -385,6 +397,14 @@ def load(
         )
     items = sorted(items, key=lambda item: (_item_time(item), item.id))
     assets = _select_assets(items, bands)
+    kinds = {_asset_kind(i.assets[key]) for i in items for key in assets if key in i.assets}
+    if kinds == {"array"}:
+        return _load_arrays(items, assets, chunks=chunks, bbox=bbox, crs=crs, resolution=resolution)
+    if kinds != {"raster"}:
+        raise ValueError(
+            "cannot load raster (GeoTIFF/JPEG2000) and array (netCDF/Zarr) assets together; "
+            "choose one kind with bands=[...]"
+        )
     keys = list(assets)
     stac_dicts = [_stackstac_dict(item) for item in items]
     bounds, epsg, resolution = _aligned_bounds(
@@ -424,6 +444,89 @@ def load(
     if groupby == "solar_day":
         ds = _mosaic_solar_days(ds, items)
     return ds.rio.write_crs(f"EPSG:{epsg}")
+
+
+def _asset_kind(asset: pystac.Asset) -> str:
+    return "array" if (asset.media_type or "").lower() in ARRAY_MEDIA_TYPES else "raster"
+
+
+def _open_array_asset(asset: pystac.Asset, key: str, chunks: Mapping[str, int]) -> xr.Dataset:
+    """One netCDF or Zarr asset as a lazy Dataset holding the asset's variable(s)."""
+    href = asset.get_absolute_href()
+    media_type = (asset.media_type or "").lower()
+    if "zarr" in media_type:
+        ds = xr.open_zarr(href, chunks={}, decode_coords="all")
+    elif "://" in href and not href.startswith("file://"):
+        ds = xr.open_dataset(
+            fsspec.open(href).open(), engine="h5netcdf", chunks={}, decode_coords="all"
+        )
+    else:
+        ds = xr.open_dataset(href, engine="h5netcdf", chunks={}, decode_coords="all")
+    crs = ds.rio.crs  # from the CF grid mapping, if the file has one
+    grid_mappings = {v.encoding.get("grid_mapping") for v in ds.data_vars.values()}
+    grid_mappings |= {c for c in ds.variables if "grid_mapping_name" in ds[c].attrs}
+    names = [key] if key in ds.data_vars else [v for v in ds.data_vars if v not in grid_mappings]
+    ds = ds[names].drop_vars([g for g in grid_mappings if g in ds.variables])
+    for var in ds.data_vars.values():  # rioxarray would write the CRS back under the old name
+        var.encoding.pop("grid_mapping", None)
+        var.attrs.pop("grid_mapping", None)
+    ds = ds.chunk({dim: size for dim, size in chunks.items() if dim in ds.dims})
+    return ds.rio.write_crs(crs) if crs is not None else ds
+
+
+def _item_crs(item: pystac.Item) -> Any:
+    props = item.properties
+    for field in ("proj:code", "proj:wkt2", "proj:projjson"):
+        if props.get(field):
+            return props[field]
+    epsg = _epsg_of(props)
+    return f"EPSG:{epsg}" if epsg is not None else None
+
+
+def _load_arrays(
+    items: Sequence[pystac.Item],
+    assets: Mapping[str, str],
+    *,
+    chunks: int | Mapping[str, int] | None,
+    bbox: Sequence[float] | None,
+    crs: Any,
+    resolution: float | None,
+) -> xr.Dataset:
+    """netCDF/Zarr assets through xarray + fsspec, concatenated along time across items."""
+    if crs is not None or resolution is not None:
+        raise ValueError(
+            "netCDF/Zarr assets are loaded on their own grid; leave crs and resolution "
+            "unset (reproject afterwards with ds.rio.reproject if needed)"
+        )
+    sizes = {"y": 1024, "x": 1024}  # time: whole files, so one chunk per file (year)
+    if isinstance(chunks, int):
+        sizes = {"y": chunks, "x": chunks}
+    elif chunks is not None:
+        sizes = dict(chunks)
+    parts = []
+    for item in items:
+        opened = [
+            _open_array_asset(item.assets[key], key, sizes) for key in assets if key in item.assets
+        ]
+        part = xr.merge(opened, compat="override", join="exact", combine_attrs="drop_conflicts")
+        crs_of_item = part.rio.crs or _item_crs(item)
+        if crs_of_item is None:
+            raise MissingCRSError(
+                f"item {item.id!r}: no CF grid mapping in its files and no proj:code, "
+                "proj:wkt2 or proj:projjson; add one to the catalog"
+            )
+        parts.append(part.rio.write_crs(crs_of_item))
+    try:
+        ds = xr.concat(parts, dim="time", join="exact", combine_attrs="drop_conflicts")
+    except ValueError as err:
+        raise ValueError(
+            "the items' netCDF/Zarr grids differ (several regions?); load one region at a "
+            f"time with collections=, bbox= or a property filter: {err}"
+        ) from err
+    ds = ds.sortby("time")
+    if bbox is not None:
+        ds = ds.rio.clip_box(*bbox, crs="EPSG:4326", allow_one_dimensional_raster=True)
+    return ds.rename_vars({k: v for k, v in assets.items() if k in ds and k != v})
 
 
 def _describe(source: ItemsLike) -> str:

@@ -281,3 +281,73 @@ def raster_item(
     for key, asset in stac_assets.items():
         item.add_asset(key, asset)
     return item
+
+
+DAYMET_LCC = {
+    "grid_mapping_name": "lambert_conformal_conic",
+    "longitude_of_central_meridian": -100.0,
+    "latitude_of_projection_origin": 42.5,
+    "false_easting": 0.0,
+    "false_northing": 0.0,
+    "standard_parallel": [25.0, 60.0],
+    "semi_major_axis": 6378137.0,
+    "inverse_flattening": 298.257223563,
+}
+"""Daymet's Lambert conformal conic grid mapping (CF attributes)."""
+
+
+def daymet_like(
+    year: int,
+    *,
+    shape: tuple[int, int] = (6, 8),
+    origin: tuple[float, float] = (1_000_000.0, 200_000.0),
+    resolution: float = 1000.0,
+    seed: int = 0,
+) -> xr.Dataset:
+    """A Daymet-like daily Dataset for one year: ``tmin``, ``tmax`` (deg C), ``dayl`` (s).
+
+    Temperatures follow a seasonal cycle plus noise, with a CF ``lambert_conformal_conic``
+    grid mapping, 2-D ``lat``/``lon`` coordinates, and 365 days (Daymet drops 31
+    December in leap years).
+
+    Examples
+    --------
+    >>> ds = daymet_like(2021)
+    >>> ds.tmin.dims, ds.sizes["time"], ds.tmin.attrs["grid_mapping"]
+    (('time', 'y', 'x'), 365, 'lambert_conformal_conic')
+    """
+    from pyproj import CRS, Transformer
+
+    ny, nx = shape
+    rng = np.random.default_rng(seed + year)
+    time = np.arange(f"{year}-01-01", f"{year + 1}-01-01", dtype="datetime64[D]")[:365]
+    doy = np.arange(1, 366)
+    x = origin[0] + resolution * (np.arange(nx) + 0.5)
+    y = origin[1] - resolution * (np.arange(ny) + 0.5)
+    season = -np.cos(2 * np.pi * (doy - 15) / 365)[:, None, None]
+    gradient = np.linspace(2, -2, ny)[None, :, None]
+    noise = rng.normal(0, 2, size=(365, ny, nx))
+    tmax = (12 + 14 * season + gradient + noise).astype(np.float32)
+    tmin = (tmax - 8 - rng.uniform(0, 4, size=tmax.shape)).astype(np.float32)
+    dayl = (43200 + 15000 * np.sin(2 * np.pi * (doy - 80) / 365)).astype(np.float32)
+    dayl = np.broadcast_to(dayl[:, None, None], tmax.shape).copy()
+    crs = CRS.from_cf(DAYMET_LCC)
+    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    lon, lat = to_lonlat.transform(*np.meshgrid(x, y))
+    dims = ("time", "y", "x")
+    ds = xr.Dataset(
+        {
+            "tmin": (dims, tmin, {"units": "degrees C", "grid_mapping": "lambert_conformal_conic"}),
+            "tmax": (dims, tmax, {"units": "degrees C", "grid_mapping": "lambert_conformal_conic"}),
+            "dayl": (dims, dayl, {"units": "s", "grid_mapping": "lambert_conformal_conic"}),
+            "lambert_conformal_conic": ((), np.int16(0), DAYMET_LCC),
+        },
+        coords={
+            "time": time.astype("datetime64[ns]"),
+            "y": ("y", y, {"units": "m", "standard_name": "projection_y_coordinate"}),
+            "x": ("x", x, {"units": "m", "standard_name": "projection_x_coordinate"}),
+            "lat": (("y", "x"), lat, {"units": "degrees_north"}),
+            "lon": (("y", "x"), lon, {"units": "degrees_east"}),
+        },
+    )
+    return ds
