@@ -176,3 +176,22 @@ def test_a_thousand_items_give_a_small_graph_quickly(items):
     assert ds.sizes["time"] == 1000
     assert elapsed < 10, f"building the lazy Dataset took {elapsed:.1f} s"
     assert tasks < 200_000, f"{tasks} tasks"
+
+
+def test_load_leaves_the_items_unchanged(items):
+    before = [item.to_dict() for item in items]
+    lazyraster.load(items, bands=["red", "nir"], groupby="solar_day").red.compute()
+    assert [item.to_dict() for item in items] == before
+
+
+def test_file_without_nodata_is_masked_outside_its_footprint_when_warped(tmp_path):
+    data = np.arange(1, 401, dtype=np.uint16).reshape(20, 20)
+    path = write_cog(tmp_path / "b.tif", data, nodata=None, transform=from_origin(X0, Y0, RES, RES))
+    item = raster_item("a", dt.datetime(2022, 1, 1), {"B04": {"href": str(path)}})
+    ds = lazyraster.load([item], crs=32631, resolution=5.0, bbox=item.bbox)
+    values = ds.B04.isel(time=0).values
+    # upsampled 2x with nearest: every source pixel appears as a 2 x 2 block
+    inside = values[np.isfinite(values)]
+    assert set(np.unique(inside).astype(int)) <= set(data.ravel().tolist())
+    assert np.isnan(values).any(), "pixels outside the file's footprint must be NaN, not 0"
+    assert (inside > 0).all()

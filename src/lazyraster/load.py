@@ -31,6 +31,7 @@ import xarray as xr
 from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 
+from lazyraster._reader import Reader
 from lazyraster.config import gdal_options
 from lazyraster.errors import EmptyResultError, MissingBandError, MissingCRSError
 from lazyraster.search import filter_items, search
@@ -132,14 +133,28 @@ def _epsg_of(fields: Mapping[str, Any]) -> int | None:
     return None
 
 
-def _stackstac_dict(item: pystac.Item) -> dict[str, Any]:
-    """The item as a dict stackstac can read: absolute hrefs, ``proj:epsg`` filled in."""
+def _stackstac_dict(item: pystac.Item, dtype: np.dtype) -> dict[str, Any]:
+    """The item as a dict stackstac can read.
+
+    Hrefs are made absolute, ``proj:epsg`` is filled in from ``proj:code``, and
+    ``raster:bands`` scale and offset become scalars of the output dtype (stackstac
+    refuses to rescale into float32 when they are Python floats).
+    """
     d = item.to_dict(include_self_link=False, transform_hrefs=False)
     for asset_key, asset in d["assets"].items():
         asset["href"] = item.assets[asset_key].get_absolute_href()
         epsg = _epsg_of(asset)
         if epsg is not None:
             asset["proj:epsg"] = epsg
+        if asset.get("raster:bands"):  # new dicts: the item's own must not change
+            asset["raster:bands"] = [
+                {
+                    **band,
+                    "scale": dtype.type(band.get("scale", 1)),
+                    "offset": dtype.type(band.get("offset", 0)),
+                }
+                for band in asset["raster:bands"]
+            ]
     epsg = _epsg_of(d["properties"])
     if epsg is not None:
         d["properties"]["proj:epsg"] = epsg
@@ -189,21 +204,6 @@ def _select_assets(items: Sequence[pystac.Item], bands: Sequence[str] | None) ->
         # Several assets share a common name (e.g. a 10 m and a 20 m red band): use keys.
         chosen = {k: (k if n in duplicates else n) for k, n in chosen.items()}
     return chosen
-
-
-def _scale_offset(
-    items: Sequence[pystac.Item], keys: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per (item, asset) ``raster:bands`` scale and offset, float32, 1 and 0 by default."""
-    scale = np.ones((len(items), len(keys)), dtype=np.float32)
-    offset = np.zeros((len(items), len(keys)), dtype=np.float32)
-    for i, item in enumerate(items):
-        for j, key in enumerate(keys):
-            asset = item.assets.get(key)
-            raster_bands = (asset.extra_fields.get("raster:bands") if asset else None) or [{}]
-            scale[i, j] = raster_bands[0].get("scale", 1.0)
-            offset[i, j] = raster_bands[0].get("offset", 0.0)
-    return scale, offset
 
 
 def _normalize_chunks(chunks: int | Mapping[str, int] | None) -> tuple[int, int, int, int]:
@@ -406,7 +406,7 @@ def load(
             "choose one kind with bands=[...]"
         )
     keys = list(assets)
-    stac_dicts = [_stackstac_dict(item) for item in items]
+    stac_dicts = [_stackstac_dict(item, dtype) for item in items]
     bounds, epsg, resolution = _aligned_bounds(
         _native_grids(stac_dicts, keys), _output_epsg(crs), resolution, bbox
     )
@@ -422,20 +422,16 @@ def load(
         chunksize=_normalize_chunks(chunks),
         dtype=dtype,
         fill_value=dtype.type(fill),
-        rescale=False,
+        rescale=scale,
         sortby_date=False,
         xy_coords="center",
         properties=False,
         band_coords=False,
         gdal_env=stackstac.LayeredEnv(always=gdal_options(gdal)),
         errors_as_nodata=(),
+        reader=Reader,
     )
     epsg = int(data.attrs["crs"].split(":")[1])
-    if scale:
-        factors, offsets = _scale_offset(items, keys)
-        data = data * xr.DataArray(factors.astype(dtype), dims=("time", "band")) + xr.DataArray(
-            offsets.astype(dtype), dims=("time", "band")
-        )
     ds = data.to_dataset(dim="band").rename_vars(assets)
     ds = ds.drop_vars([c for c in ds.coords if c not in {"time", "y", "x", "id"}])
     ds.attrs = {}
