@@ -62,7 +62,7 @@ surface-reflectance composite (tiles 21JWM/21JWN/21JXM/21JXN, scenes from 2020-0
 What was changed: rows {ROWS.start}-{ROWS.stop - 1} and columns {COLS.start}-{COLS.stop - 1}
 of the 668 x 668 grid were kept (the valid patch and a margin of nodata); values
 (reflectance x 10000) were stored as uint16 with nodata 0 (the source marks nodata as
-32768 or NaN); each band is a Cloud-Optimized GeoTIFF (deflate, 64 x 64 blocks). Band
+32768 or NaN); each band is a Cloud-Optimized GeoTIFF (deflate, one 512 x 512 block). Band
 variables blue, green, red, nir, swir1, swir2 became assets B02, B03, B04, B08, B11, B12
 with STAC common names blue, green, red, nir, swir16, swir22. The item's datetime is the
 date in the product name (2021-03-19); `start_datetime`/`end_datetime` span its scenes.
@@ -81,7 +81,6 @@ def write_cog(path: Path, data: np.ndarray, transform: Affine) -> None:
         "nodata": 0,
         "compress": "deflate",
         "predictor": 2,
-        "blocksize": 64,
         "overview_resampling": "nearest",
     }
     with rasterio.open(path, "w", **profile) as dst:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from lazyraster import accessor as _accessor  # noqa: F401  (registers ``.geo``)
+from lazyraster.config import load_defaults as _load_defaults
 from lazyraster.errors import (
     EmptyResultError,
     LazyrasterError,
@@ -21,6 +22,9 @@ from lazyraster.errors import (
 )
 from lazyraster.indices import ndvi, normalized_difference
 from lazyraster.load import load, resolve_items
+from lazyraster.search import search
+
+_load_defaults()
 
 try:
     __version__ = version("lazyraster")
@@ -38,4 +42,5 @@ __all__ = [
     "ndvi",
     "normalized_difference",
     "resolve_items",
+    "search",
 ]

@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import fsspec
 import numpy as np
 import pystac
 import rioxarray  # noqa: F401  (registers .rio)
@@ -30,7 +31,10 @@ import xarray as xr
 from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 
+from lazyraster._reader import Reader
+from lazyraster.config import gdal_options
 from lazyraster.errors import EmptyResultError, MissingBandError, MissingCRSError
+from lazyraster.search import filter_items, search
 
 __all__ = ["load", "resolve_items"]
 
@@ -44,22 +48,38 @@ RASTER_MEDIA_TYPES = frozenset(
         "image/jp2",
     }
 )
+ARRAY_MEDIA_TYPES = frozenset(
+    {
+        "application/x-netcdf",
+        "application/netcdf",
+        "application/x-hdf5",
+        "application/vnd+zarr",
+        "application/vnd.zarr",
+        "application/x-zarr",
+    }
+)
 DEFAULT_CHUNKS = {"time": 1, "y": 1024, "x": 1024}
 
 ItemsLike = str | os.PathLike[str] | pystac.ItemCollection | Sequence[pystac.Item] | pystac.Item
 
 
 def resolve_items(
-    source: ItemsLike, *, collections: Iterable[str] | None = None
+    source: ItemsLike,
+    *,
+    collections: str | Iterable[str] | None = None,
+    bbox: Sequence[float] | None = None,
+    datetime: Any = None,
+    query: Mapping[str, Any] | None = None,
+    filter: str | Mapping[str, Any] | None = None,
 ) -> list[pystac.Item]:
-    """Return the items of ``source``, optionally only those of some collections.
+    """Return the items of ``source`` that pass the filters.
 
     Parameters
     ----------
     source : str, path, pystac.Item, pystac.ItemCollection or sequence of pystac.Item
-        A path or URL to a STAC catalog, collection or item JSON file, or items.
-    collections : iterable of str, optional
-        Keep only items whose ``collection`` is one of these.
+        A STAC API URL, a path or URL to a static catalog, collection or item, or items.
+    collections, bbox, datetime, query, filter
+        As in :func:`lazyraster.search`; applied to given items too.
 
     Returns
     -------
@@ -68,21 +88,20 @@ def resolve_items(
 
     Examples
     --------
-    >>> items = resolve_items("catalogs/sample/catalog.json")  # doctest: +SKIP
+    >>> items = resolve_items("catalogs/sample/catalog.json", datetime="2021")  # doctest: +SKIP
     >>> [item.id for item in items]  # doctest: +SKIP
     ['S2_L3B_21JXN_20210319']
     """
+    filters = {
+        "collections": collections,
+        "bbox": bbox,
+        "datetime": datetime,
+        "query": query,
+        "filter": filter,
+    }
     if isinstance(source, str | os.PathLike):
-        stac_object = pystac.read_file(os.fspath(source))
-        if isinstance(stac_object, pystac.Item):
-            items = [stac_object]
-        elif isinstance(stac_object, pystac.Catalog):
-            items = list(stac_object.get_items(recursive=True))
-        elif isinstance(stac_object, pystac.ItemCollection):
-            items = list(stac_object)
-        else:
-            raise TypeError(f"{source!s} is a {type(stac_object).__name__}, not a catalog or item")
-    elif isinstance(source, pystac.Item):
+        return list(search(source, **filters))
+    if isinstance(source, pystac.Item):
         items = [source]
     elif isinstance(source, pystac.ItemCollection | Sequence):
         items = list(source)
@@ -94,10 +113,7 @@ def resolve_items(
             "source must be a catalog path or URL, a pystac.ItemCollection or a sequence of "
             f"pystac.Item, not {type(source).__name__}"
         )
-    if collections is not None:
-        wanted = {collections} if isinstance(collections, str) else set(collections)
-        items = [item for item in items if item.collection_id in wanted]
-    return items
+    return list(filter_items(items, **filters))
 
 
 def _item_time(item: pystac.Item) -> dt.datetime:
@@ -117,14 +133,28 @@ def _epsg_of(fields: Mapping[str, Any]) -> int | None:
     return None
 
 
-def _stackstac_dict(item: pystac.Item) -> dict[str, Any]:
-    """The item as a dict stackstac can read: absolute hrefs, ``proj:epsg`` filled in."""
+def _stackstac_dict(item: pystac.Item, dtype: np.dtype) -> dict[str, Any]:
+    """The item as a dict stackstac can read.
+
+    Hrefs are made absolute, ``proj:epsg`` is filled in from ``proj:code``, and
+    ``raster:bands`` scale and offset become scalars of the output dtype (stackstac
+    refuses to rescale into float32 when they are Python floats).
+    """
     d = item.to_dict(include_self_link=False, transform_hrefs=False)
     for asset_key, asset in d["assets"].items():
         asset["href"] = item.assets[asset_key].get_absolute_href()
         epsg = _epsg_of(asset)
         if epsg is not None:
             asset["proj:epsg"] = epsg
+        if asset.get("raster:bands"):  # new dicts: the item's own must not change
+            asset["raster:bands"] = [
+                {
+                    **band,
+                    "scale": dtype.type(band.get("scale", 1)),
+                    "offset": dtype.type(band.get("offset", 0)),
+                }
+                for band in asset["raster:bands"]
+            ]
     epsg = _epsg_of(d["properties"])
     if epsg is not None:
         d["properties"]["proj:epsg"] = epsg
@@ -138,11 +168,12 @@ def _band_name(asset: pystac.Asset, key: str) -> str:
     return key
 
 
-def _raster_assets(item: pystac.Item) -> dict[str, pystac.Asset]:
+def _data_assets(item: pystac.Item) -> dict[str, pystac.Asset]:
+    """Assets that hold data: rasters (GeoTIFF, COG, JPEG2000) and arrays (netCDF, Zarr)."""
     return {
         key: asset
         for key, asset in item.assets.items()
-        if (asset.media_type or "").lower() in RASTER_MEDIA_TYPES
+        if (asset.media_type or "").lower() in RASTER_MEDIA_TYPES | ARRAY_MEDIA_TYPES
         and "overview" not in (asset.roles or [])
         and "thumbnail" not in (asset.roles or [])
     }
@@ -152,7 +183,7 @@ def _select_assets(items: Sequence[pystac.Item], bands: Sequence[str] | None) ->
     """Map asset key -> variable name for the requested bands (all raster bands if None)."""
     names: dict[str, str] = {}
     for item in items:
-        for key, asset in _raster_assets(item).items():
+        for key, asset in _data_assets(item).items():
             names.setdefault(key, _band_name(asset, key))
     if bands is None:
         chosen = names
@@ -164,7 +195,7 @@ def _select_assets(items: Sequence[pystac.Item], bands: Sequence[str] | None) ->
             if key is None:
                 have = ", ".join(f"{n} ({k})" if n != k else k for k, n in names.items())
                 raise MissingBandError(
-                    f"band {band!r} is not among the items' raster assets; they have: {have}. "
+                    f"band {band!r} is not among the items' data assets; they have: {have}. "
                     "Name bands by STAC common name or by asset key."
                 )
             chosen[key] = names[key]
@@ -173,21 +204,6 @@ def _select_assets(items: Sequence[pystac.Item], bands: Sequence[str] | None) ->
         # Several assets share a common name (e.g. a 10 m and a 20 m red band): use keys.
         chosen = {k: (k if n in duplicates else n) for k, n in chosen.items()}
     return chosen
-
-
-def _scale_offset(
-    items: Sequence[pystac.Item], keys: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per (item, asset) ``raster:bands`` scale and offset, float32, 1 and 0 by default."""
-    scale = np.ones((len(items), len(keys)), dtype=np.float32)
-    offset = np.zeros((len(items), len(keys)), dtype=np.float32)
-    for i, item in enumerate(items):
-        for j, key in enumerate(keys):
-            asset = item.assets.get(key)
-            raster_bands = (asset.extra_fields.get("raster:bands") if asset else None) or [{}]
-            scale[i, j] = raster_bands[0].get("scale", 1.0)
-            offset[i, j] = raster_bands[0].get("offset", 0.0)
-    return scale, offset
 
 
 def _normalize_chunks(chunks: int | Mapping[str, int] | None) -> tuple[int, int, int, int]:
@@ -272,33 +288,57 @@ def _aligned_bounds(
     return (left, bottom, right, top), out_epsg, res
 
 
+def _solar_days(items: Sequence[pystac.Item]) -> np.ndarray:
+    """Local solar date of each item: UTC time shifted by the footprint's longitude."""
+    days = []
+    for item in items:
+        lon = (item.bbox[0] + item.bbox[2]) / 2 if item.bbox else 0.0
+        local = _item_time(item) + dt.timedelta(hours=lon / 15)
+        days.append(np.datetime64(local.date().isoformat(), "ns"))
+    return np.array(days)
+
+
+def _mosaic_solar_days(ds: xr.Dataset, items: Sequence[pystac.Item]) -> xr.Dataset:
+    """Merge the items of each solar day into one time step, first valid pixel wins."""
+    days = xr.DataArray(_solar_days(items), dims="time", name="time")
+    ids = ds["id"].values
+    grouped = ds.drop_vars("id").groupby(days).first(skipna=True)
+    joined = ["+".join(ids[(days == day).values]) for day in grouped.time.values]
+    return grouped.assign_coords(id=("time", joined))
+
+
 def load(
     source: ItemsLike,
     *,
     bands: Sequence[str] | None = None,
-    collections: Iterable[str] | None = None,
+    collections: str | Iterable[str] | None = None,
     bbox: Sequence[float] | None = None,
+    datetime: Any = None,
+    query: Mapping[str, Any] | None = None,
+    filter: str | Mapping[str, Any] | None = None,
     crs: Any = None,
     resolution: float | None = None,
     chunks: int | Mapping[str, int] | None = None,
+    groupby: str | None = None,
     resampling: str = "nearest",
     dtype: Any = "float32",
     scale: bool = True,
     fill: float = np.nan,
+    gdal: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Load STAC items as a lazy Dataset with dims (time, y, x) and one variable per band.
 
     Parameters
     ----------
     source : str, path, pystac.ItemCollection or sequence of pystac.Item
-        A static catalog, collection or item (path or URL), or items.
+        A STAC API URL, a static catalog, collection or item (path or URL), or items.
     bands : sequence of str, optional
         Bands to load, by STAC common name (``"red"``) or asset key (``"B04"``).
         Default: every raster asset.
-    collections : iterable of str, optional
-        Only items of these collections.
+    collections, datetime, query, filter : optional
+        Which items to load, as in :func:`lazyraster.search`.
     bbox : (west, south, east, north), optional
-        Area to load, in longitude/latitude degrees.
+        Area to load, in longitude/latitude degrees; also selects the items.
     crs : int, str or pyproj.CRS, optional
         Output CRS (must have an EPSG code). Default: the items' common CRS.
     resolution : float, optional
@@ -306,6 +346,9 @@ def load(
     chunks : int or dict, optional
         Dask chunk sizes; an int for y and x, or a dict with ``time``, ``y``, ``x``.
         Default ``{"time": 1, "y": 1024, "x": 1024}``.
+    groupby : {None, "solar_day"}
+        ``"solar_day"`` mosaics the items of one local solar day (neighbouring tiles of
+        one overpass) into one time step; the first valid pixel wins.
     resampling : str
         Rasterio resampling name used when reprojecting or resampling.
     dtype : dtype
@@ -315,6 +358,9 @@ def load(
         baselines with different offsets come out alike).
     fill : float
         Value for nodata and for pixels outside an item's footprint.
+    gdal : dict, optional
+        GDAL configuration options on top of ``lazyraster.gdal`` in dask's config
+        (see ``lazyraster.yaml``). They travel with the tasks to every worker.
 
     Returns
     -------
@@ -325,7 +371,7 @@ def load(
     Raises
     ------
     EmptyResultError
-        If ``source`` holds no items (after the collection filter).
+        If no item passes the filters.
     MissingBandError
         If a requested band is not among the items' raster assets.
 
@@ -338,17 +384,29 @@ def load(
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise TypeError(f"dtype must be a floating dtype to hold NaN nodata, not {dtype}")
-    items = resolve_items(source, collections=collections)
+    if groupby not in (None, "solar_day"):
+        raise ValueError(f"groupby must be None or 'solar_day', not {groupby!r}")
+    items = resolve_items(
+        source, collections=collections, bbox=bbox, datetime=datetime, query=query, filter=filter
+    )
     if not items:
-        where = f" of collections {sorted(set(collections))}" if collections else ""
         raise EmptyResultError(
-            f"no items{where} in {source!r}: check the path, the collection names, or widen "
-            "the search (bbox, datetime) that produced these items"
+            f"no items in {_describe(source)} pass the filters "
+            f"({_describe_filters(collections, bbox, datetime, query, filter)}); check the "
+            "collection names, widen bbox or datetime, or relax query/filter"
         )
     items = sorted(items, key=lambda item: (_item_time(item), item.id))
     assets = _select_assets(items, bands)
+    kinds = {_asset_kind(i.assets[key]) for i in items for key in assets if key in i.assets}
+    if kinds == {"array"}:
+        return _load_arrays(items, assets, chunks=chunks, bbox=bbox, crs=crs, resolution=resolution)
+    if kinds != {"raster"}:
+        raise ValueError(
+            "cannot load raster (GeoTIFF/JPEG2000) and array (netCDF/Zarr) assets together; "
+            "choose one kind with bands=[...]"
+        )
     keys = list(assets)
-    stac_dicts = [_stackstac_dict(item) for item in items]
+    stac_dicts = [_stackstac_dict(item, dtype) for item in items]
     bounds, epsg, resolution = _aligned_bounds(
         _native_grids(stac_dicts, keys), _output_epsg(crs), resolution, bbox
     )
@@ -364,21 +422,116 @@ def load(
         chunksize=_normalize_chunks(chunks),
         dtype=dtype,
         fill_value=dtype.type(fill),
-        rescale=False,
+        rescale=scale,
         sortby_date=False,
         xy_coords="center",
         properties=False,
         band_coords=False,
+        gdal_env=stackstac.LayeredEnv(always=gdal_options(gdal)),
+        errors_as_nodata=(),
+        reader=Reader,
     )
     epsg = int(data.attrs["crs"].split(":")[1])
-    if scale:
-        factors, offsets = _scale_offset(items, keys)
-        data = data * xr.DataArray(factors.astype(dtype), dims=("time", "band")) + xr.DataArray(
-            offsets.astype(dtype), dims=("time", "band")
-        )
     ds = data.to_dataset(dim="band").rename_vars(assets)
     ds = ds.drop_vars([c for c in ds.coords if c not in {"time", "y", "x", "id"}])
     ds.attrs = {}
     for key, name in assets.items():
         ds[name].attrs = {"long_name": name, "stac_asset": key}
+    if groupby == "solar_day":
+        ds = _mosaic_solar_days(ds, items)
     return ds.rio.write_crs(f"EPSG:{epsg}")
+
+
+def _asset_kind(asset: pystac.Asset) -> str:
+    return "array" if (asset.media_type or "").lower() in ARRAY_MEDIA_TYPES else "raster"
+
+
+def _open_array_asset(asset: pystac.Asset, key: str, chunks: Mapping[str, int]) -> xr.Dataset:
+    """One netCDF or Zarr asset as a lazy Dataset holding the asset's variable(s)."""
+    href = asset.get_absolute_href()
+    media_type = (asset.media_type or "").lower()
+    if "zarr" in media_type:
+        ds = xr.open_zarr(href, chunks={}, decode_coords="all")
+    elif "://" in href and not href.startswith("file://"):
+        ds = xr.open_dataset(
+            fsspec.open(href).open(), engine="h5netcdf", chunks={}, decode_coords="all"
+        )
+    else:
+        ds = xr.open_dataset(href, engine="h5netcdf", chunks={}, decode_coords="all")
+    crs = ds.rio.crs  # from the CF grid mapping, if the file has one
+    grid_mappings = {v.encoding.get("grid_mapping") for v in ds.data_vars.values()}
+    grid_mappings |= {c for c in ds.variables if "grid_mapping_name" in ds[c].attrs}
+    names = [key] if key in ds.data_vars else [v for v in ds.data_vars if v not in grid_mappings]
+    ds = ds[names].drop_vars([g for g in grid_mappings if g in ds.variables])
+    for var in ds.data_vars.values():  # rioxarray would write the CRS back under the old name
+        var.encoding.pop("grid_mapping", None)
+        var.attrs.pop("grid_mapping", None)
+    ds = ds.chunk({dim: size for dim, size in chunks.items() if dim in ds.dims})
+    return ds.rio.write_crs(crs) if crs is not None else ds
+
+
+def _item_crs(item: pystac.Item) -> Any:
+    props = item.properties
+    for field in ("proj:code", "proj:wkt2", "proj:projjson"):
+        if props.get(field):
+            return props[field]
+    epsg = _epsg_of(props)
+    return f"EPSG:{epsg}" if epsg is not None else None
+
+
+def _load_arrays(
+    items: Sequence[pystac.Item],
+    assets: Mapping[str, str],
+    *,
+    chunks: int | Mapping[str, int] | None,
+    bbox: Sequence[float] | None,
+    crs: Any,
+    resolution: float | None,
+) -> xr.Dataset:
+    """netCDF/Zarr assets through xarray + fsspec, concatenated along time across items."""
+    if crs is not None or resolution is not None:
+        raise ValueError(
+            "netCDF/Zarr assets are loaded on their own grid; leave crs and resolution "
+            "unset (reproject afterwards with ds.rio.reproject if needed)"
+        )
+    sizes = {"y": 1024, "x": 1024}  # time: whole files, so one chunk per file (year)
+    if isinstance(chunks, int):
+        sizes = {"y": chunks, "x": chunks}
+    elif chunks is not None:
+        sizes = dict(chunks)
+    parts = []
+    for item in items:
+        opened = [
+            _open_array_asset(item.assets[key], key, sizes) for key in assets if key in item.assets
+        ]
+        part = xr.merge(opened, compat="override", join="exact", combine_attrs="drop_conflicts")
+        crs_of_item = part.rio.crs or _item_crs(item)
+        if crs_of_item is None:
+            raise MissingCRSError(
+                f"item {item.id!r}: no CF grid mapping in its files and no proj:code, "
+                "proj:wkt2 or proj:projjson; add one to the catalog"
+            )
+        parts.append(part.rio.write_crs(crs_of_item))
+    try:
+        ds = xr.concat(parts, dim="time", join="exact", combine_attrs="drop_conflicts")
+    except ValueError as err:
+        raise ValueError(
+            "the items' netCDF/Zarr grids differ (several regions?); load one region at a "
+            f"time with collections=, bbox= or a property filter: {err}"
+        ) from err
+    ds = ds.sortby("time")
+    if bbox is not None:
+        ds = ds.rio.clip_box(*bbox, crs="EPSG:4326", allow_one_dimensional_raster=True)
+    return ds.rename_vars({k: v for k, v in assets.items() if k in ds and k != v})
+
+
+def _describe(source: ItemsLike) -> str:
+    if isinstance(source, str | os.PathLike):
+        return os.fspath(source)
+    return f"the {len(source) if isinstance(source, Sequence) else 1} given items"
+
+
+def _describe_filters(*values: Any) -> str:
+    names = ("collections", "bbox", "datetime", "query", "filter")
+    given = [f"{n}={v!r}" for n, v in zip(names, values, strict=True) if v is not None]
+    return ", ".join(given) or "no filters"
