@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pystac
@@ -44,6 +44,15 @@ def http_get(url: str, headers: dict[str, str] | None = None):
             return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.headers, error.read()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie waiting for its parent to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 # ---------------------------------------------------------------------------- nginx
@@ -199,7 +208,7 @@ def test_nginx_script_start_is_idempotent_and_stop_ends_only_its_own(tmp_path) -
     finally:
         run_script(NGINX_SH, "stop", env=env)
     assert run_script(NGINX_SH, "status", env=env).returncode == 1
-    assert not os.path.exists(f"/proc/{pid}")
+    assert not process_alive(int(pid))
     lines = (tmp_path / "state" / "access.log").read_text().splitlines()
     assert AccessLogEntry.parse(lines[-1]).uri == "/a.json"
 

@@ -29,6 +29,12 @@ ERROR_LOG="$STATE/error.log"
 say() { printf 'nginx.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
+alive() {  # alive PID: the process exists and is not a zombie awaiting its reaper
+  local state
+  state="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
 nginx_bin() {
   command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true
 }
@@ -61,7 +67,7 @@ running_pid() {  # print the pid of our nginx master and succeed, or fail
   [ -s "$PIDFILE" ] || return 1
   local pid
   pid="$(cat "$PIDFILE")"
-  [ -d "/proc/$pid" ] || return 1
+  alive "$pid" || return 1
   grep -q nginx "/proc/$pid/comm" 2>/dev/null || return 1
   echo "$pid"
 }
@@ -182,15 +188,12 @@ cmd_stop() {
     rm -f "$PIDFILE"
     return 0
   fi
-  kill -QUIT "$pid"  # graceful: finish the requests in flight, then exit
-  for _ in $(seq 50); do
-    [ -d "/proc/$pid" ] || break
-    sleep 0.1
+  kill -TERM "$pid"  # fast shutdown: a test server has nothing worth draining
+  for _ in $(seq 100); do
+    alive "$pid" || break
+    sleep 0.05
   done
-  if [ -d "/proc/$pid" ]; then
-    kill -TERM "$pid"
-    sleep 0.5
-  fi
+  ! alive "$pid" || die "nginx (pid $pid) did not stop; see $ERROR_LOG"
   rm -f "$PIDFILE"
   say "stopped (pid $pid)"
 }

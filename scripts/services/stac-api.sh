@@ -56,6 +56,12 @@ use_recorded_ports() {  # talk to the servers on the ports they were started wit
 say() { printf 'stac-api.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
+alive() {  # alive PID: the process exists and is not a zombie awaiting its reaper
+  local state
+  state="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
 have_postgres() {
   [ -x "$PGBIN/postgres" ] && [ -x "$PGBIN/initdb" ] && [ -x "$PGBIN/pg_ctl" ] &&
     [ -x "$PGBIN/psql" ] && ls /usr/share/postgresql/15/extension/postgis.control >/dev/null 2>&1
@@ -142,7 +148,7 @@ uvicorn_pid() {  # print the pid of our uvicorn and succeed, or fail
   [ -s "$UVICORN_PID" ] || return 1
   local pid
   pid="$(cat "$UVICORN_PID")"
-  [ -d "/proc/$pid" ] || return 1
+  alive "$pid" || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "stac_fastapi.pgstac.app:create_app" || return 1
   echo "$pid"
 }
@@ -226,7 +232,7 @@ start_uvicorn() {
   pid="$(cat "$UVICORN_PID")"
   for _ in $(seq 300); do
     if api_answers; then return 0; fi
-    [ -d "/proc/$pid" ] || die "uvicorn exited; see $UVICORN_LOG: $(tail -5 "$UVICORN_LOG")"
+    alive "$pid" || die "uvicorn exited; see $UVICORN_LOG: $(tail -5 "$UVICORN_LOG")"
     sleep 0.1
   done
   die "the STAC API did not answer on $API_URL within 30 s; see $UVICORN_LOG"
@@ -287,10 +293,10 @@ cmd_stop() {
   if pid="$(uvicorn_pid)"; then
     kill -TERM "$pid"
     for _ in $(seq 50); do
-      [ -d "/proc/$pid" ] || break
+      alive "$pid" || break
       sleep 0.1
     done
-    [ ! -d "/proc/$pid" ] || kill -KILL "$pid"
+    ! alive "$pid" || kill -KILL "$pid"
     say "stopped uvicorn (pid $pid)"
   fi
   rm -f "$UVICORN_PID"
