@@ -200,6 +200,8 @@ def nginx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServ
     root = tmp_path_factory.mktemp("http-root")
     port = os.environ.get("LAZYRASTER_NGINX_PORT") or str(free_port())
     env = {"LAZYRASTER_NGINX_STATE": str(NGINX_STATE)}
+    # A fresh log per session; `start` restarts a leftover nginx (its root differs).
+    (NGINX_STATE / "access.log").unlink(missing_ok=True)
     started = run_script(NGINX_SH, "start", str(root), port, env=env)
     if started.returncode != 0:
         require_service(False, f"nginx (start failed: {started.stderr.strip()})", how)
