@@ -12,6 +12,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from lazyraster import accessor as _accessor  # noqa: F401  (registers ``.geo``)
+from lazyraster.config import load_defaults as _load_defaults
 from lazyraster.errors import (
     EmptyResultError,
     LazyrasterError,
@@ -20,7 +21,11 @@ from lazyraster.errors import (
     OutputExistsError,
 )
 from lazyraster.indices import ndvi, normalized_difference
+from lazyraster.load import load, resolve_items
+from lazyraster.search import search
 from lazyraster.write import write_geotiff, write_zarr
+
+_load_defaults()
 
 try:
     __version__ = version("lazyraster")
@@ -34,8 +39,11 @@ __all__ = [
     "MissingCRSError",
     "OutputExistsError",
     "__version__",
+    "load",
     "ndvi",
     "normalized_difference",
+    "resolve_items",
+    "search",
     "write_geotiff",
     "write_zarr",
 ]

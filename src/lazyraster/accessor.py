@@ -13,7 +13,7 @@ from typing import Any
 
 import xarray as xr
 
-from lazyraster import indices
+from lazyraster import indices, masking
 from lazyraster import write as _write
 
 
@@ -39,6 +39,7 @@ class GeoDatasetAccessor(_GeoAccessor):
     """Analysis methods on Datasets, e.g. ``ds.geo.ndvi()``."""
 
     ndvi = _bind(indices.ndvi)
+    mask_clouds = _bind(masking.mask_clouds)
     to_zarr = _bind(_write.write_zarr)
     to_geotiff = _bind(_write.write_geotiff)
 
