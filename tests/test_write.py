@@ -546,3 +546,17 @@ def test_round_trips_under_every_scheduler(tmp_path, scheduler):
             ov = src.read(1, out_shape=(100, 150))
         np.testing.assert_allclose(ov, block_mean(expected, 2), rtol=1e-6)
     assert hidden_leftovers(tmp_path) == []
+
+
+def test_fixed_width_string_coordinates_round_trip_without_unstable_dtype(tmp_path):
+    import warnings
+
+    ds = xr.Dataset(
+        {"v": (("time", "x"), np.arange(4.0).reshape(2, 2))},
+        coords={"time": [0, 1], "id": ("time", np.array(["scene_a", "scene_bb"]))},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lazyraster.write_zarr(ds, tmp_path / "s.zarr")
+    back = xr.open_zarr(tmp_path / "s.zarr")
+    assert back.id.values.tolist() == ["scene_a", "scene_bb"]

@@ -140,12 +140,20 @@ def _with_transform(obj: xr.Dataset) -> xr.Dataset:
 def _clean_for_zarr(ds: xr.Dataset) -> xr.Dataset:
     """Shallow copy without storage-specific encodings; CRS coordinate listed explicitly.
 
+    Fixed-width string coordinates become variable-length strings.
+
     The ``coordinates`` encoding of every data variable names its non-index
     coordinates, ``spatial_ref`` included: xarray leaves a grid-mapping variable out of
     that attribute, and ``xr.open_zarr`` would then read it back as a data variable and
     ``ds.rio.crs`` would be ``None``.
     """
     ds = ds.copy(deep=False)
+    # Fixed-width unicode (numpy "U", e.g. item ids) has no Zarr v3 specification;
+    # variable-length strings do.
+    fixed_strings = [name for name, var in ds.variables.items() if var.dtype.kind == "U"]
+    ds = ds.assign_coords(
+        {name: ds[name].astype(object) for name in fixed_strings if name in ds.coords}
+    )
     for var in ds.variables.values():
         var.encoding = {k: v for k, v in var.encoding.items() if k not in _DROP_ENCODING}
     for name, var in ds.data_vars.items():
