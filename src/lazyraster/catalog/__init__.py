@@ -1,0 +1,16 @@
+"""Static STAC catalogs over local files: build, describe, validate and localize.
+
+Sentinel-2 L2A SAFE folders, GeoTIFF/COG files and netCDF files become a
+self-contained static catalog with relative hrefs and the projection, eo, raster and
+file fields that loaders need::
+
+    from lazyraster.catalog import build_catalog
+    report = build_catalog(["/scratch/s2", "/scratch/daymet"], "catalogs/mine",
+                           layout="${year}", checksum=True)
+"""
+
+from __future__ import annotations
+
+from lazyraster.catalog.build import BuildReport, Problem, build_catalog
+
+__all__ = ["BuildReport", "Problem", "build_catalog"]
