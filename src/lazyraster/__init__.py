@@ -36,3 +36,20 @@ __all__ = [
     "ndvi",
     "normalized_difference",
 ]
+
+# Static STAC catalogs over local files (lazyraster.catalog).
+from lazyraster.catalog import (
+    build_catalog,
+    describe_catalog,
+    localize_catalog,
+    validate_catalog,
+)
+from lazyraster.errors import CatalogError
+
+__all__ += [
+    "CatalogError",
+    "build_catalog",
+    "describe_catalog",
+    "localize_catalog",
+    "validate_catalog",
+]

@@ -455,7 +455,9 @@ def _write(
                 "description": f"{name} {segments[-1]}".strip(),
                 "links": links,
             }
-        elif collection:
+        elif not collection:
+            files[path] = {"links": links}  # the root catalog, completed below
+        else:
             under = [i for _, i in items]
             starts, ends = (
                 zip(*(_stac.item_interval(i) for i in under), strict=True) if under else ((), ())
@@ -474,7 +476,14 @@ def _write(
                         else [[-180, -90, 180, 90]]
                     },
                     "temporal": {
-                        "interval": [[min(starts), max(ends)]] if under else [[None, None]]
+                        "interval": [
+                            [
+                                min(starts, key=_stac.parse_datetime),
+                                max(ends, key=_stac.parse_datetime),
+                            ]
+                        ]
+                        if under
+                        else [[None, None]]
                     },
                 },
                 "links": links,
