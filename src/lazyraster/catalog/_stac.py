@@ -12,6 +12,7 @@ import datetime as _dt
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -180,7 +181,7 @@ def grid_bounds(transform: Affine, shape: Sequence[int]) -> tuple[float, float, 
     """(left, bottom, right, top) of a grid with an axis-aligned or rotated transform."""
     height, width = shape
     xs, ys = zip(
-        *(transform * (c, r) for c, r in ((0, 0), (width, 0), (width, height), (0, height))),
+        *(transform @ (c, r) for c, r in ((0, 0), (width, 0), (width, height), (0, height))),
         strict=True,
     )
     return min(xs), min(ys), max(xs), max(ys)
@@ -204,7 +205,7 @@ def footprint(
 
 
 def bbox_geometry(bbox: Sequence[float]) -> tuple[list[float], dict[str, Any]]:
-    """Round a WGS84 bbox to 7 decimals (about 1 cm) and make its polygon.
+    """Round a WGS84 bbox outwards to 7 decimals (about 1 cm) and make its polygon.
 
     Examples
     --------
@@ -212,7 +213,8 @@ def bbox_geometry(bbox: Sequence[float]) -> tuple[list[float], dict[str, Any]]:
     >>> geom["coordinates"][0][:2]
     [[1.0, 2.0], [3.0, 2.0]]
     """
-    west, south, east, north = (round(float(v), 7) for v in bbox)
+    west, south = (math.floor(round(float(v) * 1e7, 3)) / 1e7 for v in bbox[:2])
+    east, north = (math.ceil(round(float(v) * 1e7, 3)) / 1e7 for v in bbox[2:4])
     ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
     return [west, south, east, north], {"type": "Polygon", "coordinates": [ring]}
 

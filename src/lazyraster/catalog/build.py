@@ -31,6 +31,9 @@ class Problem:
     path: str
     message: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", " ".join(self.message.split()))
+
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
 

@@ -9,6 +9,7 @@ attribute (WGS84 when the grid is plain latitude/longitude). ``start_datetime`` 
 from __future__ import annotations
 
 import datetime as _dt
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from lazyraster.catalog import _stac
 from lazyraster.catalog._stac import ReadProblem
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
+#: The netCDF-C and HDF5 libraries are not thread-safe: one header read at a time.
+_NETCDF_LOCK = threading.Lock()
 _X_NAMES = ("x", "lon", "longitude", "rlon")
 _Y_NAMES = ("y", "lat", "latitude", "rlat")
 
@@ -88,6 +91,13 @@ def read_netcdf(path: Path, *, checksum: bool = False) -> tuple[dict[str, Any], 
         ``info`` holds ``crs``, ``transform``, ``shape``, ``variables`` (the gridded
         data variables) and ``start``/``end`` datetimes (None without a time axis).
     """
+    with _NETCDF_LOCK:
+        asset, info = _read_netcdf(path)
+    asset.update(_stac.file_fields(path, checksum=checksum))
+    return asset, info
+
+
+def _read_netcdf(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         ds = xr.open_dataset(path, decode_times=True, cache=False, decode_timedelta=False)
     except Exception as exc:  # netCDF libraries raise many kinds of errors
@@ -120,7 +130,6 @@ def read_netcdf(path: Path, *, checksum: bool = False) -> tuple[dict[str, Any], 
     asset.update(_stac.proj_fields(crs, transform, shape))
     if len(data_vars) == 1 and units[data_vars[0]]:
         asset["unit"] = units[data_vars[0]]
-    asset.update(_stac.file_fields(path, checksum=checksum))
     info = {
         "crs": crs,
         "transform": transform,

@@ -265,7 +265,6 @@ def write_cog(
         crs=f"EPSG:{epsg}",
         transform=from_origin(*origin, resolution, resolution),
         nodata=nodata,
-        BLOCKSIZE=16,
     ) as dst:
         dst.write(data)
         if descriptions:
