@@ -9,6 +9,8 @@ attribute (WGS84 when the grid is plain latitude/longitude). ``start_datetime`` 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import json
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,6 +60,17 @@ def _spacing(coord: xr.DataArray) -> tuple[float, float]:
     return float(values[0]) * scale, float(steps[0]) * scale
 
 
+def _jsonable(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+@functools.lru_cache(maxsize=32)
+def _cf_crs(attrs_json: str) -> rasterio.crs.CRS:
+    """CRS of CF grid-mapping attributes (cached: pyproj's datum search takes ~0.5 s)."""
+    crs = pyproj.CRS.from_cf(json.loads(attrs_json))
+    return rasterio.crs.CRS.from_wkt(crs.to_wkt())
+
+
 def _crs(ds: xr.Dataset, data_vars: list[str], x: xr.DataArray) -> rasterio.crs.CRS:
     mapping_names = {ds[v].attrs.get("grid_mapping") for v in data_vars} - {None}
     mapping_names |= {ds[v].encoding.get("grid_mapping") for v in data_vars} - {None}
@@ -67,13 +80,13 @@ def _crs(ds: xr.Dataset, data_vars: list[str], x: xr.DataArray) -> rasterio.crs.
         name = mapping_names.pop()
         if name not in ds.variables:
             raise ReadProblem(f"grid mapping variable {name!r} is missing")
+        key = json.dumps(dict(ds[name].attrs), sort_keys=True, default=_jsonable)
         try:
-            crs = pyproj.CRS.from_cf(ds[name].attrs)
+            return _cf_crs(key)
         except pyproj.exceptions.CRSError as exc:
             raise ReadProblem(
                 f"grid mapping {name!r} is not a valid CF grid mapping ({exc})"
             ) from None
-        return rasterio.crs.CRS.from_wkt(crs.to_wkt())
     if x.name in ("lon", "longitude"):
         return rasterio.crs.CRS.from_epsg(4326)
     raise ReadProblem(
