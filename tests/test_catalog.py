@@ -152,6 +152,7 @@ def test_safe_assets_per_band_and_resolution(s2_catalog):
         with rasterio.open(href_path(path, asset["href"])) as src:
             assert list(src.shape) == asset["proj:shape"]
             assert list(src.transform)[:6] == asset["proj:transform"]
+            dtype = src.dtypes[0]
         assert asset["type"] == "image/jp2"
         if band == "TCI":
             assert asset["roles"] == ["visual"]
@@ -159,6 +160,7 @@ def test_safe_assets_per_band_and_resolution(s2_catalog):
             continue
         assert len(asset["raster:bands"]) == 1, "one band per asset"
         assert asset["raster:bands"][0]["nodata"] == 0
+        assert asset["raster:bands"][0]["data_type"] == dtype
         if band in common:
             assert asset["eo:bands"] == [
                 {**asset["eo:bands"][0], "name": band, "common_name": common[band]}
@@ -200,7 +202,7 @@ def test_safe_bbox_contains_reprojected_corners(s2_catalog):
 
 def test_safe_without_metadata_falls_back_on_name(tmp_path):
     write_safe(tmp_path / "src", baseline="05.09", size_10m=6, bands={"10m": ["B04"]},
-               metadata=False)  # fmt: skip
+               metadata=False, tile_metadata=False)  # fmt: skip
     report = build_catalog(tmp_path / "src", tmp_path / "out")
     assert report.ok
     (_, item) = next(iter(items_of(tmp_path / "out").values()))

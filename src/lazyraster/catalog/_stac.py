@@ -197,11 +197,14 @@ def footprint(
     crs: rasterio.crs.CRS, transform: Affine, shape: Sequence[int]
 ) -> tuple[list[float], dict[str, Any]]:
     """WGS84 bbox and polygon geometry of a grid (edges densified before reprojection)."""
-    left, bottom, right, top = grid_bounds(transform, shape)
-    west, south, east, north = rasterio.warp.transform_bounds(
-        crs, "EPSG:4326", left, bottom, right, top, densify_pts=21
-    )
-    return bbox_geometry([west, south, east, north])
+    bounds = grid_bounds(transform, shape)
+    return bbox_geometry(_wgs84_bounds(crs.to_wkt(), bounds))
+
+
+@functools.lru_cache(maxsize=1024)
+def _wgs84_bounds(wkt: str, bounds: tuple[float, float, float, float]) -> list[float]:
+    """Cached: files of one tile or region share their grid."""
+    return list(rasterio.warp.transform_bounds(wkt, "EPSG:4326", *bounds, densify_pts=21))
 
 
 def bbox_geometry(bbox: Sequence[float]) -> tuple[list[float], dict[str, Any]]:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import rasterio
+
 from lazyraster.catalog import _stac, _tree, geotiff, netcdf, sentinel2
 from lazyraster.catalog._stac import ReadProblem
 from lazyraster.errors import CatalogError, OutputExistsError
@@ -682,7 +684,9 @@ def build_catalog(
 
     def read(unit: _Unit) -> dict[str, Any] | Problem:
         try:
-            return _read_unit(unit, checksum, bands)
+            # no directory listing per file opened (sidecar files are not looked for)
+            with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+                return _read_unit(unit, checksum, bands)
         except ReadProblem as exc:
             return Problem(str(unit.source), str(exc))
         except Exception as exc:  # an unreadable file must not stop the scan

@@ -128,6 +128,21 @@ _MTD = """<?xml version="1.0" encoding="UTF-8" standalone="no"?>
 </n1:Level-2A_User_Product>
 """
 
+_MTD_TL = """<?xml version="1.0" encoding="UTF-8"?>
+<n1:Level-2A_Tile_ID xmlns:n1="{psd}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <n1:General_Info>
+    <TILE_ID metadataLevel="Brief">S2{unit}_OPER_MSI_L2A_TL_{compact}_T{tile}_N{nbaseline}</TILE_ID>
+    <SENSING_TIME metadataLevel="Standard">{sensing}</SENSING_TIME>
+  </n1:General_Info>
+  <n1:Geometric_Info>
+    <Tile_Geocoding metadataLevel="Brief">
+      <HORIZONTAL_CS_NAME>WGS84 / UTM zone {zone}</HORIZONTAL_CS_NAME>
+      <HORIZONTAL_CS_CODE>EPSG:{epsg}</HORIZONTAL_CS_CODE>
+{sizes}{positions}    </Tile_Geocoding>
+  </n1:Geometric_Info>
+</n1:Level-2A_Tile_ID>
+"""
+
 _BAND_IDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10",
              "B11", "B12"]  # fmt: skip
 
@@ -147,14 +162,17 @@ def write_safe(
     bands: Mapping[str, Sequence[str]] | None = None,
     seed: int = 0,
     metadata: bool = True,
+    tile_metadata: bool = True,
 ) -> Path:
     """Write a Sentinel-2 L2A SAFE folder with real JPEG2000 band files.
 
     The grids are those of a real tile scaled down: ``size_10m`` pixels of 10 m, and
     ``size_10m / 2`` of 20 m and ``size_10m / 6`` of 60 m over the same extent. Pixel
-    values are seeded random DNs in 1..10000; TCI is 3-band uint8. ``MTD_MSIL2A.xml``
-    follows the real layout (namespaced root, ``BOA_ADD_OFFSET_VALUES_LIST`` of -1000
-    from baseline 04.00 on).
+    values are seeded random DNs in 1..10000; SCL is uint8 and TCI 3-band uint8.
+    ``MTD_MSIL2A.xml`` follows the real layout (namespaced root,
+    ``BOA_ADD_OFFSET_VALUES_LIST`` of -1000 from baseline 04.00 on), and so does the
+    granule's ``MTD_TL.xml`` (``Tile_Geocoding`` with ``Size`` and ``Geoposition`` per
+    resolution); ``metadata`` and ``tile_metadata`` leave them out.
 
     Returns
     -------
@@ -182,8 +200,9 @@ def write_safe(
             image_files.append(
                 f"            <IMAGE_FILE>GRANULE/{granule}/IMG_DATA/R{res}/{stem}</IMAGE_FILE>"
             )
-            count, dtype = (3, "uint8") if band == "TCI" else (1, "uint16")
-            high = 255 if band == "TCI" else 10000
+            count = 3 if band == "TCI" else 1
+            dtype = "uint8" if band in ("TCI", "SCL") else "uint16"
+            high = {"TCI": 255, "SCL": 12}.get(band, 10000)
             data = rng.integers(1, high, size=(count, n, n)).astype(dtype)
             with rasterio.open(
                 img / f"{stem}.jp2",
@@ -199,6 +218,34 @@ def write_safe(
                 REVERSIBLE="YES",
             ) as dst:
                 dst.write(data)
+    if tile_metadata:
+        sizes = positions = ""
+        for res in bands or L2A_BANDS:
+            metres = int(res.rstrip("m"))
+            n = max(1, size_10m * 10 // metres)
+            sizes += (f'      <Size resolution="{metres}">\n        <NROWS>{n}</NROWS>\n'
+                      f"        <NCOLS>{n}</NCOLS>\n      </Size>\n")  # fmt: skip
+            positions += (
+                f'      <Geoposition resolution="{metres}">\n'
+                f"        <ULX>{origin[0]:g}</ULX>\n        <ULY>{origin[1]:g}</ULY>\n"
+                f"        <XDIM>{metres}</XDIM>\n        <YDIM>-{metres}</YDIM>\n"
+                "      </Geoposition>\n"
+            )
+        (safe / "GRANULE" / granule / "MTD_TL.xml").write_text(
+            _MTD_TL.format(
+                psd="https://psd-14.sentinel2.eo.esa.int/PSD/S2_PDI_Level-2A_Tile_Metadata.xsd",
+                unit=unit,
+                compact=compact,
+                tile=tile,
+                nbaseline=nbaseline,
+                sensing=start.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                zone=f"{epsg % 100}{'N' if epsg < 32700 else 'S'}",
+                epsg=epsg,
+                sizes=sizes,
+                positions=positions,
+            ),
+            encoding="utf-8",
+        )
     if metadata:
         offsets = ""
         if tuple(int(p) for p in baseline.split(".")) >= (4, 0):

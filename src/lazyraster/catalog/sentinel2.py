@@ -2,8 +2,9 @@
 
 Metadata comes from ``MTD_MSIL2A.xml`` (datetime, platform, relative orbit, cloud
 cover, processing baseline, ``BOA_QUANTIFICATION_VALUE`` and ``BOA_ADD_OFFSET``), with
-the product name as fall-back. Grids come from the band files themselves, so the 10,
-20 and 60 m assets each carry their own ``proj:shape`` and ``proj:transform``.
+the product name as fall-back. Grids come from the granule's ``MTD_TL.xml``
+(``Tile_Geocoding``) or, without it, from opening each band file, so the 10, 20 and
+60 m assets each carry their own ``proj:shape`` and ``proj:transform``.
 
 Reflectance = DN * scale + offset, with scale = 1 / BOA_QUANTIFICATION_VALUE and offset
 = BOA_ADD_OFFSET / BOA_QUANTIFICATION_VALUE: -0.1 from processing baseline 04.00 on, 0
@@ -19,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import rasterio
+import rasterio.crs
 import rasterio.errors
+from affine import Affine
 
 from lazyraster.catalog import _stac
 from lazyraster.catalog._stac import ReadProblem
@@ -33,6 +36,8 @@ _BAND_FILE = re.compile(r"_(?P<band>B\d\d|B8A|SCL|AOT|WVP|TCI)_(?P<res>\d\d)m\.j
 #: Order of bands in ``BOA_ADD_OFFSET band_id`` (the product's Spectral_Information list).
 _BAND_IDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10",
              "B11", "B12"]  # fmt: skip
+#: Data type and band count of the L2A band files (Product Specification Document).
+_DTYPES = {"SCL": ("uint8", 1), "TCI": ("uint8", 3)}
 _DESCRIPTIONS = {
     "SCL": "Scene classification map",
     "AOT": "Aerosol optical thickness",
@@ -105,6 +110,57 @@ def read_metadata(path: Path) -> dict[str, Any]:
     return found
 
 
+def read_tile_grids(path: Path) -> dict[int, tuple[Any, Affine, tuple[int, int]]]:
+    """Grids per resolution (metres) from a granule's ``MTD_TL.xml``; {} if unusable.
+
+    ``Tile_Geocoding`` gives ``HORIZONTAL_CS_CODE`` and, per resolution, ``Size``
+    (``NROWS``, ``NCOLS``) and ``Geoposition`` (``ULX``, ``ULY``, ``XDIM``, ``YDIM``):
+    the grids of the band files without opening them.
+    """
+    if not path.is_file():
+        return {}
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError:
+        return {}
+    code = None
+    sizes: dict[int, tuple[int, int]] = {}
+    origins: dict[int, Affine] = {}
+    try:
+        for element in root.iter():
+            tag = _local(element.tag)
+            if tag == "HORIZONTAL_CS_CODE":
+                code = (element.text or "").strip()
+            elif tag in ("Size", "Geoposition"):
+                res = int(element.attrib["resolution"])
+                values = {_local(c.tag): float(c.text or "nan") for c in element}
+                if tag == "Size":
+                    sizes[res] = (int(values["NROWS"]), int(values["NCOLS"]))
+                else:
+                    origins[res] = Affine(
+                        values["XDIM"], 0.0, values["ULX"], 0.0, values["YDIM"], values["ULY"]
+                    )
+        crs = rasterio.crs.CRS.from_string(code) if code else None
+    except (KeyError, ValueError, rasterio.errors.CRSError):
+        return {}
+    if crs is None:
+        return {}
+    return {res: (crs, origins[res], sizes[res]) for res in sizes if res in origins}
+
+
+def _read_jp2(jp2: Path) -> tuple[Any, Affine, tuple[int, int], str, int]:
+    try:
+        with rasterio.open(jp2) as src:
+            found = (src.crs, src.transform, src.shape, src.dtypes[0], src.count)
+    except rasterio.errors.RasterioError as exc:
+        raise ReadProblem(
+            f"band file {jp2.name} is not readable ({exc}); download the product again"
+        ) from None
+    if found[0] is None:
+        raise ReadProblem(f"band file {jp2.name} has no CRS")
+    return found
+
+
 def _baseline_tuple(baseline: str) -> tuple[int, int]:
     major, _, minor = baseline.partition(".")
     return int(major), int(minor or 0)
@@ -164,18 +220,16 @@ def safe_item(path: Path, *, checksum: bool = False) -> dict[str, Any]:
     assets: dict[str, dict[str, Any]] = {}
     boxes = []
     codes = set()
+    tile_grids = read_tile_grids(next(iter(files.values())).parents[2] / "MTD_TL.xml")
     for key, jp2 in files.items():
         band, res = key.split("_")[0], key.split("_")[1].rstrip("m")
-        try:
-            with rasterio.open(jp2) as src:
-                crs, transform, shape, dtype, count = (
-                    src.crs, src.transform, src.shape, src.dtypes[0], src.count
-                )  # fmt: skip
-        except rasterio.errors.RasterioError as exc:
-            raise ReadProblem(f"band file {jp2.name} is not readable ({exc}); "
-                              "download the product again") from None  # fmt: skip
-        if crs is None:
-            raise ReadProblem(f"band file {jp2.name} has no CRS")
+        if int(res) in tile_grids:
+            crs, transform, shape = tile_grids[int(res)]
+            dtype, count = _DTYPES.get(band, ("uint16", 1))
+            if jp2.stat().st_size == 0:
+                raise ReadProblem(f"band file {jp2.name} is empty; download the product again")
+        else:
+            crs, transform, shape, dtype, count = _read_jp2(jp2)
         asset: dict[str, Any] = {
             "href": str(jp2),
             "type": _stac.JP2_MEDIA_TYPE,
