@@ -121,8 +121,8 @@ def test_safe_item_metadata_from_mtd(s2_catalog):
     assert old["properties"]["eo:cloud_cover"] == 87.5
     assert old["properties"]["s2:processing_baseline"] == "02.12"
     # layout ${year}/${tile}
-    assert (s2_catalog / "sentinel-2-l2a" / "2023" / "31UFU" / new_id / f"{new_id}.json").is_file()
-    assert (s2_catalog / "sentinel-2-l2a" / "2021" / "31UFU" / old_id / f"{old_id}.json").is_file()
+    assert (s2_catalog / "sentinel-2-l2a" / "2023" / "31UFU" / f"{new_id}.json").is_file()
+    assert (s2_catalog / "sentinel-2-l2a" / "2021" / "31UFU" / f"{old_id}.json").is_file()
 
 
 def test_safe_assets_per_band_and_resolution(s2_catalog):
@@ -311,7 +311,7 @@ def test_netcdf_items_per_region_year_with_variable_assets(daymet_catalog, dayme
     items = items_of(daymet_catalog)
     assert sorted(items) == [f"daymet_v4_daily_{r}_{y}" for r in ("hi", "na") for y in (2020, 2021)]
     path, item = items["daymet_v4_daily_na_2021"]
-    assert path.parent.parent.name == "na"  # layout ${region}
+    assert path.parent.name == "na"  # layout ${region}
     props = item["properties"]
     assert props["datetime"] is None
     # time_bnds: 365 days from 1 January at midnight
@@ -405,7 +405,7 @@ def test_incremental_add_update_missing_prune(tmp_path):
     report = build_catalog(src, out, pattern="{date}_{band}.tif")
     assert report.added == ["20230103"] and report.unchanged == ["20230101", "20230102"]
     after = snapshot(out)
-    for name in ("20230101/20230101.json", "20230102/20230102.json"):
+    for name in ("20230101.json", "20230102.json"):
         assert after[name] == before[name]
     # a changed file is read again
     write_cog(src / "20230102_red.tif", seed=2, shape=(16, 16))
@@ -419,7 +419,7 @@ def test_incremental_add_update_missing_prune(tmp_path):
     report = build_catalog(src, out, pattern="{date}_{band}.tif", prune=True)
     assert report.pruned == ["20230101"]
     assert sorted(items_of(out)) == ["20230102", "20230103"]
-    assert not (out / "20230101").exists()
+    assert not (out / "20230101.json").exists()
 
 
 def test_incremental_keeps_items_of_sources_not_rescanned(tmp_path, cog_dir, s2_dir):
@@ -467,6 +467,15 @@ def test_bad_files_are_reported_one_line_each_and_skipped(messy_dir, tmp_path):
     assert all("\n" not in str(p) for p in report.problems)
 
 
+def test_unknown_file_given_explicitly_is_reported(messy_dir, tmp_path):
+    report = build_catalog([messy_dir / "notes.txt", messy_dir / "20230101_red.tif"],
+                           tmp_path / "out", datetime="2023-01-01T00:00:00Z")  # fmt: skip
+    assert report.added == ["20230101_red"]
+    assert [(Path(p.path).name, p.message.split(":")[0]) for p in report.problems] == [
+        ("notes.txt", "unknown format")
+    ]
+
+
 def test_strict_fails_on_first_bad_file_and_keeps_old_catalog(messy_dir, tmp_path):
     out = tmp_path / "out"
     build_catalog(messy_dir / "20230101_red.tif", out)
@@ -490,6 +499,7 @@ def test_failure_while_writing_leaves_old_catalog_intact(cog_dir, tmp_path, monk
         return json.dumps(obj)
 
     monkeypatch.setattr(build_module._stac, "dumps", failing_dumps)
+    monkeypatch.setattr(build_module._stac, "dumps_compact", failing_dumps)
     with pytest.raises(OSError, match="disk full"):
         build_catalog(cog_dir, out, pattern="{date}_{band}.tif", rebuild=True)
     assert snapshot(out) == before

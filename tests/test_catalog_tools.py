@@ -231,6 +231,16 @@ def test_localize_from_http(daymet_catalog, inputs, http_root, tmp_path):
             name = Path(asset["href"]).name
             asset["href"] = f"{http_root}/daymet/{name}"
         path.write_text(json.dumps(doc))
+    assert validate_catalog(daymet_catalog).ok  # hrefs resolve over HTTP
+    item = next(iter(item_files(daymet_catalog).values()))
+    doc = json.loads(item.read_text())
+    good = doc["assets"]["tmin"]["href"]
+    doc["assets"]["tmin"]["href"] = good.replace("tmin", "prcp")
+    item.write_text(json.dumps(doc))
+    problems = validate_catalog(daymet_catalog).problems
+    assert len(problems) == 1 and "prcp" in problems[0] and "does not resolve" in problems[0]
+    doc["assets"]["tmin"]["href"] = good
+    item.write_text(json.dumps(doc))
     report = localize_catalog(daymet_catalog, assets=["dayl"], to=tmp_path / "local")
     assert report.ok and len(report.copied) == 4
     copied = tmp_path / "local" / "daymet_v4_daily_pr_2021" / "daymet_v4_daily_pr_dayl_2021.nc"
@@ -254,9 +264,7 @@ def test_cli_build_describe_validate_localize(runner, inputs):
     assert "4 items (4 added, 0 updated, 0 unchanged, 0 pruned), 0 skipped" in result.output
     root = json.loads(Path("stac/catalog.json").read_text())
     assert (root["id"], root["title"]) == ("dm", "Daymet")
-    item = json.loads(
-        Path("stac/daymet/pr/daymet_v4_daily_pr_2021/daymet_v4_daily_pr_2021.json").read_text()
-    )
+    item = json.loads(Path("stac/daymet/pr/daymet_v4_daily_pr_2021.json").read_text())
     assert item["assets"]["tmin"]["file:checksum"].startswith("1220")
     result = runner.invoke(main, args)  # incremental: nothing to read
     assert "0 added, 0 updated, 4 unchanged" in result.output
@@ -280,6 +288,18 @@ def test_cli_build_describe_validate_localize(runner, inputs):
     )
     assert "0 copied, 8 already in place" in result.output
     assert runner.invoke(main, ["catalog", "validate", "stac"]).exit_code == 0
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch, capsys):
+    from lazyraster import cli
+
+    monkeypatch.setattr(cli._sys.stderr, "isatty", lambda: False)
+    assert cli._progress("reading") is None
+    monkeypatch.setattr(cli._sys.stderr, "isatty", lambda: True)
+    update = cli._progress("reading")
+    for done in range(1, 4):
+        update(done, 3)
+    assert "reading" in capsys.readouterr().err
 
 
 def test_cli_bad_files_exit_code_and_strict(runner, inputs):
@@ -335,7 +355,7 @@ def test_cli_errors_without_traceback(runner, inputs):
     result = runner.invoke(main, ["catalog", "localize", "stac", "--assets", "tmin",
                                   "--to", "local"])  # fmt: skip
     assert result.exit_code == 1 and "choose among ['B04', 'B08']" in result.output
-    Path("stac/20230430/20230430.json").write_text("{broken")
+    Path("stac/20230430.json").write_text("{broken")
     result = runner.invoke(main, ["catalog", "validate", "stac"])
     assert result.exit_code == 1 and "not a readable STAC JSON file" in result.output
     assert all("Traceback" not in r for r in (result.output,))

