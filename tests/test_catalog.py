@@ -422,6 +422,16 @@ def test_incremental_add_update_missing_prune(tmp_path):
     assert not (out / "20230101.json").exists()
 
 
+def test_incremental_follows_a_changed_collection(cog_dir, tmp_path):
+    out = tmp_path / "out"
+    build_catalog(cog_dir, out, pattern="{date}_{band}.tif", collection="first")
+    build_catalog(cog_dir, out, pattern="{date}_{band}.tif")
+    item = items_of(out)["20230430"][1]
+    assert "collection" not in item
+    assert [link["rel"] for link in item["links"]] == ["root", "parent"]
+    assert not (out / "first").exists()
+
+
 def test_incremental_keeps_items_of_sources_not_rescanned(tmp_path, cog_dir, s2_dir):
     out = tmp_path / "out"
     build_catalog(cog_dir, out, pattern="{date}_{band}.tif")

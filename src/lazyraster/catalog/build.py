@@ -429,6 +429,7 @@ def _write(
         item_path = base.joinpath(*segments, *folder, f"{item['id']}.json")
         node(segments)["items"].append((item_path, item))
         doc = dict(item)
+        doc.pop("collection", None)  # an item kept from an earlier run may have another
         doc["links"] = [
             _link("root", root, item_path, title),
             _link("parent", node(segments)["path"], item_path),
