@@ -573,3 +573,34 @@ def test_datetime_text_roundtrip(value):
     text = format_datetime(value)
     assert text.endswith("Z")
     assert parse_datetime(text) == value
+
+
+# -------------------------------------------------- what a stackstac-based loader reads
+def raw_items(out: Path) -> list[dict]:
+    """Item dicts as stored (pystac >= 1.12 drops ``proj:epsg`` when it reads items)."""
+    found = []
+    for path in sorted(out.rglob("*.json")):
+        doc = read_json(path)
+        if doc["type"] == "Feature":
+            for asset in doc["assets"].values():
+                asset["href"] = str(href_path(path, asset["href"]))
+            found.append(doc)
+    return found
+
+
+@pytest.mark.parametrize("assets", [["B04_10m", "B08_10m"], ["B8A_20m", "SCL_20m"]])
+def test_stackstac_reads_safe_assets_with_scale_offset(s2_catalog, assets):
+    stackstac = pytest.importorskip("stackstac")
+    items = sorted(raw_items(s2_catalog), key=lambda i: i["properties"]["datetime"])
+    stack = stackstac.stack(items, assets=assets, rescale=True, dtype="float64",
+                            fill_value=np.nan, resolution=int(assets[0][4:6]))  # fmt: skip
+    assert stack.sizes["band"] == 2 and stack.rio.crs.to_epsg() == 32631
+    values = stack.compute()
+    for t, item in enumerate(items):
+        for b, key in enumerate(assets):
+            with rasterio.open(item["assets"][key]["href"]) as src:
+                dn = src.read(1).astype(float)
+            offset = -0.1 if "N0400" in item["id"] else 0.0
+            scale = 1e-4 if key.startswith("B") else 1.0
+            expected = np.where(dn == 0, np.nan, dn * scale + (offset if scale != 1 else 0))
+            np.testing.assert_allclose(values[t, b].values, expected, atol=1e-9)
