@@ -529,6 +529,8 @@ def test_output_and_source_guards(cog_dir, tmp_path):
         build_catalog(cog_dir, out, pattern="{date}_{band}.tif")
     with pytest.raises(ValueError, match="inside the catalog folder"):
         build_catalog(out / "stray.tif", out)
+    with pytest.raises(ValueError, match="only local folders"):
+        build_catalog("s3://bucket/scenes", tmp_path / "x")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_catalog(tmp_path / "nope", tmp_path / "x")
     with pytest.raises(ValueError, match="valid template"):

@@ -630,6 +630,13 @@ def build_catalog(
     """
     if isinstance(sources, str | os.PathLike):
         sources = [sources]
+    sources = list(sources)
+    for source in sources:
+        if "://" in str(source):
+            raise ValueError(
+                f"source {source} is a URL; only local folders are scanned: mount or copy "
+                "the files, build over the local folder, then point hrefs elsewhere if needed"
+            )
     source_paths = [Path(os.path.abspath(s)) for s in sources]
     out_path = Path(os.path.abspath(out))
     for source in source_paths:
