@@ -18,6 +18,7 @@ and 50 SAFE products: 1,000 + 50 x 37 = 2,850 files whose headers are read.
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import re
 import shutil
@@ -41,6 +42,7 @@ DEFAULT_SIZE = 1000
 
 def make_inputs(size: int) -> Path:
     root = Path(tempfile.mkdtemp(prefix="bench-catalog-"))
+    atexit.register(shutil.rmtree, root, True)
     start = dt.date(2020, 1, 1)
     for i in range(size):
         date = start + dt.timedelta(days=i // 2)
