@@ -323,7 +323,7 @@ def test_cli_bad_files_exit_code_and_strict(runner, inputs):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--pattern", "{date"], "Invalid value for '--pattern'"),
+        (["--pattern", "{date"], "unbalanced"),
         (["--pattern", "fixed.tif"], "has no {field}"),
         (["--layout", "${year"], "Invalid value for '--layout'"),
         (["--datetime", "yesterday"], "Invalid value for '--datetime'"),

@@ -117,6 +117,8 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     regex = ""
     for i, part in enumerate(parts):
         if i % 2 == 0:
+            if "{" in part or "}" in part:
+                raise ValueError(f"pattern {pattern!r} has an unbalanced '{{' or '}}'")
             regex += re.escape(part)
             continue
         if not part.isidentifier():
@@ -126,7 +128,7 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
         names.append(part)
         regex += f"(?P<{part}>[^/]+?)"
     if not names:
-        raise ValueError(f"pattern {pattern!r} has no {{field}}; e.g. '{{date}}_{{band}}.tif'")
+        raise ValueError(f"pattern {pattern!r} has no {{field}}")
     if len(set(names) & set(_ASSET_FIELDS)) > 1:
         raise ValueError("a pattern may have {band} or {variable}, not both")
     return re.compile(regex)
