@@ -38,13 +38,13 @@ __all__ = [
 ]
 
 # Static STAC catalogs over local files (lazyraster.catalog).
-from lazyraster.catalog import (
+from lazyraster.catalog import (  # noqa: E402, RUF100  (after the set-up above)
     build_catalog,
     describe_catalog,
     localize_catalog,
     validate_catalog,
 )
-from lazyraster.errors import CatalogError
+from lazyraster.errors import CatalogError  # noqa: E402, RUF100
 
 __all__ += [
     "CatalogError",
