@@ -12,8 +12,15 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from lazyraster import accessor as _accessor  # noqa: F401  (registers ``.geo``)
+from lazyraster.catalog import (
+    build_catalog,
+    describe_catalog,
+    localize_catalog,
+    validate_catalog,
+)
 from lazyraster.config import load_defaults as _load_defaults
 from lazyraster.errors import (
+    CatalogError,
     EmptyResultError,
     LazyrasterError,
     MissingBandError,
@@ -33,17 +40,22 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "build_catalog",
+    "CatalogError",
+    "describe_catalog",
     "EmptyResultError",
     "LazyrasterError",
+    "load",
+    "localize_catalog",
     "MissingBandError",
     "MissingCRSError",
-    "OutputExistsError",
-    "__version__",
-    "load",
     "ndvi",
     "normalized_difference",
+    "OutputExistsError",
     "resolve_items",
     "search",
+    "validate_catalog",
     "write_geotiff",
     "write_zarr",
+    "__version__",
 ]

@@ -6,9 +6,15 @@ on its own.
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
 import click
 
 from lazyraster import __version__
+from lazyraster import catalog as catalog_lib
 from lazyraster.errors import LazyrasterError
 
 
@@ -45,3 +51,175 @@ def demo(catalog: str, out: str, overwrite: bool, collections: tuple[str, ...]) 
     except (LazyrasterError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(result.report())
+
+
+# ---------------------------------------------------------------- lazyraster catalog
+
+#: Exit status of ``catalog build`` when the catalog was written but sources were skipped.
+EXIT_SKIPPED = 3
+
+
+def _progress(label: str) -> Callable[[int, int], None] | None:
+    """A click progress bar on a terminal (stderr), nothing otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    state: dict[str, object] = {}
+
+    def update(done: int, total: int) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = click.progressbar(length=total, label=label, file=sys.stderr)
+            bar.__enter__()  # type: ignore[attr-defined]
+        bar.update(1)  # type: ignore[attr-defined]
+        if done == total:
+            bar.__exit__(None, None, None)  # type: ignore[attr-defined]
+
+    return update
+
+
+def _keys(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    keys = [v.strip() for v in value.split(",") if v.strip()]
+    if not keys:
+        raise click.BadParameter("give comma-separated names, e.g. tmin,tmax")
+    return keys
+
+
+def _check(check: Callable[[str], object], example: str) -> Callable[..., str | None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check(value)
+            except ValueError as exc:
+                raise click.BadParameter(f"{exc} (example: {example})") from None
+        return value
+
+    return callback
+
+
+@main.group()
+def catalog() -> None:
+    """Build, describe, validate and localize static STAC catalogs."""
+
+
+@catalog.command("build")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Catalog folder.")
+@click.option("--id", "catalog_id", help="Root catalog id (default: the folder name).")
+@click.option("--title", help="Root catalog title.")
+@click.option("--description", help="Root catalog (and collection) description.")
+@click.option("--collection", help="Put the items in a Collection of this id.")
+@click.option(
+    "--layout",
+    callback=_check(catalog_lib.build._layout_names, "'${year}/${tile}'"),
+    help="Sub-catalogs, e.g. '${year}/${tile}' or '${region}'.",
+)
+@click.option(
+    "--pattern",
+    callback=_check(catalog_lib.build.compile_pattern, "'{date}_{band}.tif'"),
+    help="File-name pattern grouping files into items, e.g. '{date}_{band}.tif'.",
+)
+@click.option(
+    "--datetime",
+    "when",
+    callback=_check(catalog_lib._stac.parse_datetime, "2023-04-30T10:46:21Z"),
+    help="Datetime of items that get none from their files.",
+)
+@click.option("--bands", callback=_keys, help="Band names of the GeoTIFFs, e.g. red,nir.")
+@click.option("--checksum", is_flag=True, help="Write file:checksum (reads every byte).")
+@click.option("--prune", is_flag=True, help="Remove items whose files have vanished.")
+@click.option("--strict", is_flag=True, help="Fail on the first bad file instead of skipping.")
+@click.option("--rebuild", is_flag=True, help="Read every file again, even unchanged ones.")
+@click.option("--workers", type=click.IntRange(1, 256), help="Threads reading headers.")
+def catalog_build(
+    sources: tuple[Path, ...],
+    out: Path,
+    catalog_id: str | None,
+    when: str | None,
+    **options: object,
+) -> None:
+    """Scan SOURCES (SAFE folders, GeoTIFF/COG and netCDF files, folders) into a catalog."""
+    try:
+        report = catalog_lib.build_catalog(
+            sources,
+            out,
+            id=catalog_id,
+            datetime=when,
+            progress=_progress("reading"),
+            **options,  # type: ignore[arg-type]
+        )
+    except (LazyrasterError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for problem in report.problems:
+        click.echo(f"skipped {problem}", err=True)
+    for item_id in report.missing:
+        click.echo(f"missing files: item {item_id} kept (remove it with --prune)", err=True)
+    click.echo(
+        f"{report.out}: {report.n_items} items ({len(report.added)} added, "
+        f"{len(report.updated)} updated, {len(report.unchanged)} unchanged, "
+        f"{len(report.pruned)} pruned), {len(report.problems)} skipped"
+    )
+    if report.problems:
+        sys.exit(EXIT_SKIPPED)
+
+
+@catalog.command("describe")
+@click.argument("catalog_path", metavar="CATALOG", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def catalog_describe(catalog_path: Path, as_json: bool) -> None:
+    """Show CATALOG's tree, item counts, time span, bbox and assets per collection."""
+    try:
+        summary = catalog_lib.describe_catalog(catalog_path)
+    except LazyrasterError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        json.dumps(summary, indent=2) if as_json else catalog_lib.format_description(summary)
+    )
+
+
+@catalog.command("validate")
+@click.argument("catalog_path", metavar="CATALOG", type=click.Path(exists=True, path_type=Path))
+@click.option("--no-hrefs", is_flag=True, help="Skip the check that hrefs resolve.")
+def catalog_validate(catalog_path: Path, no_hrefs: bool) -> None:
+    """Validate CATALOG against the bundled STAC schemas, offline; check hrefs resolve."""
+    try:
+        report = catalog_lib.validate_catalog(catalog_path, check_hrefs=not no_hrefs)
+    except LazyrasterError as exc:
+        raise click.ClickException(str(exc)) from None
+    for problem in report.problems:
+        click.echo(problem, err=True)
+    for uri in report.unchecked_extensions:
+        click.echo(f"not checked (no bundled schema): {uri}", err=True)
+    if not report.ok:
+        raise click.ClickException(f"{len(report.problems)} problem(s) in {catalog_path}")
+    click.echo(f"valid: {report.objects} STAC objects, {report.assets} asset hrefs")
+
+
+@catalog.command("localize")
+@click.argument("catalog_path", metavar="CATALOG", type=click.Path(exists=True, path_type=Path))
+@click.option("--assets", required=True, callback=_keys, help="Asset keys, e.g. tmin,tmax.")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to copy the files into.",
+)
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True)
+def catalog_localize(catalog_path: Path, assets: list[str], to: Path, workers: int) -> None:
+    """Copy ASSETS of every item of CATALOG into a folder and point their hrefs there."""
+    try:
+        report = catalog_lib.localize_catalog(
+            catalog_path, assets=assets, to=to, workers=workers, progress=_progress("copying")
+        )
+    except (LazyrasterError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for failure in report.failed:
+        click.echo(failure, err=True)
+    click.echo(
+        f"{len(report.copied)} copied, {len(report.skipped)} already in place, "
+        f"{len(report.failed)} failed"
+    )
+    if not report.ok:
+        raise click.ClickException(f"{len(report.failed)} asset(s) not localized; run again")

@@ -28,3 +28,7 @@ class EmptyResultError(LazyrasterError, ValueError):
 
 class OutputExistsError(LazyrasterError, FileExistsError):
     """An output already exists and overwriting it was not asked for."""
+
+
+class CatalogError(LazyrasterError, ValueError):
+    """A STAC catalog cannot be built, read or localized as asked."""

@@ -1,0 +1,102 @@
+"""Reading a static catalog back: its tree of catalogs, collections and items."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lazyraster.errors import CatalogError
+
+
+@dataclass
+class Node:
+    """A catalog or collection, with the JSON files of its children and items."""
+
+    path: Path
+    data: dict[str, Any]
+    children: list[Node] = field(default_factory=list)
+    items: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+
+    def walk(self) -> Iterator[tuple[int, Node]]:
+        """Yield (depth, node) for this node and all below it, depth first."""
+        stack = [(0, self)]
+        while stack:
+            depth, node = stack.pop()
+            yield depth, node
+            stack.extend((depth + 1, child) for child in reversed(node.children))
+
+    def all_items(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        """Yield (path, item) for every item under this node."""
+        for _, node in self.walk():
+            yield from node.items
+
+
+def is_url(href: str) -> bool:
+    """True for ``scheme://...`` hrefs (``file://`` included)."""
+    return "://" in href
+
+
+def resolve_href(href: str, base: Path) -> str:
+    """Absolute path (or URL) of ``href`` written in the JSON file ``base``."""
+    if is_url(href):
+        return href
+    return os.path.normpath(base.parent / href)
+
+
+def root_file(catalog: str | os.PathLike[str]) -> Path:
+    """``catalog.json`` of a catalog given as its folder or its root file."""
+    path = Path(catalog)
+    if path.is_dir():
+        path = path / "catalog.json"
+    if not path.is_file():
+        raise CatalogError(
+            f"no catalog at {catalog}: give a catalog folder or its catalog.json "
+            "(build one with `lazyraster catalog build`)"
+        )
+    return path
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CatalogError(f"{path} is not a readable STAC JSON file ({exc})") from None
+
+
+def read_tree(catalog: str | os.PathLike[str], problems: list[str] | None = None) -> Node:
+    """Read a catalog and everything it links to as child or item.
+
+    Links to files that are missing or unreadable raise :class:`CatalogError`, or are
+    appended to ``problems`` (one line each) when a list is given.
+    """
+    root_path = root_file(catalog)
+    seen: set[str] = set()
+
+    def visit(path: Path, data: dict[str, Any]) -> Node:
+        node = Node(path, data)
+        for link in data.get("links", []):
+            rel, href = link.get("rel"), link.get("href", "")
+            if rel not in ("child", "item") or is_url(href):
+                continue
+            target = Path(resolve_href(href, path))
+            if str(target) in seen:
+                continue
+            seen.add(str(target))
+            try:
+                loaded = _load(target)
+            except CatalogError as exc:
+                if problems is None:
+                    raise
+                problems.append(f"{path}: {rel} link {href!r}: {exc}")
+                continue
+            if rel == "child":
+                node.children.append(visit(target, loaded))
+            else:
+                node.items.append((target, loaded))
+        return node
+
+    return visit(root_path, _load(root_path))

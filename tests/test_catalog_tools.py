@@ -1,0 +1,361 @@
+"""describe, validate and localize, and the ``lazyraster catalog`` command line."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import threading
+from pathlib import Path
+
+import pystac
+import pytest
+from click.testing import CliRunner
+from pystac.extensions.eo import Band, EOExtension
+from pystac.extensions.file import FileExtension
+from pystac.extensions.projection import ProjectionExtension
+from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+
+from lazyraster.catalog import (
+    build_catalog,
+    describe_catalog,
+    format_description,
+    localize_catalog,
+    validate_catalog,
+)
+from lazyraster.catalog.samples import write_cog, write_daymet, write_safe
+from lazyraster.cli import EXIT_SKIPPED, main
+from lazyraster.errors import CatalogError
+
+DAYMET = "daymet_v4_daily_{region}_{variable}_{year}.nc"
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("inputs")
+    for region in ("na", "pr"):
+        for year in (2020, 2021):
+            for variable in ("tmax", "tmin", "dayl"):
+                name = DAYMET.format(region=region, variable=variable, year=year)
+                write_daymet(root / "daymet" / name, variable=variable, year=year, days=30)
+    write_cog(root / "cogs" / "20230430_B04.tif")
+    write_cog(root / "cogs" / "20230430_B08.tif", seed=1)
+    write_safe(root / "s2", size_10m=6, bands={"10m": ["B04", "B08"], "20m": ["SCL"]})
+    return root
+
+
+@pytest.fixture
+def daymet_catalog(inputs, tmp_path) -> Path:
+    out = tmp_path / "stac"
+    report = build_catalog(inputs / "daymet", out, pattern=DAYMET, layout="${region}/${year}",
+                           collection="daymet", checksum=True)  # fmt: skip
+    assert report.ok
+    return out
+
+
+def item_files(out: Path) -> dict[str, Path]:
+    return {
+        p.stem: p for p in out.rglob("*.json") if json.loads(p.read_text())["type"] == "Feature"
+    }
+
+
+# ----------------------------------------------------------------------------- describe
+def test_describe_counts_span_bbox_and_assets(daymet_catalog, inputs):
+    summary = describe_catalog(daymet_catalog)
+    assert summary["items"] == 4
+    tree = [(n["depth"], n["type"], n["id"], n["items"]) for n in summary["tree"]]
+    assert tree == [
+        (0, "Catalog", "stac", 0),
+        (1, "Collection", "daymet", 0),
+        (2, "Catalog", "na", 0),
+        (3, "Catalog", "2020", 1),
+        (3, "Catalog", "2021", 1),
+        (2, "Catalog", "pr", 0),
+        (3, "Catalog", "2020", 1),
+        (3, "Catalog", "2021", 1),
+    ]
+    group = summary["collections"]["daymet"]
+    assert group["items"] == 4
+    assert group["start"] == "2020-01-01T00:00:00Z"
+    assert group["end"] == "2021-01-31T00:00:00Z"  # 30 days of bounds from 1 January 2021
+    assert sorted(group["assets"]) == ["dayl", "tmax", "tmin"]
+    items = [json.loads(p.read_text()) for p in item_files(daymet_catalog).values()]
+    west = min(i["bbox"][0] for i in items)
+    assert group["bbox"][0] == west
+    text = format_description(summary)
+    assert "collection daymet: 4 item(s)" in text and "      Catalog 2020 (1 items)" in text
+
+
+# ----------------------------------------------------------------------------- validate
+def test_validate_accepts_what_build_writes(daymet_catalog, inputs, tmp_path):
+    report = validate_catalog(daymet_catalog)
+    assert report.ok, report.problems
+    assert report.objects == 1 + 1 + 2 + 4 + 4 and report.assets == 12
+    out = tmp_path / "mixed"
+    build_catalog([inputs / "cogs", inputs / "s2"], out, pattern="{date}_{band}.tif")
+    report = validate_catalog(out)
+    assert report.ok, report.problems
+
+
+def test_validate_accepts_a_pystac_written_item(tmp_path):
+    """The bundled schemas must accept what pystac itself writes with these extensions."""
+    data = write_cog(tmp_path / "a.tif")
+    props = {"start_datetime": "2020-01-01T00:00:00Z", "end_datetime": "2020-12-31T00:00:00Z"}
+    point = {"type": "Point", "coordinates": [4.4, 51.4]}
+    item = pystac.Item("a", point, [4.4, 51.4, 4.4, 51.4], None, {**props, "eo:cloud_cover": 3.0})
+    asset = pystac.Asset(str(data), media_type=pystac.MediaType.COG, roles=["data"])
+    item.add_asset("red", asset)
+    ProjectionExtension.ext(asset, add_if_missing=True).apply(
+        code="EPSG:32631", shape=[32, 32], transform=[10, 0, 600000, 0, -10, 5700000]
+    )
+    EOExtension.ext(asset, add_if_missing=True).apply(bands=[Band.create("B04", common_name="red")])
+    RasterExtension.ext(asset, add_if_missing=True).apply(
+        bands=[RasterBand.create(nodata=0, data_type=DataType.UINT16, scale=1e-4, offset=-0.1)]
+    )
+    FileExtension.ext(asset, add_if_missing=True).apply(size=data.stat().st_size)
+    catalog = pystac.Catalog("c", "made by pystac")
+    catalog.add_item(item)
+    catalog.normalize_and_save(str(tmp_path / "stac"), pystac.CatalogType.SELF_CONTAINED)
+    report = validate_catalog(tmp_path / "stac")
+    assert report.ok, report.problems
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["properties"].update(datetime="30/04/2023"), "properties/datetime"),
+        (lambda d: d["properties"].pop("start_datetime"), "'start_datetime' is a required"),
+        (lambda d: d["assets"]["tmax"].update({"proj:shape": [6]}), "[projection-v2.0.0.json]"),
+        (lambda d: d["assets"]["tmax"].update({"file:checksum": "XYZ"}), "[file-v2.1.0.json]"),
+        (
+            lambda d: d["assets"]["tmax"].update({"eo:bands": [{"common_name": "infrared"}]}),
+            "does not list the eo extension",
+        ),
+        (lambda d: d["assets"]["tmax"].update(href="../nowhere.nc"), "does not resolve"),
+        (lambda d: d.pop("bbox"), "'bbox' is a required property"),
+    ],
+)
+def test_validate_reports_each_fault(daymet_catalog, change, message):
+    path = item_files(daymet_catalog)["daymet_v4_daily_na_2020"]
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+    report = validate_catalog(daymet_catalog)
+    assert not report.ok
+    assert len(report.problems) == 1, report.problems
+    assert report.problems[0].startswith(str(path)) and message in report.problems[0]
+
+
+def test_validate_reports_missing_child_and_unknown_extension(daymet_catalog):
+    path = item_files(daymet_catalog)["daymet_v4_daily_pr_2021"]
+    doc = json.loads(path.read_text())
+    doc["stac_extensions"].append("https://example.org/unknown/v1.0.0/schema.json")
+    path.write_text(json.dumps(doc))
+    (daymet_catalog / "daymet" / "na" / "2020" / "catalog.json").unlink()
+    report = validate_catalog(daymet_catalog)
+    assert report.unchecked_extensions == ["https://example.org/unknown/v1.0.0/schema.json"]
+    assert any("child link './2020/catalog.json'" in p for p in report.problems)
+
+
+# ----------------------------------------------------------------------------- localize
+def test_localize_copies_verifies_rewrites_and_resumes(daymet_catalog, tmp_path):
+    to = tmp_path / "local"
+    report = localize_catalog(daymet_catalog, assets=["tmin", "tmax"], to=to, workers=3)
+    assert report.ok and len(report.copied) == 8 and report.skipped == []
+    for item_id, path in item_files(daymet_catalog).items():
+        doc = json.loads(path.read_text())
+        for key in ("tmin", "tmax"):
+            asset = doc["assets"][key]
+            target = Path(os.path.normpath(path.parent / asset["href"]))
+            assert target.parent == to / item_id
+            digest = hashlib.sha256(target.read_bytes()).hexdigest()
+            assert asset["file:checksum"] == "1220" + digest
+        assert (
+            ".." in doc["assets"]["dayl"]["href"] and "local" not in doc["assets"]["dayl"]["href"]
+        )
+    assert validate_catalog(daymet_catalog).ok
+    again = localize_catalog(daymet_catalog, assets=["tmin", "tmax"], to=to)
+    assert again.copied == [] and len(again.skipped) == 8
+
+
+def test_localize_resumes_after_a_partial_copy_and_rejects_bad_copies(daymet_catalog, tmp_path):
+    to = tmp_path / "local"
+    item_id = "daymet_v4_daily_na_2020"
+    partial = to / item_id / "daymet_v4_daily_na_tmin_2020.nc"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"half a file")
+    path = item_files(daymet_catalog)[item_id]
+    doc = json.loads(path.read_text())
+    doc["assets"]["tmax"]["file:checksum"] = "1220" + "0" * 64  # the source no longer matches
+    path.write_text(json.dumps(doc))
+    report = localize_catalog(daymet_catalog, assets=["tmin", "tmax"], to=to)
+    assert len(report.failed) == 1 and "does not verify" in report.failed[0]
+    assert str(partial) in report.copied  # the partial copy was replaced
+    doc = json.loads(path.read_text())
+    assert "local" not in doc["assets"]["tmax"]["href"], "a failed asset keeps its href"
+    assert "local" in doc["assets"]["tmin"]["href"]
+    assert not list(to.rglob("*.part"))
+
+
+def test_localize_refuses_destinations_outside_dir(daymet_catalog, tmp_path):
+    path = item_files(daymet_catalog)["daymet_v4_daily_na_2020"]
+    doc = json.loads(path.read_text())
+    doc["id"] = "../../escape"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(CatalogError, match="outside"):
+        localize_catalog(daymet_catalog, assets=["tmin"], to=tmp_path / "local")
+    assert not (tmp_path / "local").exists() and not (tmp_path / "escape").exists()
+    with pytest.raises(CatalogError, match=r"choose among \['dayl', 'tmax', 'tmin'\]"):
+        localize_catalog(daymet_catalog, assets=["prcp"], to=tmp_path / "local")
+
+
+@pytest.fixture
+def http_root(inputs):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(inputs))
+    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_localize_from_http(daymet_catalog, inputs, http_root, tmp_path):
+    pytest.importorskip("aiohttp")
+    for path in item_files(daymet_catalog).values():
+        doc = json.loads(path.read_text())
+        for asset in doc["assets"].values():
+            name = Path(asset["href"]).name
+            asset["href"] = f"{http_root}/daymet/{name}"
+        path.write_text(json.dumps(doc))
+    assert validate_catalog(daymet_catalog).ok  # hrefs resolve over HTTP
+    item = next(iter(item_files(daymet_catalog).values()))
+    doc = json.loads(item.read_text())
+    good = doc["assets"]["tmin"]["href"]
+    doc["assets"]["tmin"]["href"] = good.replace("tmin", "prcp")
+    item.write_text(json.dumps(doc))
+    problems = validate_catalog(daymet_catalog).problems
+    assert len(problems) == 1 and "prcp" in problems[0] and "does not resolve" in problems[0]
+    doc["assets"]["tmin"]["href"] = good
+    item.write_text(json.dumps(doc))
+    report = localize_catalog(daymet_catalog, assets=["dayl"], to=tmp_path / "local")
+    assert report.ok and len(report.copied) == 4
+    copied = tmp_path / "local" / "daymet_v4_daily_pr_2021" / "daymet_v4_daily_pr_dayl_2021.nc"
+    assert copied.read_bytes() == (inputs / "daymet" / copied.name).read_bytes()
+
+
+# ---------------------------------------------------------------------------------- CLI
+@pytest.fixture
+def runner(tmp_path, monkeypatch) -> CliRunner:
+    """A CliRunner working in an empty folder of its own."""
+    monkeypatch.chdir(tmp_path)
+    return CliRunner()
+
+
+def test_cli_build_describe_validate_localize(runner, inputs):
+    args = ["catalog", "build", str(inputs / "daymet"), "--out", "stac", "--pattern", DAYMET,
+            "--layout", "${region}", "--collection", "daymet", "--checksum", "--id", "dm",
+            "--title", "Daymet"]  # fmt: skip
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "4 items (4 added, 0 updated, 0 unchanged, 0 pruned), 0 skipped" in result.output
+    root = json.loads(Path("stac/catalog.json").read_text())
+    assert (root["id"], root["title"]) == ("dm", "Daymet")
+    item = json.loads(Path("stac/daymet/pr/daymet_v4_daily_pr_2021.json").read_text())
+    assert item["assets"]["tmin"]["file:checksum"].startswith("1220")
+    result = runner.invoke(main, args)  # incremental: nothing to read
+    assert "0 added, 0 updated, 4 unchanged" in result.output
+
+    result = runner.invoke(main, ["catalog", "describe", "stac"])
+    assert result.exit_code == 0 and "collection daymet: 4 item(s)" in result.output
+    result = runner.invoke(main, ["catalog", "describe", "stac", "--json"])
+    assert json.loads(result.output)["items"] == 4
+
+    result = runner.invoke(main, ["catalog", "validate", "stac"])
+    assert result.exit_code == 0 and "valid: 8 STAC objects, 12 asset hrefs" in result.output
+
+    result = runner.invoke(
+        main, ["catalog", "localize", "stac", "--assets", "tmin,tmax", "--to", "local"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "8 copied, 0 already in place, 0 failed" in result.output
+    assert len(list(Path("local").rglob("*.nc"))) == 8
+    result = runner.invoke(
+        main, ["catalog", "localize", "stac", "--assets", "tmin,tmax", "--to", "local"]
+    )
+    assert "0 copied, 8 already in place" in result.output
+    assert runner.invoke(main, ["catalog", "validate", "stac"]).exit_code == 0
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch, capsys):
+    from lazyraster import cli
+
+    monkeypatch.setattr(cli.sys.stderr, "isatty", lambda: False)
+    assert cli._progress("reading") is None
+    monkeypatch.setattr(cli.sys.stderr, "isatty", lambda: True)
+    update = cli._progress("reading")
+    for done in range(1, 4):
+        update(done, 3)
+    assert "reading" in capsys.readouterr().err
+
+
+def test_cli_bad_files_exit_code_and_strict(runner, inputs):
+    Path("src").mkdir()
+    Path("src/20230101_red.tif").write_bytes((inputs / "cogs/20230430_B04.tif").read_bytes())
+    Path("src/20230102_red.tif").write_bytes(b"garbage")
+    args = ["catalog", "build", "src", "--out", "stac", "--pattern", "{date}_{band}.tif"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == EXIT_SKIPPED
+    assert "1 items (1 added" in result.output and "1 skipped" in result.output
+    skipped = [line for line in result.output.splitlines() if line.startswith("skipped")]
+    assert len(skipped) == 1 and "20230102_red.tif: not a readable raster" in skipped[0]
+    before = Path("stac/catalog.json").read_bytes()
+    result = runner.invoke(main, [*args, "--strict"])
+    assert result.exit_code == 1 and result.exception.__class__ is SystemExit
+    assert "Error:" in result.output and "Traceback" not in result.output
+    assert "20230102_red.tif" in result.output
+    assert Path("stac/catalog.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--pattern", "{date"], "unbalanced"),
+        (["--pattern", "fixed.tif"], "has no {field}"),
+        (["--layout", "${year"], "Invalid value for '--layout'"),
+        (["--datetime", "yesterday"], "Invalid value for '--datetime'"),
+        (["--bands", ","], "comma-separated"),
+        (["--workers", "0"], "Invalid value for '--workers'"),
+    ],
+)
+def test_cli_bad_options_name_the_fix(runner, inputs, extra, message):
+    result = runner.invoke(
+        main, ["catalog", "build", str(inputs / "cogs"), "--out", "stac", *extra]
+    )
+    assert result.exit_code == 2 and message in result.output
+    assert "Traceback" not in result.output and not Path("stac").exists()
+
+
+def test_cli_errors_without_traceback(runner, inputs):
+    Path("notcat").mkdir()
+    Path("notcat/data.txt").write_text("x")
+    result = runner.invoke(main, ["catalog", "build", str(inputs / "cogs"), "--out", "notcat"])
+    assert result.exit_code == 1 and "is not a catalog" in result.output
+    result = runner.invoke(main, ["catalog", "build", "missing", "--out", "stac"])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = runner.invoke(main, ["catalog", "describe", "notcat"])
+    assert result.exit_code == 1 and "no catalog at notcat" in result.output
+    result = runner.invoke(main, ["catalog", "validate", "notcat"])
+    assert result.exit_code == 1 and "lazyraster catalog build" in result.output
+    runner.invoke(main, ["catalog", "build", str(inputs / "cogs"), "--out", "stac",
+                         "--pattern", "{date}_{band}.tif"])  # fmt: skip
+    result = runner.invoke(main, ["catalog", "localize", "stac", "--assets", "tmin",
+                                  "--to", "local"])  # fmt: skip
+    assert result.exit_code == 1 and "choose among ['B04', 'B08']" in result.output
+    Path("stac/20230430.json").write_text("{broken")
+    result = runner.invoke(main, ["catalog", "validate", "stac"])
+    assert result.exit_code == 1 and "not a readable STAC JSON file" in result.output
+    assert all("Traceback" not in r for r in (result.output,))
