@@ -162,9 +162,10 @@ def _stackstac_dict(item: pystac.Item, dtype: np.dtype) -> dict[str, Any]:
 
 
 def _band_name(asset: pystac.Asset, key: str) -> str:
+    """The asset's single band's common name, else its band name, else the asset key."""
     bands = asset.extra_fields.get("eo:bands") or asset.extra_fields.get("bands") or []
-    if len(bands) == 1 and bands[0].get("common_name"):
-        return str(bands[0]["common_name"])
+    if len(bands) == 1:
+        return str(bands[0].get("common_name") or bands[0].get("name") or key)
     return key
 
 
@@ -179,30 +180,52 @@ def _data_assets(item: pystac.Item) -> dict[str, pystac.Asset]:
     }
 
 
+def _band_count(asset: pystac.Asset) -> int:
+    fields = asset.extra_fields
+    return max(len(fields.get("raster:bands") or [0]), len(fields.get("eo:bands") or [0]))
+
+
+def _pixel_size(asset: pystac.Asset) -> float:
+    transform = asset.extra_fields.get("proj:transform")
+    if transform is None and asset.owner is not None:
+        transform = asset.owner.properties.get("proj:transform")
+    return abs(transform[0]) if transform else math.inf
+
+
 def _select_assets(items: Sequence[pystac.Item], bands: Sequence[str] | None) -> dict[str, str]:
-    """Map asset key -> variable name for the requested bands (all raster bands if None)."""
+    """Map asset key -> variable name for the requested bands.
+
+    Variables are named by common name (else the band's ``name``, else the asset key).
+    Where several assets share a name (Sentinel-2's red at 10, 20 and 60 m, or SCL at
+    20 and 60 m), the finest resolution takes the name and the others keep their asset
+    keys. A requested band may be an asset key or such a name. Without ``bands``, every
+    single-band data asset is chosen (multi-band assets such as a true-colour image must
+    be asked for by key).
+    """
     names: dict[str, str] = {}
+    sizes: dict[str, float] = {}
+    counts: dict[str, int] = {}
     for item in items:
         for key, asset in _data_assets(item).items():
             names.setdefault(key, _band_name(asset, key))
+            sizes[key] = min(sizes.get(key, math.inf), _pixel_size(asset))
+            counts[key] = max(counts.get(key, 1), _band_count(asset))
+    finest: dict[str, str] = {}
+    for key in sorted(names, key=lambda k: (sizes[k], k)):
+        finest.setdefault(names[key], key)
+    variable = {key: name if finest[name] == key else key for key, name in names.items()}
     if bands is None:
-        chosen = names
-    else:
-        by_name = {name: key for key, name in names.items()}
-        chosen = {}
-        for band in bands:
-            key = band if band in names else by_name.get(band)
-            if key is None:
-                have = ", ".join(f"{n} ({k})" if n != k else k for k, n in names.items())
-                raise MissingBandError(
-                    f"band {band!r} is not among the items' data assets; they have: {have}. "
-                    "Name bands by STAC common name or by asset key."
-                )
-            chosen[key] = names[key]
-    duplicates = {n for n in chosen.values() if list(chosen.values()).count(n) > 1}
-    if duplicates:
-        # Several assets share a common name (e.g. a 10 m and a 20 m red band): use keys.
-        chosen = {k: (k if n in duplicates else n) for k, n in chosen.items()}
+        return {key: variable[key] for key in names if counts[key] == 1}
+    chosen = {}
+    for band in bands:
+        key = band if band in names else finest.get(band)
+        if key is None:
+            have = ", ".join(f"{n} ({k})" if n != k else k for k, n in variable.items())
+            raise MissingBandError(
+                f"band {band!r} is not among the items' data assets; they have: {have}. "
+                "Name bands by STAC common name or by asset key."
+            )
+        chosen[key] = variable[key]
     return chosen
 
 

@@ -243,6 +243,8 @@ def safe_item(path: Path, *, checksum: bool = False) -> dict[str, Any]:
         asset.update(_stac.proj_fields(crs, transform, shape))
         if band in S2_BANDS:
             asset["eo:bands"] = [eo_band(band)]
+        elif band != "TCI":  # SCL, AOT, WVP: a band name, so loaders can call them "SCL"
+            asset["eo:bands"] = [{"name": band, "description": _DESCRIPTIONS[band]}]
         if band != "TCI" and count == 1:
             raster: dict[str, Any] = {
                 "nodata": 0,
