@@ -12,7 +12,10 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from lazyraster import accessor as _accessor  # noqa: F401  (registers ``.geo``)
+from lazyraster.cluster import cluster
 from lazyraster.errors import (
+    ClusterConfigError,
+    ClusterStartError,
     EmptyResultError,
     LazyrasterError,
     MissingBandError,
@@ -27,12 +30,15 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "ClusterConfigError",
+    "ClusterStartError",
     "EmptyResultError",
     "LazyrasterError",
     "MissingBandError",
     "MissingCRSError",
     "OutputExistsError",
     "__version__",
+    "cluster",
     "ndvi",
     "normalized_difference",
 ]

@@ -28,3 +28,11 @@ class EmptyResultError(LazyrasterError, ValueError):
 
 class OutputExistsError(LazyrasterError, FileExistsError):
     """An output already exists and overwriting it was not asked for."""
+
+
+class ClusterConfigError(LazyrasterError, ValueError):
+    """A cluster option is wrong (no such partition, more memory than a node has, ...)."""
+
+
+class ClusterStartError(LazyrasterError, RuntimeError):
+    """Cluster workers did not start: the message shows the jobs' state and logs."""
