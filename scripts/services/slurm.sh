@@ -173,7 +173,7 @@ cmd_stop() {
       # shellcheck disable=SC2086
       scancel $jobs 2>/dev/null || true
       for _ in $(seq 100); do
-        [ -z "$(squeue -h -t all -o %i -t PD,R,CG,CF,S 2>/dev/null || true)" ] && break
+        [ -z "$(squeue -h -o %i -t PD,R,CG,CF,S 2>/dev/null || true)" ] && break
         sleep 0.2
       done
       say "cancelled jobs: $(echo $jobs)"

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import math
 import os
 import re
@@ -78,8 +79,25 @@ from lazyraster.errors import ClusterConfigError, ClusterStartError
 
 __all__ = ["available_cores", "available_memory", "cluster", "slurm_job_script"]
 
-with open(Path(__file__).with_name("cluster.yaml")) as _f:
-    dask.config.update_defaults(yaml.safe_load(_f))
+
+def _load_defaults() -> None:
+    """Merge our defaults and dask-jobqueue's into dask.config, in memory only.
+
+    dask-jobqueue's own defaults are merged here too, without importing it (its
+    import copies jobqueue.yaml into the user's home): then ``jobqueue.slurm.*`` keys
+    exist before a ``dask.config.set`` block that would otherwise remove them again.
+    """
+    with open(Path(__file__).with_name("cluster.yaml")) as f:
+        dask.config.update_defaults(yaml.safe_load(f))
+    spec = importlib.util.find_spec("dask_jobqueue")
+    if spec is not None and spec.origin is not None:
+        jobqueue_yaml = Path(spec.origin).with_name("jobqueue.yaml")
+        if jobqueue_yaml.exists():
+            with open(jobqueue_yaml) as f:
+                dask.config.update_defaults(yaml.safe_load(f))
+
+
+_load_defaults()
 
 #: Job states after which a worker job will never connect.
 _ENDED_STATES = frozenset(
@@ -316,7 +334,8 @@ def _validate_slurm(resolved: Mapping[str, Any]) -> None:
         raise ClusterConfigError(
             f"memory={resolved['memory']!r} (--mem={want_mem}M per job) is more than the "
             f"largest node of partition {queue!r} has ({max_mem} MiB); ask for at most "
-            f"memory='{max_mem}MiB', or more jobs with less memory each."
+            f"memory='{max_mem // 1024}GiB' (dask-jobqueue rounds --mem up to whole GiB) "
+            f"or job_mem='{max_mem}M', or more jobs with less memory each."
         )
     want_cpus = int(resolved.get("job_cpu") or resolved["cores"])
     if want_cpus > max_cpus:
@@ -433,6 +452,31 @@ def _tail(path: str, lines: int) -> str:
         return f"(cannot read {path}: {error.strerror})\n"
 
 
+def _expand_log_path(pattern: str, info: Mapping[str, str]) -> str:
+    """Fill sbatch's filename patterns (``%j``, ``%x``, ...) that scontrol shows as given."""
+    job_id = info.get("JobId", "")
+    values = {
+        "%": "%",
+        "j": job_id,
+        "J": job_id,
+        "A": info.get("ArrayJobId", job_id),
+        "a": info.get("ArrayTaskId", ""),
+        "x": info.get("JobName", ""),
+        "u": info.get("UserId", "").split("(")[0],
+        "N": info.get("BatchHost", ""),
+        "n": "0",
+        "t": "0",
+        "s": "batch",
+    }
+
+    def fill(match: re.Match[str]) -> str:
+        width, key = match.group(1), match.group(2)
+        value = values.get(key, match.group(0))
+        return value.zfill(int(width)) if width and value.isdigit() else value
+
+    return re.sub(r"%(\d*)([%jJAaxuNnts])", fill, pattern)
+
+
 def _describe_jobs(job_ids: Sequence[str]) -> str:
     """Say, for each job, its state, reason and exit code and show its log's last lines."""
     lines = int(_config("log-tail-lines"))
@@ -446,7 +490,9 @@ def _describe_jobs(job_ids: Sequence[str]) -> str:
             f"job {job_id}: {info.get('JobState', '?')} (Reason={info.get('Reason', '?')}, "
             f"ExitCode={info.get('ExitCode', '?')})"
         )
-        logs = dict.fromkeys(p for p in (info.get("StdOut"), info.get("StdErr")) if p)
+        logs = dict.fromkeys(
+            _expand_log_path(p, info) for p in (info.get("StdOut"), info.get("StdErr")) if p
+        )
         for log in logs:
             parts.append(f"--- last lines of {log}:\n{_tail(log, lines).rstrip()}")
     return "\n".join(parts)

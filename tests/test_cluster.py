@@ -1,0 +1,514 @@
+"""lazyraster.cluster: every kind computes the same values; SLURM on a real controller.
+
+The SLURM tests need the single-node cluster of ``scripts/services/slurm.sh``; they
+are skipped on a laptop without it and fail in CI.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import importlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+from tests.conftest import ROOT, require_service
+
+import lazyraster
+from lazyraster.errors import ClusterConfigError, ClusterStartError, LazyrasterError
+from lazyraster.testing import synthetic_raster
+
+# ``lazyraster.cluster`` is the factory function; the module is reached through sys.modules.
+cluster_module = importlib.import_module("lazyraster.cluster")
+cluster = lazyraster.cluster
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _scene(chunks: dict[str, int] | None = None) -> xr.Dataset:
+    """Red and NIR bands on a real grid; uneven chunks so tasks spread over workers."""
+    red = synthetic_raster((120, 90), seed=1, name="red", nan_fraction=0.05)
+    nir = synthetic_raster((120, 90), seed=2, name="nir", nan_fraction=0.05)
+    ds = xr.Dataset({"red": red, "nir": nir})
+    return ds.chunk(chunks or {"y": (50, 40, 30), "x": (20, 70)})
+
+
+def _mean3x3_block(block: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(block)
+    ny, nx = block.shape
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            out[1:-1, 1:-1] += block[1 + dy : ny - 1 + dy, 1 + dx : nx - 1 + dx]
+    return out / np.float32(9)
+
+
+def _analysis(ds: xr.Dataset) -> xr.Dataset:
+    """NDVI and a 3x3 mean of it with halos across chunks (map_overlap), lazily."""
+    ndvi = ds.geo.ndvi()
+    smooth = ndvi.copy(
+        data=da.map_overlap(
+            _mean3x3_block,
+            ndvi.data,
+            depth=1,
+            boundary=np.float32(0),
+            meta=np.array((), dtype=np.float32),
+        )
+    )
+    return xr.Dataset({"ndvi": ndvi, "ndvi_mean3": smooth})
+
+
+def _reference(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """Plain numpy, outside the code under test: float32 NDVI and a looped 3x3 mean."""
+    red = ds["red"].values.astype(np.float32)
+    nir = ds["nir"].values.astype(np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ndvi = (nir - red) / (nir + red)
+    padded = np.pad(ndvi, 1, constant_values=np.float32(0))
+    mean = np.zeros_like(ndvi)
+    for dy in range(3):
+        for dx in range(3):
+            mean += padded[dy : dy + ndvi.shape[0], dx : dx + ndvi.shape[1]]
+    return {"ndvi": ndvi, "ndvi_mean3": mean / np.float32(9)}
+
+
+def _write_and_read(ds: xr.Dataset, path: Path) -> dict[str, np.ndarray]:
+    # computed on uneven chunks (halos cross them), written on Zarr's regular ones
+    _analysis(ds).chunk({"y": 40, "x": 45}).to_zarr(path, mode="w")
+    with xr.open_zarr(path) as written:
+        assert written.rio.crs == ds.rio.crs
+        return {name: written[name].values for name in ("ndvi", "ndvi_mean3")}
+
+
+def _assert_bitwise_equal(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
+    for name in want:
+        assert got[name].dtype == want[name].dtype == np.float32
+        np.testing.assert_array_equal(got[name].view(np.uint32), want[name].view(np.uint32))
+
+
+def _port_open(address: str) -> bool:
+    host, port = address.removeprefix("tcp://").rsplit(":", 1)
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((host, int(port))) == 0
+
+
+@pytest.fixture(scope="module")
+def scene() -> xr.Dataset:
+    return _scene()
+
+
+@pytest.fixture(scope="module")
+def threaded(scene, tmp_path_factory) -> dict[str, np.ndarray]:
+    """The threaded result, the reference every other kind must equal bit for bit."""
+    with cluster("threads"):
+        return _write_and_read(scene, tmp_path_factory.mktemp("threads") / "out.zarr")
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def test_available_cores_follows_affinity():
+    allowed = os.sched_getaffinity(0)
+    assert cluster_module.available_cores() == len(allowed)
+    one = {min(allowed)}
+    os.sched_setaffinity(0, one)  # this thread only; restored below
+    try:
+        assert cluster_module.available_cores() == 1
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+def test_cgroup_limit_v2_nested_and_v1_unlimited(tmp_path):
+    (tmp_path / "job_7").mkdir()
+    (tmp_path / "memory.max").write_text("max\n")
+    (tmp_path / "job_7" / "memory.max").write_text(f"{3 * 2**30}\n")
+    proc = tmp_path / "cgroup"
+    proc.write_text("0::/job_7\n")
+    assert cluster_module._cgroup_memory_limit(tmp_path, proc) == 3 * 2**30
+
+    v1 = tmp_path / "v1"
+    (v1 / "memory" / "slurm").mkdir(parents=True)
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    (v1 / "memory" / "slurm" / "memory.limit_in_bytes").write_text("1073741824\n")
+    proc.write_text("4:memory:/slurm\n3:cpuset:/\n")
+    assert cluster_module._cgroup_memory_limit(v1, proc) == 2**30
+    proc.write_text("4:memory:/\n")
+    assert cluster_module._cgroup_memory_limit(v1, proc) is None  # "no limit"
+
+
+def test_slurm_memory_from_job_environment():
+    limit = cluster_module._slurm_memory_limit
+    assert limit({"SLURM_MEM_PER_NODE": "2048"}) == 2 * 2**30
+    assert limit({"SLURM_MEM_PER_CPU": "1000", "SLURM_CPUS_ON_NODE": "3"}) == 3000 * 2**20
+    assert limit({}) is None
+
+
+def test_available_memory_is_the_smallest_limit(monkeypatch):
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    monkeypatch.delenv("SLURM_MEM_PER_CPU", raising=False)
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "100")
+    assert cluster_module.available_memory() == 100 * 2**20
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", str(4 * ram // 2**20))
+    assert cluster_module.available_memory() <= ram
+
+
+# --------------------------------------------------------------------------- local kinds
+
+
+@pytest.mark.parametrize("kind", ["threads", "processes"])
+def test_local_schedulers_equal_threads_and_restore_config(kind, scene, threaded, tmp_path):
+    before = dask.config.get("scheduler", None)
+    with cluster(kind) as client:
+        assert client is None
+        assert dask.config.get("scheduler") == kind
+        assert dask.config.get("num_workers") == cluster_module.available_cores()
+        got = _write_and_read(scene, tmp_path / "out.zarr")
+    assert dask.config.get("scheduler", None) == before
+    _assert_bitwise_equal(got, threaded)
+
+
+def test_threads_equal_plain_numpy_reference(scene, threaded):
+    _assert_bitwise_equal(threaded, _reference(scene.compute()))
+
+
+def test_config_restored_after_error():
+    before = dask.config.get("scheduler", None)
+    with pytest.raises(ZeroDivisionError), cluster("processes", workers=1):
+        1 / 0  # noqa: B018
+    assert dask.config.get("scheduler", None) == before
+
+
+def test_local_cluster_sized_from_cores_and_memory(scene, threaded, tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "1536")  # as inside a job with --mem=1536M
+    with cluster("local") as client:
+        address = client.scheduler.address
+        assert address.startswith("tcp://127.0.0.1:")
+        workers = client.scheduler_info()["workers"].values()
+        assert sum(w["nthreads"] for w in workers) == cluster_module.available_cores()
+        total = sum(w["memory_limit"] for w in workers)
+        assert 1536 * 2**20 - len(workers) <= total <= 1536 * 2**20
+        assert dask.config.get("scheduler") == "dask.distributed"
+        got = _write_and_read(scene, tmp_path / "out.zarr")
+    _assert_bitwise_equal(got, threaded)
+    assert not _port_open(address)
+
+
+def test_local_cluster_refuses_more_memory_than_allowed(monkeypatch):
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "1024")
+    with pytest.raises(ClusterConfigError, match=r"memory='2GiB'"), cluster("local", memory="2GiB"):
+        pass
+
+
+def test_existing_scheduler_is_used_and_left_running(scene, threaded, tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as running:
+        with cluster(running.scheduler_address) as client:
+            assert client.scheduler.address == running.scheduler_address
+            got = _write_and_read(scene, tmp_path / "out.zarr")
+        assert client.status == "closed"
+        assert running.status.name == "running"  # not ours to shut down
+    _assert_bitwise_equal(got, threaded)
+
+
+def test_unknown_kind_names_the_choices():
+    with pytest.raises(ValueError, match="'threads', 'processes', 'local', 'slurm'"):
+        cluster("mpi")
+
+
+# --------------------------------------------------------------------------- SLURM options
+
+
+def _sbatch_lines(script: str) -> list[str]:
+    return [line for line in script.splitlines() if line.startswith("#SBATCH")]
+
+
+@pytest.fixture
+def clean_slurm_env(monkeypatch):
+    for name in [v for names in cluster_module._SLURM_ENV.values() for v in names]:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_option_precedence_argument_environment_config(clean_slurm_env):
+    clean_slurm_env.setenv("LAZYRASTER_SLURM_ACCOUNT", "from-env")
+    clean_slurm_env.setenv("SBATCH_PARTITION", "sbatch-env")
+    clean_slurm_env.setenv("LAZYRASTER_SLURM_JOB_SCRIPT_PROLOGUE", "module load gdal; cd /tmp")
+    config = {"jobqueue.slurm.account": "from-config", "jobqueue.slurm.walltime": "02:00:00"}
+    with dask.config.set(config):
+        from_env = cluster_module.slurm_job_script(cores=2, memory="3GiB")
+        from_arg = cluster_module.slurm_job_script(
+            cores=2, memory="3GiB", account="from-arg", partition="p1"
+        )
+    assert "#SBATCH -A from-env" in _sbatch_lines(from_env)
+    assert "#SBATCH -p sbatch-env" in _sbatch_lines(from_env)
+    assert "#SBATCH -t 02:00:00" in _sbatch_lines(from_env)  # only config sets it
+    assert "module load gdal\ncd /tmp\n" in from_env
+    assert "#SBATCH -A from-arg" in _sbatch_lines(from_arg)
+    assert "#SBATCH -p p1" in _sbatch_lines(from_arg)
+
+
+def test_settings_reach_the_worker_script(clean_slurm_env):
+    clean_slurm_env.setenv("GDAL_HTTP_MAX_RETRY", "7 tries")
+    with dask.config.set({"lazyraster.cluster.log-tail-lines": 12}):
+        script = cluster_module.slurm_job_script(cores=1, memory="1GiB")
+    assert "export GDAL_HTTP_MAX_RETRY='7 tries'" in script
+    line = next(x for x in script.splitlines() if "DASK_INTERNAL_INHERIT_CONFIG" in x)
+    payload = line.split("=", 1)[1]
+    inherited = json.loads(base64.b64decode(payload))
+    assert inherited["lazyraster"]["cluster"]["log-tail-lines"] == 12
+    assert f"{sys.executable} -m distributed.cli.dask_worker" in script
+
+
+def test_dry_run_prints_the_script_and_submits_nothing(clean_slurm_env, capsys):
+    with cluster("slurm", dry_run=True, cores=3, memory="5GiB") as script:
+        assert isinstance(script, str)
+    assert "#SBATCH --cpus-per-task=3" in _sbatch_lines(script)
+    assert "#SBATCH --mem=5G" in _sbatch_lines(script)
+    assert capsys.readouterr().out.strip() == script.strip()
+
+
+def test_missing_cores_or_memory_names_the_options(clean_slurm_env):
+    with pytest.raises(ClusterConfigError, match="cores=8, memory='32GiB'") as info:
+        cluster_module.slurm_job_script(cores=2)
+    assert "LAZYRASTER_SLURM_MEMORY" in str(info.value)
+    assert isinstance(info.value, LazyrasterError)
+    clean_slurm_env.setenv("LAZYRASTER_SLURM_CORES", "two")
+    with pytest.raises(ClusterConfigError, match="LAZYRASTER_SLURM_CORES='two'"):
+        cluster_module.slurm_job_script(memory="1GiB")
+
+
+@pytest.fixture
+def fake_sinfo(tmp_path, clean_slurm_env):
+    """``sinfo``/``sbatch`` stand-ins: partitions debug (default, 4 CPUs, 8000 MiB) and big."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sinfo").write_text("#!/bin/sh\nprintf 'debug*|4|8000\\nbig|64|256000\\n'\n")
+    (bin_dir / "sbatch").write_text("#!/bin/sh\necho sbatch must not run >&2; exit 1\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    clean_slurm_env.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"partition": "nope"}, r"partition='nope': SLURM has no such partition"),
+        # dask-jobqueue rounds --mem up to whole GiB: 9000 MiB become 9216M
+        ({"memory": "9000MiB"}, r"memory='9000MiB' \(--mem=9216M per job\).*8000 MiB.*'7GiB'"),
+        ({"memory": "7.9GiB"}, r"memory='7.9GiB' \(--mem=8192M per job\)"),
+        ({"job_mem": "8001M"}, r"\(--mem=8001M per job\)"),
+        ({"cores": 5}, r"cores=5 .* \(4 CPUs\)"),
+        ({"partition": "big", "memory": "300GB"}, r"memory='300GB'.*'big'"),
+    ],
+)
+def test_validation_against_sinfo_fails_before_submitting(fake_sinfo, options, named):
+    kwargs = {"cores": 1, "memory": "1GiB", **options}
+    with pytest.raises(ClusterConfigError, match=named):
+        cluster_module._validate_slurm(cluster_module._resolve_slurm_options(kwargs, {}))
+
+
+def test_valid_options_pass_validation(fake_sinfo):
+    resolve = cluster_module._resolve_slurm_options
+    cluster_module._validate_slurm(resolve({"cores": 4, "memory": "7GiB"}, {}))
+    cluster_module._validate_slurm(resolve({"cores": 1, "memory": "9GiB", "job_mem": "8000M"}, {}))
+    cluster_module._validate_slurm(resolve({"cores": 64, "memory": "200GiB", "queue": "big"}, {}))
+
+
+def test_slurm_without_slurm_commands_says_so(clean_slurm_env, tmp_path):
+    clean_slurm_env.setenv("PATH", str(tmp_path))
+    with (
+        pytest.raises(ClusterConfigError, match="sinfo, sbatch"),
+        cluster("slurm", cores=1, memory="1GiB"),
+    ):
+        pass
+
+
+def test_job_description_shows_state_and_log_tail(tmp_path, monkeypatch):
+    log = tmp_path / "dask-worker-42.err"
+    log.write_text("".join(f"line {i}\n" for i in range(100)) + "ImportError: no numba\n")
+    pattern = tmp_path / "dask-worker-%J.err"  # as scontrol shows it: not expanded
+    shown = (
+        "JobId=42 JobName=dask-worker JobState=FAILED Reason=NonZeroExitCode ExitCode=1:0 "
+        f"StdErr={pattern} StdOut={pattern}"
+    )
+    monkeypatch.setattr(
+        cluster_module,
+        "_run",
+        lambda args, timeout=30: subprocess.CompletedProcess(args, 0, shown + "\n", ""),
+    )
+    monkeypatch.setattr(cluster_module.shutil, "which", lambda name: f"/usr/bin/{name}")
+    text = cluster_module._describe_jobs(["42"])
+    assert text.startswith("job 42: FAILED (Reason=NonZeroExitCode, ExitCode=1:0)")
+    assert text.count(str(log)) == 1  # the same file is shown once
+    assert "ImportError: no numba" in text and "line 71" in text and "line 70\n" not in text
+
+
+# --------------------------------------------------------------------------- real SLURM
+
+
+def _slurm_conf() -> Path | None:
+    state_conf = ROOT / ".services" / "slurm" / "etc" / "slurm.conf"
+    if state_conf.exists():
+        return state_conf
+    env_conf = os.environ.get("SLURM_CONF")
+    return Path(env_conf) if env_conf and Path(env_conf).exists() else None
+
+
+def _squeue(conf_env: dict[str, str]) -> list[str]:
+    out = subprocess.run(
+        ["squeue", "-h", "-o", "%i %T"], env=conf_env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.split("\n")[:-1]
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A reachable SLURM controller with an idle node; SLURM_CONF set for the module."""
+    conf = _slurm_conf()
+    ok = False
+    if conf is not None and shutil.which("sinfo"):
+        env = {**os.environ, "SLURM_CONF": str(conf)}
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            state = subprocess.run(
+                ["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True, timeout=10
+            )
+            ok = state.returncode == 0 and state.stdout.split()[:1] in (["idle"], ["mix"])
+    require_service(
+        ok, "SLURM", "scripts/services/slurm.sh install && scripts/services/slurm.sh start"
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SLURM_CONF", str(conf))
+        for name in [v for names in cluster_module._SLURM_ENV.values() for v in names]:
+            mp.delenv(name, raising=False)
+        env = dict(os.environ)
+        yield env
+
+
+@pytest.fixture
+def slurm_env(slurm, tmp_path):
+    """Each test leaves no job behind (pending, running or completing)."""
+    assert _squeue(slurm) == [], "jobs left over from before this test"
+    yield slurm
+    deadline = time.monotonic() + 20
+    while _squeue(slurm) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert _squeue(slurm) == []
+
+
+# Loopback only: scheduler, workers and their dashboards.
+_LO = {"interface": "lo", "cores": 1, "memory": "1GiB", "walltime": "00:10:00"}
+
+
+def test_slurm_two_jobs_equal_threads_bit_for_bit(slurm_env, scene, threaded, tmp_path):
+    with (
+        dask.config.set({"lazyraster.cluster.log-tail-lines": 17}),
+        cluster("slurm", jobs=2, log_directory=str(tmp_path), timeout=60, **_LO) as client,
+    ):
+        address = client.scheduler.address
+        workers = client.scheduler_info()["workers"]
+        assert len(workers) == 2
+        assert all(w.startswith("tcp://127.0.0.1:") for w in workers)
+        jobs = _squeue(slurm_env)
+        assert len(jobs) == 2 and all(j.endswith("RUNNING") for j in jobs)
+        got = _write_and_read(scene, tmp_path / "out.zarr")
+        # both workers took part, and the package's settings reached them
+        assert all(
+            n > 0 for n in client.run(lambda dask_worker: dask_worker.state.executed_count).values()
+        )
+        seen = client.run(lambda: dask.config.get("lazyraster.cluster.log-tail-lines"))
+        assert set(seen.values()) == {17}
+    _assert_bitwise_equal(got, threaded)
+    assert not _port_open(address)
+
+
+def _slow_block(block: np.ndarray) -> np.ndarray:
+    time.sleep(0.15)
+    return block * np.float32(2)
+
+
+def test_slurm_scancel_of_a_worker_still_gives_the_right_answer(slurm_env, tmp_path):
+    from distributed import KilledWorker
+
+    values = np.arange(64 * 32, dtype=np.float32).reshape(64, 32)
+    lazy = da.from_array(values, chunks=8).map_blocks(_slow_block, dtype=np.float32)
+    with cluster("slurm", jobs=2, log_directory=str(tmp_path), timeout=60, **_LO) as client:
+        job_ids = [line.split()[0] for line in _squeue(slurm_env)]
+        future = client.compute(lazy.sum(axis=0))  # 32 tasks of 0.15 s on 2 workers
+        while sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values()) < 4:
+            time.sleep(0.05)
+        subprocess.run(["scancel", job_ids[0]], env=slurm_env, check=True)
+        try:
+            result = future.result(timeout=60)
+        except KilledWorker as error:  # the other acceptable outcome: a clear error
+            pytest.fail(f"expected a recomputed result on the surviving worker, got {error}")
+        np.testing.assert_array_equal(result, values.sum(axis=0, dtype=np.float32) * 2)
+        assert len(client.scheduler_info()["workers"]) == 1
+
+
+def test_slurm_wrong_partition_or_memory_fail_fast(slurm_env):
+    start = time.monotonic()
+    with (
+        pytest.raises(ClusterConfigError, match="partition='no-such-partition'"),
+        cluster("slurm", partition="no-such-partition", **_LO),
+    ):
+        pass
+    node_mib = int(
+        subprocess.run(
+            ["sinfo", "-h", "-o", "%m"], env=slurm_env, capture_output=True, text=True, check=True
+        )
+        .stdout.split()[0]
+        .rstrip("+")
+    )
+    too_much = f"{node_mib + 1024}MiB"
+    with (
+        pytest.raises(ClusterConfigError, match=rf"memory='{too_much}'.*{node_mib} MiB"),
+        cluster("slurm", **{**_LO, "memory": too_much}),
+    ):
+        pass
+    assert time.monotonic() - start < 10
+    assert _squeue(slurm_env) == []  # nothing was submitted
+
+
+def test_slurm_failing_job_shows_state_and_log(slurm_env, tmp_path):
+    prologue = ["echo 'lazyraster: the worker environment is broken' >&2", "exit 3"]
+    with (
+        pytest.raises(ClusterStartError) as info,
+        cluster(
+            "slurm",
+            jobs=1,
+            job_script_prologue=prologue,
+            log_directory=str(tmp_path),
+            timeout=60,
+            **_LO,
+        ),
+    ):
+        pass
+    message = str(info.value)
+    assert "FAILED" in message and "ExitCode=3:0" in message
+    assert "the worker environment is broken" in message
+    assert str(tmp_path) in message
+
+
+def test_log_path_patterns_are_expanded():
+    info = {"JobId": "7", "JobName": "dask-worker", "UserId": "ana(1001)", "BatchHost": "n1"}
+    expand = cluster_module._expand_log_path
+    assert expand("/l/%x-%j.out", info) == "/l/dask-worker-7.out"
+    assert expand("/l/%u/%N-%4J-%%.err", info) == "/l/ana/n1-0007-%.err"
+    assert expand("/l/slurm-%A_%a.out", {**info, "ArrayJobId": "5", "ArrayTaskId": "2"}) == (
+        "/l/slurm-5_2.out"
+    )
