@@ -480,8 +480,33 @@ def test_slurm_wrong_partition_or_memory_fail_fast(slurm_env):
         cluster("slurm", **{**_LO, "memory": too_much}),
     ):
         pass
+    with (
+        pytest.raises(ClusterConfigError, match=r"sbatch --test-only.*Invalid feature"),
+        cluster("slurm", job_extra_directives=["--constraint=no-such-feature"], **_LO),
+    ):
+        pass
     assert time.monotonic() - start < 10
     assert _squeue(slurm_env) == []  # nothing was submitted
+
+
+def test_slurm_refused_submission_is_an_error_not_a_hang(slurm_env, monkeypatch):
+    # As if sbatch --test-only had passed and the real submission then failed.
+    monkeypatch.setattr(cluster_module, "_check_with_sbatch", lambda resolved: None)
+    start = time.monotonic()
+    with (
+        pytest.raises(ClusterStartError, match="sbatch did not accept 1 worker job"),
+        cluster("slurm", job_extra_directives=["--constraint=no-such-feature"], **_LO),
+    ):
+        pass
+    assert time.monotonic() - start < 10
+
+
+def test_slurm_adaptive_starts_minimum_then_computes(slurm_env, tmp_path):
+    values = np.arange(40 * 40, dtype=np.float32).reshape(40, 40)
+    with cluster("slurm", adapt=(1, 2), log_directory=str(tmp_path), timeout=60, **_LO) as client:
+        assert len(client.scheduler_info()["workers"]) >= 1
+        lazy = da.from_array(values, chunks=10) * np.float32(3)
+        np.testing.assert_array_equal(lazy.compute(), values * np.float32(3))
 
 
 def test_slurm_failing_job_shows_state_and_log(slurm_env, tmp_path):
@@ -512,3 +537,49 @@ def test_log_path_patterns_are_expanded():
     assert expand("/l/slurm-%A_%a.out", {**info, "ArrayJobId": "5", "ArrayTaskId": "2"}) == (
         "/l/slurm-5_2.out"
     )
+
+
+_RANK_SCRIPT = """
+import json, sys
+import dask.array as da
+import lazyraster
+with lazyraster.cluster("slurm", allocation=True, interface="lo") as client:
+    result = {
+        "workers": sorted(client.nthreads().values()),
+        "total": float(da.arange(1000, chunks=100, dtype="f8").sum().compute()),
+    }
+with open(sys.argv[1], "w") as f:
+    json.dump(result, f)
+"""
+
+
+def test_slurm_allocation_runs_scheduler_and_workers_on_the_ranks(slurm_env, tmp_path):
+    script = tmp_path / "ranks.py"
+    script.write_text(_RANK_SCRIPT)
+    out = tmp_path / "out.json"
+    env = {**slurm_env, "PYTHONPATH": str(ROOT / "src")}
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", "-n", "3", "--overcommit", "--mem-per-cpu=500M", "-t", "5",
+         "-o", str(tmp_path / "job-%j.log"), "-D", str(tmp_path),
+         "--wrap", f"srun {sys.executable} {script} {out}"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    job_id = submitted.stdout.strip().split(";")[0]
+    deadline = time.monotonic() + 90
+    while _squeue(slurm_env) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    log = (tmp_path / f"job-{job_id}.log").read_text()
+    assert out.exists(), log[-3000:]
+    result = json.loads(out.read_text())
+    # rank 0 is the scheduler, rank 1 runs the block, rank 2 is the one worker
+    assert result == {"workers": [cluster_module.available_cores()], "total": 499500.0}
+    assert not list(tmp_path.glob("dask-scheduler-*.json"))  # the client rank removed it
+
+
+def test_allocation_outside_a_job_says_how(monkeypatch):
+    monkeypatch.delenv("SLURM_PROCID", raising=False)
+    with (
+        pytest.raises(ClusterConfigError, match="srun -n <3 or more>"),
+        cluster("slurm", allocation=True),
+    ):
+        pass

@@ -65,6 +65,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -415,14 +416,39 @@ def slurm_job_script(**options: Any) -> str:
     >>> [line for line in script.splitlines() if line.startswith("#SBATCH")][-3:]
     ['#SBATCH --cpus-per-task=2', '#SBATCH --mem=4G', '#SBATCH -t 01:00:00']
     """
+    return _job_script(_resolve_slurm_options(options, os.environ))
+
+
+def _job_script(resolved: dict[str, Any]) -> str:
     with _quiet_jobqueue_import():
         from dask_jobqueue.slurm import SLURMJob
 
-    resolved = _resolve_slurm_options(options, os.environ)
     kwargs = _slurm_cluster_kwargs(resolved)
     kwargs.pop("scheduler_options", None)
     job = SLURMJob(scheduler="tcp://SCHEDULER-ADDRESS:8786", name="dask-worker", **kwargs)
-    return job.job_script()
+    return str(job.job_script())
+
+
+def _sbatch_refusal(script: str) -> str | None:
+    """What ``sbatch --test-only`` says against ``script``, or None if it would run."""
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="lazyraster-") as f:
+        f.write(script)
+        f.flush()
+        checked = _run(["sbatch", "--test-only", f.name])
+    if checked.returncode == 0:
+        return None
+    return (checked.stderr.strip() or checked.stdout.strip()) or f"exit code {checked.returncode}"
+
+
+def _check_with_sbatch(resolved: dict[str, Any]) -> None:
+    """Let SLURM itself judge the job (features, account, QOS, time limit) before submitting."""
+    refusal = _sbatch_refusal(_job_script(resolved))
+    if refusal is not None:
+        raise ClusterConfigError(
+            f"SLURM refuses the worker job (sbatch --test-only): {refusal}\n"
+            "Check account, partition, walltime and job_extra_directives; "
+            "lazyraster.cluster('slurm', dry_run=True, ...) prints the job script."
+        )
 
 
 # --------------------------------------------------------------------------- job state
@@ -507,10 +533,19 @@ def _wait_for_slurm_workers(
     client: Any, slurm_cluster: Any, n_workers: int, timeout: float
 ) -> None:
     """Wait until ``n_workers`` workers connected; fail early when their jobs cannot."""
+    from distributed.core import Status
+
     deadline = time.monotonic() + timeout
     while True:
         if len(client.nthreads()) >= n_workers:
             return
+        refused = [job for job in slurm_cluster.workers.values() if not job.job_id]
+        if refused:
+            # sbatch failed (dask-jobqueue only logs it); these jobs exist nowhere.
+            for job in refused:
+                job.status = Status.failed
+            reason = _sbatch_refusal(refused[0].job_script()) or "see the log above"
+            raise ClusterStartError(f"sbatch did not accept {len(refused)} worker job(s): {reason}")
         job_ids = _submitted_job_ids(slurm_cluster)
         hopeless = []
         for job_id in job_ids:
@@ -615,6 +650,7 @@ def _slurm_cluster(
             raise ValueError(f"adapt={adapt!r} must be (minimum, maximum) with 0 <= min <= max")
     resolved = _resolve_slurm_options(options, os.environ)
     _validate_slurm(resolved)
+    _check_with_sbatch(resolved)
     with _quiet_jobqueue_import():
         from dask_jobqueue import SLURMCluster
 
@@ -654,16 +690,35 @@ def _slurm_runner(options: dict[str, Any]) -> Iterator[Any]:
     with _quiet_jobqueue_import():
         from dask_jobqueue.slurm import SLURMRunner
 
-    options.setdefault("scheduler_file", str(Path.cwd() / "dask-scheduler-{job_id}.json"))
+    scheduler_file = str(
+        options.pop("scheduler_file", None) or Path.cwd() / "dask-scheduler-{job_id}.json"
+    )
+    interface = options.pop("interface", None)
     scheduler_options = dict(options.pop("scheduler_options", None) or {})
+    worker_options = dict(options.pop("worker_options", None) or {})
     scheduler_options.setdefault("dashboard_address", _config("dashboard-address"))
-    options["scheduler_options"] = scheduler_options
-    # Ranks 0 (scheduler) and >= 2 (workers) serve inside __enter__ and end the
+    worker_options.setdefault("dashboard_address", _config("worker-dashboard-address"))
+    worker_options.setdefault("nthreads", available_cores())  # this rank's CPUs, not the node's
+    if interface is not None:
+        scheduler_options.setdefault("interface", interface)
+        worker_options.setdefault("interface", interface)
+    # Ranks 0 (scheduler) and >= 2 (workers) serve inside __enter__ and end their
     # process when the client rank leaves; only rank 1 runs the body of the block.
-    with SLURMRunner(**options) as runner, Client(runner, set_as_default=True) as client:
-        client.wait_for_workers(runner.n_workers)
-        _announce(client)
-        yield client
+    runner = SLURMRunner(
+        scheduler_file=scheduler_file,
+        scheduler_options=scheduler_options,
+        worker_options=worker_options,
+        **options,
+    )
+    try:
+        with runner, Client(runner, set_as_default=True) as client:
+            client.wait_for_workers(runner.n_workers, timeout=_config("timeout"))
+            _announce(client)
+            yield client
+    finally:
+        with contextlib.suppress(OSError):
+            if os.environ.get("SLURM_PROCID") == "1":
+                Path(runner.scheduler_file).unlink()
 
 
 def cluster(
