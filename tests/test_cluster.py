@@ -10,6 +10,7 @@ import base64
 import contextlib
 import importlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -23,6 +24,8 @@ import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.conftest import ROOT, require_service
 
 import lazyraster
@@ -192,7 +195,7 @@ def test_config_restored_after_error():
 
 def test_local_cluster_sized_from_cores_and_memory(scene, threaded, tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_MEM_PER_NODE", "1536")  # as inside a job with --mem=1536M
-    with cluster("local") as client:
+    with dask.config.set({"lazyraster.cluster.log-tail-lines": 23}), cluster("local") as client:
         address = client.scheduler.address
         assert address.startswith("tcp://127.0.0.1:")
         workers = client.scheduler_info()["workers"].values()
@@ -201,6 +204,9 @@ def test_local_cluster_sized_from_cores_and_memory(scene, threaded, tmp_path, mo
         assert 1536 * 2**20 - len(workers) <= total <= 1536 * 2**20
         assert dask.config.get("scheduler") == "dask.distributed"
         got = _write_and_read(scene, tmp_path / "out.zarr")
+        # the package's settings reach the worker processes
+        seen = client.run(lambda: dask.config.get("lazyraster.cluster.log-tail-lines"))
+        assert set(seen.values()) == {23}
     _assert_bitwise_equal(got, threaded)
     assert not _port_open(address)
 
@@ -322,6 +328,20 @@ def test_validation_against_sinfo_fails_before_submitting(fake_sinfo, options, n
         cluster_module._validate_slurm(cluster_module._resolve_slurm_options(kwargs, {}))
 
 
+@settings(max_examples=40, deadline=None)
+@given(memory=st.integers(min_value=2**20, max_value=2**40))
+def test_checked_memory_is_the_memory_in_the_job_script(memory):
+    """Validation compares the --mem dask-jobqueue writes, rounding included."""
+    script = cluster_module._job_script({"cores": 1, "memory": memory})
+    mem = next(line for line in _sbatch_lines(script) if line.startswith("#SBATCH --mem="))
+    number, unit = int(mem[len("#SBATCH --mem=") : -1]), mem[-1]
+    assert unit in "KMG"
+    in_script_mib = number * {"K": 2**-10, "M": 1, "G": 2**10}[unit]
+    checked_mib = cluster_module._job_memory_mib({"memory": memory})
+    assert checked_mib == math.ceil(in_script_mib)
+    assert checked_mib * 2**20 >= memory
+
+
 def test_valid_options_pass_validation(fake_sinfo):
     resolve = cluster_module._resolve_slurm_options
     cluster_module._validate_slurm(resolve({"cores": 4, "memory": "7GiB"}, {}))
@@ -441,6 +461,7 @@ def _slow_block(block: np.ndarray) -> np.ndarray:
     return block * np.float32(2)
 
 
+@pytest.mark.slow
 def test_slurm_scancel_of_a_worker_still_gives_the_right_answer(slurm_env, tmp_path):
     from distributed import KilledWorker
 
@@ -553,6 +574,7 @@ with open(sys.argv[1], "w") as f:
 """
 
 
+@pytest.mark.slow
 def test_slurm_allocation_runs_scheduler_and_workers_on_the_ranks(slurm_env, tmp_path):
     script = tmp_path / "ranks.py"
     script.write_text(_RANK_SCRIPT)

@@ -138,7 +138,7 @@ cmd_start() {
   fi
   write_config
   start_munged
-  pid_alive slurmctld || slurmctld -f "$CONF" -i
+  pid_alive slurmctld || slurmctld -f "$CONF" -c  # -c: no jobs from an earlier run
   pid_alive slurmd || slurmd -f "$CONF"
   local state=""
   for _ in $(seq 150); do

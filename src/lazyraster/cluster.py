@@ -529,6 +529,24 @@ def _submitted_job_ids(slurm_cluster: Any) -> list[str]:
     return [str(job.job_id) for job in jobs if getattr(job, "job_id", None)]
 
 
+def _job_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """State and reason of each job: one ``squeue`` call, ``sacct`` for jobs it forgot."""
+    if not job_ids:
+        return {}
+    listed = _run(["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%r"])
+    if listed.returncode != 0 and "Invalid job id" not in listed.stderr:
+        return {}  # controller busy or unreachable for a moment: ask again next round
+    states: dict[str, tuple[str, str]] = {}
+    for line in listed.stdout.splitlines():
+        job_id, state, reason = [*line.split("|"), "", ""][:3]
+        states[job_id.strip()] = (state.strip(), reason.strip())
+    for job_id in job_ids:
+        if job_id not in states:  # purged from the controller: ended some time ago
+            info = _job_details(job_id)
+            states[job_id] = (info.get("JobState", "COMPLETED"), info.get("Reason", ""))
+    return states
+
+
 def _wait_for_slurm_workers(
     client: Any, slurm_cluster: Any, n_workers: int, timeout: float
 ) -> None:
@@ -547,11 +565,11 @@ def _wait_for_slurm_workers(
             reason = _sbatch_refusal(refused[0].job_script()) or "see the log above"
             raise ClusterStartError(f"sbatch did not accept {len(refused)} worker job(s): {reason}")
         job_ids = _submitted_job_ids(slurm_cluster)
-        hopeless = []
-        for job_id in job_ids:
-            info = _job_details(job_id)
-            if info.get("JobState") in _ENDED_STATES or info.get("Reason") in _HOPELESS_REASONS:
-                hopeless.append(job_id)
+        hopeless = [
+            job_id
+            for job_id, (state, reason) in _job_states(job_ids).items()
+            if state in _ENDED_STATES or reason in _HOPELESS_REASONS
+        ]
         if hopeless:
             raise ClusterStartError(
                 f"{len(hopeless)} SLURM worker job(s) ended or cannot start before "
@@ -566,7 +584,7 @@ def _wait_for_slurm_workers(
                 "Pending jobs wait for free nodes: raise timeout=, ask for fewer "
                 "resources, or check that workers can reach the scheduler (interface=)."
             )
-        time.sleep(0.5)
+        time.sleep(1.0)
 
 
 # --------------------------------------------------------------------------- factory
@@ -797,6 +815,8 @@ def cluster(
     (True, 10000.0)
     """
     kind = str(_config("kind") if kind is None else kind)
+    if (dry_run or allocation) and kind != "slurm":
+        raise TypeError(f"dry_run= and allocation= go with kind='slurm', not kind={kind!r}")
     if kind in ("threads", "processes"):
         if jobs is not None or adapt is not None or memory is not None:
             raise TypeError(f"kind={kind!r} takes workers= only, not jobs/adapt/memory")
