@@ -231,6 +231,24 @@ def test_existing_scheduler_is_used_and_left_running(scene, threaded, tmp_path):
     _assert_bitwise_equal(got, threaded)
 
 
+def test_kind_defaults_to_dask_config():
+    with dask.config.set({"lazyraster.cluster.kind": "processes"}), cluster() as client:
+        assert client is None
+        assert dask.config.get("scheduler") == "processes"
+
+
+def test_options_that_do_not_fit_the_kind_are_refused():
+    with pytest.raises(TypeError, match="kind='slurm'"):
+        cluster("threads", dry_run=True)
+    with pytest.raises(TypeError, match="not jobs/adapt/memory"):
+        cluster("threads", jobs=2)
+    with (
+        pytest.raises(TypeError, match=r"memory= .* not memory_limit="),
+        cluster("local", memory_limit="1GiB"),
+    ):
+        pass
+
+
 def test_unknown_kind_names_the_choices():
     with pytest.raises(ValueError, match="'threads', 'processes', 'local', 'slurm'"):
         cluster("mpi")

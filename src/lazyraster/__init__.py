@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from lazyraster import accessor as _accessor  # noqa: F401  (registers ``.geo``)
-from lazyraster.cluster import cluster
+from lazyraster.cluster import available_cores, available_memory, cluster, slurm_job_script
 from lazyraster.errors import (
     ClusterConfigError,
     ClusterStartError,
@@ -38,7 +38,10 @@ __all__ = [
     "MissingCRSError",
     "OutputExistsError",
     "__version__",
+    "available_cores",
+    "available_memory",
     "cluster",
     "ndvi",
     "normalized_difference",
+    "slurm_job_script",
 ]

@@ -618,6 +618,12 @@ def _local_cluster(
     from distributed import Client, LocalCluster
     from distributed.deploy.utils import nprocesses_nthreads
 
+    for name in ("n_workers", "memory_limit"):
+        if name in options:
+            raise TypeError(
+                f"kind='local' sizes the cluster with workers= and memory= (all workers "
+                f"together), not {name}="
+            )
     cores = available_cores()
     if workers is None and threads_per_worker is None:
         workers, threads_per_worker = nprocesses_nthreads(cores)
