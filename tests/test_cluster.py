@@ -195,6 +195,7 @@ def test_config_restored_after_error():
 
 def test_local_cluster_sized_from_cores_and_memory(scene, threaded, tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_MEM_PER_NODE", "1536")  # as inside a job with --mem=1536M
+    before = dask.config.get("scheduler", None)
     with dask.config.set({"lazyraster.cluster.log-tail-lines": 23}), cluster("local") as client:
         address = client.scheduler.address
         assert address.startswith("tcp://127.0.0.1:")
@@ -211,6 +212,7 @@ def test_local_cluster_sized_from_cores_and_memory(scene, threaded, tmp_path, mo
         assert set(seen.values()) == {23}
     _assert_bitwise_equal(got, threaded)
     assert not _port_open(address)
+    assert dask.config.get("scheduler", None) == before
 
 
 def test_local_cluster_refuses_more_memory_than_allowed(monkeypatch):
@@ -542,12 +544,18 @@ def test_slurm_refused_submission_is_an_error_not_a_hang(slurm_env, monkeypatch)
     assert time.monotonic() - start < 10
 
 
-def test_slurm_adaptive_starts_minimum_then_computes(slurm_env, tmp_path):
+def test_slurm_adaptive_computes_and_cleans_up_after_an_error(slurm_env, tmp_path):
     values = np.arange(40 * 40, dtype=np.float32).reshape(40, 40)
-    with cluster("slurm", adapt=(1, 2), log_directory=str(tmp_path), timeout=60, **_LO) as client:
+    with (
+        pytest.raises(KeyError, match="raised inside the block"),
+        cluster("slurm", adapt=(1, 2), log_directory=str(tmp_path), timeout=60, **_LO) as client,
+    ):
+        address = client.scheduler.address
         assert len(client.scheduler_info()["workers"]) >= 1
         lazy = da.from_array(values, chunks=10) * np.float32(3)
         np.testing.assert_array_equal(lazy.compute(), values * np.float32(3))
+        raise KeyError("raised inside the block")
+    assert not _port_open(address)  # and slurm_env checks that no job is left
 
 
 def test_slurm_failing_job_shows_state_and_log(slurm_env, tmp_path):
