@@ -588,42 +588,79 @@ def test_log_path_patterns_are_expanded():
     )
 
 
-_RANK_SCRIPT = """
+_PIPELINE = """
 import json, sys
+import dask
 import dask.array as da
 import lazyraster
-with lazyraster.cluster("slurm", allocation=True, interface="lo") as client:
-    result = {
-        "workers": sorted(client.nthreads().values()),
-        "total": float(da.arange(1000, chunks=100, dtype="f8").sum().compute()),
-    }
-with open(sys.argv[1], "w") as f:
-    json.dump(result, f)
+
+
+def main():
+    with lazyraster.cluster() as client:  # kind and allocation from the job's environment
+        workers = client.scheduler_info()["workers"].values()
+        result = {
+            "kind": dask.config.get("lazyraster.cluster.kind"),
+            "threads": sorted(w["nthreads"] for w in workers),
+            "memory": sum(w["memory_limit"] for w in workers),
+            "cores": lazyraster.available_cores(),  # as seen inside the job
+            "total": float(da.arange(1000, chunks=100, dtype="f8").sum().compute()),
+        }
+    with open(sys.argv[1], "w") as f:
+        json.dump(result, f)
+
+
+if __name__ == "__main__":  # LocalCluster starts its workers by importing this file
+    main()
 """
 
 
-@pytest.mark.slow
-def test_slurm_allocation_runs_scheduler_and_workers_on_the_ranks(slurm_env, tmp_path):
-    script = tmp_path / "ranks.py"
-    script.write_text(_RANK_SCRIPT)
+def _run_template(template: str, options: list[str], env: dict[str, str], tmp_path: Path):
+    """Submit docs/sbatch/<template> with site options overridden; return the JSON result."""
+    script = tmp_path / "pipeline.py"
+    script.write_text(_PIPELINE)
     out = tmp_path / "out.json"
-    env = {**slurm_env, "PYTHONPATH": str(ROOT / "src")}
+    env = {
+        **env,
+        "PYTHONPATH": str(ROOT / "src"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+    }
     submitted = subprocess.run(
-        ["sbatch", "--parsable", "-n", "3", "--overcommit", "--mem-per-cpu=500M", "-t", "5",
-         "-o", str(tmp_path / "job-%j.log"), "-D", str(tmp_path),
-         "--wrap", f"srun {sys.executable} {script} {out}"],
+        ["sbatch", "--parsable", "-p", "debug", "-t", "5", "-D", str(tmp_path),
+         "-o", str(tmp_path / "job-%j.log"), *options,
+         str(ROOT / "docs" / "sbatch" / template), str(script), str(out)],
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     job_id = submitted.stdout.strip().split(";")[0]
-    deadline = time.monotonic() + 90
-    while _squeue(slurm_env) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 120
+    while _squeue(env) and time.monotonic() < deadline:
         time.sleep(0.25)
     log = (tmp_path / f"job-{job_id}.log").read_text()
     assert out.exists(), log[-3000:]
-    result = json.loads(out.read_text())
-    # rank 0 is the scheduler, rank 1 runs the block, rank 2 is the one worker
-    assert result == {"workers": [cluster_module.available_cores()], "total": 499500.0}
-    assert not list(tmp_path.glob("dask-scheduler-*.json"))  # the client rank removed it
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_single_node_template_sizes_a_local_cluster_from_the_job(slurm_env, tmp_path):
+    result = _run_template("single-node.sbatch", ["-c", "2", "--mem=1G"], slurm_env, tmp_path)
+    assert result["kind"] == "local"
+    # SLURM binds tasks to their CPUs only with task/affinity or task/cgroup; the test
+    # cluster runs task/none, so the job sees the node's CPUs and the check is that
+    # the workers use what the job sees, and the job's memory (--mem), not the node's.
+    assert sum(result["threads"]) == result["cores"]
+    assert 2**30 - len(result["threads"]) <= result["memory"] <= 2**30  # --mem=1G
+    assert result["total"] == 499500.0
+
+
+@pytest.mark.slow
+def test_multi_node_template_runs_scheduler_and_workers_on_the_tasks(slurm_env, tmp_path):
+    env = {**slurm_env, "LAZYRASTER_SLURM_INTERFACE": "lo"}
+    options = ["-N", "1", "-n", "3", "-c", "1", "--overcommit", "--mem-per-cpu=500M"]
+    result = _run_template("multi-node.sbatch", options, env, tmp_path)
+    # task 0 is the scheduler, task 1 runs the block, task 2 is the one worker
+    assert result["kind"] == "slurm"
+    assert result["threads"] == [result["cores"]]
+    assert result["total"] == 499500.0
+    assert not list(tmp_path.glob("dask-scheduler-*.json"))  # the client task removed it
 
 
 def test_allocation_outside_a_job_says_how(monkeypatch):

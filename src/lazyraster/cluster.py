@@ -717,7 +717,11 @@ def _slurm_runner(options: dict[str, Any]) -> Iterator[Any]:
     scheduler_file = str(
         options.pop("scheduler_file", None) or Path.cwd() / "dask-scheduler-{job_id}.json"
     )
-    interface = options.pop("interface", None)
+    interface = (
+        options.pop("interface", None)
+        or os.environ.get("LAZYRASTER_SLURM_INTERFACE")
+        or dask.config.get("jobqueue.slurm.interface", None)
+    )
     scheduler_options = dict(options.pop("scheduler_options", None) or {})
     worker_options = dict(options.pop("worker_options", None) or {})
     scheduler_options.setdefault("dashboard_address", _config("dashboard-address"))
@@ -754,7 +758,7 @@ def cluster(
     jobs: int | None = None,
     adapt: tuple[int, int] | None = None,
     timeout: float | None = None,
-    allocation: bool = False,
+    allocation: bool | None = None,
     dry_run: bool = False,
     **options: Any,
 ) -> contextlib.AbstractContextManager[Any]:
@@ -781,11 +785,12 @@ def cluster(
     timeout : float, optional
         ``slurm``: seconds to wait for the first workers (default from config
         ``lazyraster.cluster.timeout``); ``tcp://``: seconds to connect.
-    allocation : bool
+    allocation : bool, optional
         ``slurm``: instead of submitting jobs, run the scheduler and the workers on the
         ranks of the current allocation (dask-jobqueue's ``SLURMRunner``). Start the
         script with ``srun -n N python script.py``: rank 0 is the scheduler, rank 1
-        runs the block, the others are workers.
+        runs the block, the others are workers. Default from dask config
+        ``lazyraster.cluster.allocation`` (false).
     dry_run : bool
         ``slurm``: print the worker job script and yield it (a ``str``); nothing is
         submitted and the default scheduler is left as it is.
@@ -821,6 +826,8 @@ def cluster(
     (True, 10000.0)
     """
     kind = str(_config("kind") if kind is None else kind)
+    if allocation is None:
+        allocation = bool(_config("allocation")) and kind == "slurm"
     if (dry_run or allocation) and kind != "slurm":
         raise TypeError(f"dry_run= and allocation= go with kind='slurm', not kind={kind!r}")
     if kind in ("threads", "processes"):
