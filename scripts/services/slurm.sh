@@ -71,8 +71,7 @@ pid_alive() {  # pid_alive NAME: the pid file exists and names a live process ca
 write_config() {
   local host node_line
   host="$(hostname -s)"
-  mkdir -p "$STATE/etc" "$STATE/spool/ctld" "$STATE/spool/d" "$STATE/munge" "$RUN" "$LOG" \
-    "$STATE/jobs"
+  mkdir -p "$STATE/etc" "$STATE/spool/ctld" "$STATE/spool/d" "$STATE/munge" "$RUN" "$LOG"
   chmod 700 "$STATE/munge"
   # `slurmd -C` reports the real topology and memory; a node configured with more
   # than it has is drained, and without RealMemory every --mem request is rejected.
