@@ -423,7 +423,11 @@ def slurm():
     """A reachable SLURM controller with an idle node; SLURM_CONF set for the module."""
     conf = _slurm_conf()
     ok = False
-    if conf is not None and shutil.which("sinfo"):
+    ours = ROOT / ".services" / "slurm"
+    stopped = (
+        conf is not None and conf.is_relative_to(ours) and not (ours / "run/slurmctld.pid").exists()
+    )
+    if conf is not None and not stopped and shutil.which("sinfo"):
         env = {**os.environ, "SLURM_CONF": str(conf)}
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             state = subprocess.run(
