@@ -157,7 +157,9 @@ def available_cores() -> int:
     """Return how many cores this process may run on.
 
     ``len(os.sched_getaffinity(0))``: inside a batch job or under ``taskset`` this is
-    the allocation, where ``os.cpu_count()`` would be the whole node.
+    the allocation, where ``os.cpu_count()`` would be the whole node. SLURM binds a
+    job to its CPUs when the site runs ``TaskPlugin=task/affinity`` or ``task/cgroup``
+    (the usual set-up); under ``task/none`` a job sees the whole node.
 
     Examples
     --------
