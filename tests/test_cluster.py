@@ -7,7 +7,6 @@ are skipped on a laptop without it and fail in CI.
 from __future__ import annotations
 
 import base64
-import contextlib
 import importlib
 import json
 import math
@@ -403,12 +402,8 @@ def test_job_description_shows_state_and_log_tail(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- real SLURM
 
 
-def _slurm_conf() -> Path | None:
-    state_conf = ROOT / ".services" / "slurm" / "etc" / "slurm.conf"
-    if state_conf.exists():
-        return state_conf
-    env_conf = os.environ.get("SLURM_CONF")
-    return Path(env_conf) if env_conf and Path(env_conf).exists() else None
+SLURM_SH = ROOT / "scripts" / "services" / "slurm.sh"
+SLURM_STATE = ROOT / ".services" / "slurm"
 
 
 def _squeue(conf_env: dict[str, str]) -> list[str]:
@@ -418,31 +413,55 @@ def _squeue(conf_env: dict[str, str]) -> list[str]:
     return out.stdout.split("\n")[:-1]
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(SLURM_SH), *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="module")
 def slurm():
-    """A reachable SLURM controller with an idle node; SLURM_CONF set for the module."""
-    conf = _slurm_conf()
-    ok = False
-    ours = ROOT / ".services" / "slurm"
-    stopped = (
-        conf is not None and conf.is_relative_to(ours) and not (ours / "run/slurmctld.pid").exists()
-    )
-    if conf is not None and not stopped and shutil.which("sinfo"):
-        env = {**os.environ, "SLURM_CONF": str(conf)}
-        with contextlib.suppress(subprocess.SubprocessError, OSError):
-            state = subprocess.run(
-                ["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True, timeout=10
-            )
-            ok = state.returncode == 0 and state.stdout.split()[:1] in (["idle"], ["mix"])
-    require_service(
-        ok, "SLURM", "scripts/services/slurm.sh install && scripts/services/slurm.sh start"
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SLURM_CONF", str(conf))
-        for name in [v for names in cluster_module._SLURM_ENV.values() for v in names]:
-            mp.delenv(name, raising=False)
-        env = dict(os.environ)
-        yield env
+    """SLURM on this machine, with SLURM_CONF set for the module.
+
+    Reuses the cluster of ``.services/slurm`` when it runs (and leaves it running);
+    otherwise starts it with ``scripts/services/slurm.sh start`` on free ports and stops
+    it at the end. Installing is never done here (``slurm.sh install``, as root).
+    """
+    installed = all(shutil.which(t) for t in ("slurmctld", "slurmd", "sbatch", "munged"))
+    how = "scripts/services/slurm.sh install"  # as root; the fixture starts it then
+    started, problem = False, "not installed"
+    if installed and _script("status").returncode == 0:
+        problem = ""
+    elif installed:
+        ports = {
+            "LAZYRASTER_SLURMCTLD_PORT": str(_free_port()),
+            "LAZYRASTER_SLURMD_PORT": str(_free_port()),
+        }
+        result = _script("start", env=ports)
+        started = result.returncode == 0
+        problem = "" if started else f"start failed: {result.stderr.strip()[-500:]}"
+        how = "scripts/services/slurm.sh start"
+    require_service(not problem, f"SLURM ({problem})" if problem else "SLURM", how)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("SLURM_CONF", str(SLURM_STATE / "etc" / "slurm.conf"))
+            for name in [v for names in cluster_module._SLURM_ENV.values() for v in names]:
+                mp.delenv(name, raising=False)
+            yield dict(os.environ)
+    finally:
+        if started:
+            _script("stop")
 
 
 @pytest.fixture
