@@ -12,6 +12,7 @@ from lazyraster.testing import uneven_chunks
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+pytest_plugins = ["tests.services"]  # nginx_server, nginx, stac_api: real servers on loopback
 
 
 def require_service(available: bool, name: str, how: str) -> None:

@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from lazyraster import accessor as _accessor  # noqa: F401  (registers ``.geo``)
 from lazyraster.cluster import available_cores, available_memory, cluster, slurm_job_script
+from lazyraster.config import load_defaults as _load_defaults
 from lazyraster.errors import (
     ClusterConfigError,
     ClusterStartError,
@@ -23,6 +24,10 @@ from lazyraster.errors import (
     OutputExistsError,
 )
 from lazyraster.indices import ndvi, normalized_difference
+from lazyraster.load import load, resolve_items
+from lazyraster.search import search
+
+_load_defaults()
 
 try:
     __version__ = version("lazyraster")
@@ -41,7 +46,10 @@ __all__ = [
     "available_cores",
     "available_memory",
     "cluster",
+    "load",
     "ndvi",
     "normalized_difference",
+    "resolve_items",
+    "search",
     "slurm_job_script",
 ]

@@ -1,0 +1,42 @@
+"""Package configuration, layered the dask way.
+
+Defaults ship in ``lazyraster.yaml`` beside this module and are merged into
+``dask.config`` under ``lazyraster`` when the package is imported; nothing is written
+to the user's home. A dask config file, ``DASK_LAZYRASTER__...`` environment variables
+and ``dask.config.set`` override them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dask.config
+import yaml
+
+__all__ = ["gdal_options", "load_defaults"]
+
+_DEFAULTS = Path(__file__).with_name("lazyraster.yaml")
+
+
+def load_defaults() -> None:
+    """Merge the packaged defaults under any user settings in ``dask.config``."""
+    with open(_DEFAULTS) as f:
+        defaults = yaml.safe_load(f)
+    dask.config.update_defaults(defaults)
+
+
+def gdal_options(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The GDAL configuration options used for reads, with ``overrides`` on top.
+
+    Examples
+    --------
+    >>> gdal_options({"GDAL_HTTP_MAX_RETRY": 5})["GDAL_HTTP_MAX_RETRY"]
+    5
+    >>> gdal_options()["GDAL_DISABLE_READDIR_ON_OPEN"]
+    'EMPTY_DIR'
+    """
+    options = dict(dask.config.get("lazyraster.gdal", default={}))
+    options.update(overrides or {})
+    return options
