@@ -39,12 +39,21 @@ cluster = lazyraster.cluster
 # --------------------------------------------------------------------------- helpers
 
 
-def _scene(chunks: dict[str, int] | None = None) -> xr.Dataset:
-    """Red and NIR bands on a real grid; uneven chunks so tasks spread over workers."""
+SAMPLE_CATALOG = ROOT / "catalogs" / "sample" / "catalog.json"
+
+
+def _synthetic_scene() -> xr.Dataset:
+    """Red and NIR with NaNs on a real grid; uneven chunks so tasks spread over workers."""
     red = synthetic_raster((120, 90), seed=1, name="red", nan_fraction=0.05)
     nir = synthetic_raster((120, 90), seed=2, name="nir", nan_fraction=0.05)
     ds = xr.Dataset({"red": red, "nir": nir})
-    return ds.chunk(chunks or {"y": (50, 40, 30), "x": (20, 70)})
+    return ds.chunk({"y": (50, 40, 30), "x": (20, 70)})
+
+
+def _catalog_scene() -> xr.Dataset:
+    """Red and NIR of the bundled sample catalog, read from its GeoTIFFs by the workers."""
+    ds = lazyraster.load(SAMPLE_CATALOG, bands=["red", "nir"], chunks={"y": 30, "x": 50})
+    return ds.isel(time=0)  # 80 x 152 pixels in 3 x 4 chunks
 
 
 def _mean3x3_block(block: np.ndarray) -> np.ndarray:
@@ -86,7 +95,7 @@ def _reference(ds: xr.Dataset) -> dict[str, np.ndarray]:
 
 
 def _write_and_read(ds: xr.Dataset, path: Path) -> dict[str, np.ndarray]:
-    # computed on uneven chunks (halos cross them), written on Zarr's regular ones
+    # computed on the input's chunks (halos cross them), written on Zarr's regular ones
     _analysis(ds).chunk({"y": 40, "x": 45}).to_zarr(path, mode="w", consolidated=False)
     with xr.open_zarr(path, consolidated=False) as written:
         assert written.rio.crs == ds.rio.crs
@@ -108,7 +117,8 @@ def _port_open(address: str) -> bool:
 
 @pytest.fixture(scope="module")
 def scene() -> xr.Dataset:
-    return _scene()
+    """The analysis every kind runs: the sample catalog, loaded lazily."""
+    return _catalog_scene()
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +191,15 @@ def test_local_schedulers_equal_threads_and_restore_config(kind, scene, threaded
     _assert_bitwise_equal(got, threaded)
 
 
-def test_threads_equal_plain_numpy_reference(scene, threaded):
-    _assert_bitwise_equal(threaded, _reference(scene.compute()))
+def test_threads_equal_plain_numpy_reference(scene, threaded, tmp_path):
+    with dask.config.set(scheduler="sync"):
+        _assert_bitwise_equal(threaded, _reference(scene.compute()))
+    # and on data with NaNs and uneven chunks
+    synthetic = _synthetic_scene()
+    with cluster("threads"):
+        got = _write_and_read(synthetic, tmp_path / "synthetic.zarr")
+    _assert_bitwise_equal(got, _reference(synthetic.compute()))
+    assert np.isnan(got["ndvi"]).any()
 
 
 def test_config_restored_after_error():
