@@ -681,15 +681,15 @@ def _slurm_cluster(
         from dask_jobqueue import SLURMCluster
 
     kwargs = _slurm_cluster_kwargs(resolved)
-    processes = int(kwargs.get("processes") or 1)
     wait = float(_config("timeout") if timeout is None else timeout)
     with SLURMCluster(**kwargs) as slurm, Client(slurm, set_as_default=True) as client:
         try:
+            # dask-jobqueue picks the worker processes per job when processes= is unset
+            job = getattr(slurm, "_dummy_job", None)
+            processes = int(getattr(job, "worker_processes", 0) or kwargs.get("processes") or 1)
             if adapt is not None:
                 slurm.adapt(minimum_jobs=adapt[0], maximum_jobs=adapt[1])
-                first = max(adapt[0], 1) * processes
-                if adapt[0] == 0:
-                    first = 0  # adaptive from zero: jobs come with the first tasks
+                first = adapt[0] * processes  # from zero: jobs come with the first tasks
             else:
                 slurm.scale(jobs=jobs)
                 first = jobs * processes  # type: ignore[operator]
