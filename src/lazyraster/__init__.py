@@ -18,9 +18,12 @@ from lazyraster.catalog import (
     localize_catalog,
     validate_catalog,
 )
+from lazyraster.cluster import available_cores, available_memory, cluster, slurm_job_script
 from lazyraster.config import load_defaults as _load_defaults
 from lazyraster.errors import (
     CatalogError,
+    ClusterConfigError,
+    ClusterStartError,
     EmptyResultError,
     LazyrasterError,
     MissingBandError,
@@ -40,8 +43,13 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "available_cores",
+    "available_memory",
     "build_catalog",
     "CatalogError",
+    "cluster",
+    "ClusterConfigError",
+    "ClusterStartError",
     "describe_catalog",
     "EmptyResultError",
     "LazyrasterError",
@@ -54,6 +62,7 @@ __all__ = [
     "OutputExistsError",
     "resolve_items",
     "search",
+    "slurm_job_script",
     "validate_catalog",
     "write_geotiff",
     "write_zarr",

@@ -8,6 +8,7 @@ and ``dask.config.set`` override them.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,20 @@ _DEFAULTS = Path(__file__).with_name("lazyraster.yaml")
 
 
 def load_defaults() -> None:
-    """Merge the packaged defaults under any user settings in ``dask.config``."""
+    """Merge the packaged defaults under any user settings in ``dask.config``.
+
+    dask-jobqueue's own defaults are merged too, without importing it (its import
+    copies jobqueue.yaml into the user's home): then ``jobqueue.slurm.*`` keys exist
+    before a ``dask.config.set`` block that would otherwise remove them again.
+    """
     with open(_DEFAULTS) as f:
-        defaults = yaml.safe_load(f)
-    dask.config.update_defaults(defaults)
+        dask.config.update_defaults(yaml.safe_load(f))
+    spec = importlib.util.find_spec("dask_jobqueue")
+    if spec is not None and spec.origin is not None:
+        jobqueue_yaml = Path(spec.origin).with_name("jobqueue.yaml")
+        if jobqueue_yaml.exists():
+            with open(jobqueue_yaml) as f:
+                dask.config.update_defaults(yaml.safe_load(f))
 
 
 def gdal_options(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

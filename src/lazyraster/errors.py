@@ -32,3 +32,11 @@ class OutputExistsError(LazyrasterError, FileExistsError):
 
 class CatalogError(LazyrasterError, ValueError):
     """A STAC catalog cannot be built, read or localized as asked."""
+
+
+class ClusterConfigError(LazyrasterError, ValueError):
+    """A cluster option is wrong (no such partition, more memory than a node has, ...)."""
+
+
+class ClusterStartError(LazyrasterError, RuntimeError):
+    """Cluster workers did not start: the message shows the jobs' state and logs."""
