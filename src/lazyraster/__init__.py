@@ -19,7 +19,13 @@ from lazyraster.errors import (
     MissingCRSError,
     OutputExistsError,
 )
-from lazyraster.indices import ndvi, normalized_difference
+from lazyraster.indices import (  # not ``indices``: it would shadow the module
+    index,
+    index_info,
+    list_indices,
+    ndvi,
+    normalized_difference,
+)
 
 try:
     __version__ = version("lazyraster")
@@ -33,6 +39,9 @@ __all__ = [
     "MissingCRSError",
     "OutputExistsError",
     "__version__",
+    "index",
+    "index_info",
+    "list_indices",
     "ndvi",
     "normalized_difference",
 ]

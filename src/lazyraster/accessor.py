@@ -38,6 +38,8 @@ class GeoDatasetAccessor(_GeoAccessor):
     """Analysis methods on Datasets, e.g. ``ds.geo.ndvi()``."""
 
     ndvi = _bind(indices.ndvi)
+    index = _bind(indices.index)
+    indices = _bind(indices.indices)
 
 
 @xr.register_dataarray_accessor("geo")
