@@ -466,3 +466,32 @@ def test_chunking_and_nan_placement_do_not_change_results(data, nan_fraction, se
         for sym in ix.index_info(n).bands:
             nan_in |= np.isnan(ds[SYMBOL_VAR[sym]].values)
         assert np.isnan(got[n].values[nan_in]).all()  # a NaN input gives a NaN index
+
+
+def test_time_stack_with_a_per_time_constant(backend):
+    red = np.array([[[0.1, 0.2]], [[0.3, 0.1]], [[0.2, 0.2]]], dtype=np.float32)  # (t, y, x)
+    nir = np.array([[[0.5, 0.4]], [[0.6, 0.5]], [[0.2, 0.7]]], dtype=np.float32)
+    ds = backend(xr.Dataset({"red": (("time", "y", "x"), red), "nir": (("time", "y", "x"), nir)}))
+    L = xr.DataArray(np.array([0.0, 0.5, 1.0]), dims="time")
+    got = ix.index(ds, "SAVI", L=L).compute()
+    n, r, lv = nir.astype(float), red.astype(float), L.values[:, None, None]
+    expected = (1 + lv) * (n - r) / (n + r + lv)
+    np.testing.assert_allclose(got.values, expected, rtol=1e-6)
+    assert got.dims == ("time", "y", "x")
+
+
+def test_unusual_dtypes_are_read_correctly():
+    values = {"red": [0.1, 0.25], "nir": [0.5, 0.25]}
+    expected = ix.index(xr.Dataset({k: ("x", np.array(v)) for k, v in values.items()}), "NDVI")
+    for dtype in ("<f2", ">f4", ">f8"):
+        ds = xr.Dataset({k: ("x", np.array(v, dtype=dtype)) for k, v in values.items()})
+        np.testing.assert_allclose(ix.index(ds, "NDVI").values, expected.values, rtol=1e-3)
+    big = xr.Dataset({k: ("x", (np.array(v) * 1e4).astype(">u2")) for k, v in values.items()})
+    np.testing.assert_allclose(ix.index(big, "NDVI", scale=1e-4).values, expected.values, rtol=1e-6)
+
+
+def test_ndvi_missing_band_names_its_keyword():
+    ds = four_bands().rename({"nir": "B08"})
+    with pytest.raises(MissingBandError, match="nir=<variable name>"):
+        ix.ndvi(ds)
+    np.testing.assert_array_equal(ix.ndvi(ds, nir="B08").values, ix.index(four_bands(), "NDVI"))

@@ -472,8 +472,11 @@ def execute(
         raise ValueError(f"expected {n_in} arrays, got {len(arrays)}")
     shape = np.broadcast_shapes(*(np.shape(a) for a in arrays)) if arrays else ()
     dtype = np.result_type(*arrays) if arrays else np.dtype(np.float64)
-    if dtype.kind not in "iuf" or dtype.itemsize > 8:
+    if dtype.kind == "f" and dtype.itemsize < 4:  # float16: numba has no arithmetic on it
+        dtype = np.dtype(np.float32)
+    elif dtype.kind not in "iuf" or dtype.itemsize > 8:  # bool, float128, ...
         dtype = np.dtype(np.float64)
+    dtype = dtype.newbyteorder("=")  # numba reads native byte order only
     flat = [
         np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=dtype), shape)).reshape(-1)
         for a in arrays

@@ -283,7 +283,11 @@ def _find_band(
 
 
 def _band_for(
-    ds: xr.Dataset, symbol: str, bands: Mapping[str, str | xr.DataArray] | None, user: str
+    ds: xr.Dataset,
+    symbol: str,
+    bands: Mapping[str, str | xr.DataArray] | None,
+    user: str,
+    fix: str | None = None,
 ) -> xr.DataArray:
     found = _find_band(ds, symbol, bands)
     if found is not None:
@@ -293,9 +297,10 @@ def _band_for(
         looked = repr(bands[symbol])
     else:
         looked = " or ".join(repr(c) for c in BAND_VARIABLES.get(symbol, (symbol.lower(),)))
+    fix = fix or f"bands={{{symbol!r}: '<variable name>'}}"
     raise MissingBandError(
         f"{user} needs band {symbol!r}: looked for variable {looked}, but the Dataset has: "
-        f"{have}. Pass bands={{{symbol!r}: '<variable name>'}} or load that band."
+        f"{have}. Pass {fix} or load that band."
     )
 
 
@@ -632,7 +637,8 @@ def ndvi(ds: xr.Dataset, *, red: str = "red", nir: str = "nir") -> xr.DataArray:
     array([0.667, 0.   ], dtype=float32)
     """
     out = normalized_difference(
-        _band_for(ds, "N", {"N": nir}, "ndvi"), _band_for(ds, "R", {"R": red}, "ndvi")
+        _band_for(ds, "N", {"N": nir}, "ndvi", "nir=<variable name>"),
+        _band_for(ds, "R", {"R": red}, "ndvi", "red=<variable name>"),
     )
     out.attrs = {
         **ds.attrs,
