@@ -495,3 +495,18 @@ def test_ndvi_missing_band_names_its_keyword():
     with pytest.raises(MissingBandError, match="nir=<variable name>"):
         ix.ndvi(ds)
     np.testing.assert_array_equal(ix.ndvi(ds, nir="B08").values, ix.index(four_bands(), "NDVI"))
+
+
+def test_list_indices_filters_by_what_the_dataset_can_compute():
+    rn = four_bands()[["red", "nir"]]
+    names = ix.list_indices(rn)
+    assert "NDVI" in names and "SAVI" in names
+    assert "EVI" not in names and "GNDVI" not in names  # need blue, green
+    for name in names:  # every listed index really computes
+        info = ix.index_info(name)
+        consts = {k: 1.0 for k, v in info.constants.items() if v is None}
+        ix.index(rn, name, **consts)
+    water = ix.list_indices(domain="water")
+    assert "NDWI" in water and "NDVI" not in water
+    with pytest.raises(ValueError, match="vegetation"):
+        ix.list_indices(domain="forest")
