@@ -394,8 +394,17 @@ def indices(
 
     All indices are compiled into one program (shared sub-expressions computed once)
     and evaluated by one kernel call per block: each band is read once, whatever
-    the number of indices. Options as for :func:`index`; a constant applies to
-    every requested index that uses it.
+    the number of indices.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Reflectance bands named by STAC common name, numpy- or dask-backed.
+    names : iterable of str
+        Catalogue short names, e.g. ``["NDVI", "NBR", "SAVI"]``.
+    bands, scale, offset, nodata, kernel, **constants
+        As for :func:`index`; a constant applies to every requested index that uses
+        it, and a keyword that none uses is a ``TypeError``.
 
     Returns
     -------
