@@ -133,7 +133,12 @@ def patch() -> xr.Dataset:
     return ds
 
 
-SYMBOL_VAR = {sym: names[0] for sym, names in ix.BAND_VARIABLES.items()}
+# Symbol -> variable as the catalogue's bands.json states it (STAC common names), and
+# radar polarisations by their lower-case names.
+SYMBOL_VAR = {
+    sym: entry["common_name"]
+    for sym, entry in json.loads((CATALOGUE / "bands.json").read_text()).items()
+} | {"VV": "vv", "VH": "vh", "HH": "hh", "HV": "hv"}
 
 
 def reference_env(ds: xr.Dataset) -> dict[str, np.ndarray | float]:
@@ -142,12 +147,10 @@ def reference_env(ds: xr.Dataset) -> dict[str, np.ndarray | float]:
     }
     env.update({k: float(v) for k, v in DEFAULTS.items() if v is not None})
     env.update(REQUIRED)
-    for name, entry in RAW.items():
+    for entry in RAW.values():
         for sym in entry["bands"]:
             if sym.startswith("k") and sym not in env:  # kNN, kNR, kNL, ...
-                a, b = sym[1], sym[2:]
-                env[sym] = rbf(env[a], env[b])
-        del name
+                env[sym] = rbf(env[sym[1]], env[sym[2:]])
     return env
 
 

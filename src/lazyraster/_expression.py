@@ -349,7 +349,9 @@ def _run(
     inputs, scale, offset, nodata, code, constants, n_registers, out, strip
 ):  # pragma: no cover
     n = out.shape[1]
-    regs = np.empty((n_registers, strip), dtype=np.float32)
+    # Rows one cache line longer than a strip: rows a multiple of 4 KiB apart would
+    # share L1 sets and suffer 4K-aliasing stalls between loads and stores.
+    regs = np.empty((n_registers, strip + 16), dtype=np.float32)
     for c in range(constants.shape[0]):
         regs[c, :] = constants[c]
     inf = np.float32(np.inf)
