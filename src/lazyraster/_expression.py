@@ -346,9 +346,8 @@ def _load(src, start, m, scale, offset, nodata, row):  # pragma: no cover - comp
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
 def _run(
-    inputs, scale, offset, nodata, code, constants, n_registers, out, strip
+    inputs, scale, offset, nodata, code, constants, n_registers, outs, n, strip
 ):  # pragma: no cover
-    n = out.shape[1]
     # Rows one cache line longer than a strip: rows a multiple of 4 KiB apart would
     # share L1 sets and suffer 4K-aliasing stalls between loads and stores.
     regs = np.empty((n_registers, strip + 16), dtype=np.float32)
@@ -365,7 +364,7 @@ def _run(
                 _load(inputs[k], start, m, scale[k], offset[k], nodata[k], regs[code[pc, 1]])
                 continue
             if op == STORE:
-                o = out[code[pc, 1], start : start + m]
+                o = outs[code[pc, 1]][start : start + m]
                 a = regs[code[pc, 2]]
                 for i in range(m):
                     v = a[i]
@@ -440,8 +439,8 @@ def execute(
     offset: Sequence[float] | None = None,
     nodata: Sequence[float | None] | None = None,
     strip: int = STRIP,
-) -> np.ndarray:
-    """Run ``program`` on numpy ``arrays`` and return float32 ``(n_outputs, *shape)``.
+) -> list[np.ndarray]:
+    """Run ``program`` on numpy ``arrays`` and return one float32 array per output.
 
     Parameters
     ----------
@@ -459,15 +458,16 @@ def execute(
 
     Returns
     -------
-    numpy.ndarray
-        float32, one row per output.
+    list of numpy.ndarray
+        float32, of the inputs' broadcast shape, one per output. Each is allocated on
+        its own: a block-sized array that the allocator can recycle, where one stack
+        of all outputs would be a fresh (page-faulting) mapping for every block.
 
     Examples
     --------
     >>> prog = compile_program([parse("(N - R) / (N + R)"), parse("N / R")], ["N", "R"])
     >>> execute(prog, [np.array([3.0, 0.0]), np.array([1.0, 0.0])])
-    array([[0.5, nan],
-           [3. , nan]], dtype=float32)
+    [array([0.5, nan], dtype=float32), array([ 3., nan], dtype=float32)]
     """
     n_in = len(program.inputs)
     if len(arrays) != n_in:
@@ -495,8 +495,12 @@ def execute(
             result[:n_in] = [default if v is None else v for v in values]
         return result
 
-    out = np.empty((program.n_outputs, math.prod(shape)), dtype=np.float32)
-    if out.size:
+    size = math.prod(shape)
+    outs = [np.empty(shape, dtype=np.float32) for _ in range(program.n_outputs)]
+    if size:
+        flat_outs = numba.typed.List.empty_list(numba.float32[::1])
+        for o in outs:
+            flat_outs.append(o.reshape(-1))
         _run(
             tuple(flat),
             per_input(scale, 1.0),
@@ -505,7 +509,8 @@ def execute(
             program.code,
             program.constants.astype(np.float32),
             program.n_registers,
-            out,
+            flat_outs,
+            size,
             strip,
         )
-    return out.reshape((program.n_outputs, *shape))
+    return outs

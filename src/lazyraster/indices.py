@@ -477,7 +477,7 @@ def indices(
             f"{', '.join(sorted({c for e in entries for c in e.constants})) or 'none'}"
         )
 
-    data = _evaluate(
+    results = _evaluate(
         trees,
         arrays,
         band_symbols=[s for s in arrays if s not in constants],
@@ -487,7 +487,7 @@ def indices(
     )
     variables = {}
     for j, entry in enumerate(entries):
-        var = data.isel(index=j, drop=True)
+        var = results[j]
         var.attrs = {
             **ds.attrs,
             "long_name": entry.long_name,
@@ -534,8 +534,8 @@ def _evaluate(
     scale: float | None,
     offset: float,
     nodata: float | None,
-) -> xr.DataArray:
-    """Run the compiled ``trees`` over ``arrays``; return float32 with a last ``index`` dim."""
+) -> list[xr.DataArray]:
+    """Run the compiled ``trees`` over ``arrays``; return one float32 DataArray per tree."""
     symbols = list(arrays)
     if scale is None:
         ints = [s for s in band_symbols if arrays[s].dtype.kind in "iub"]
@@ -560,21 +560,22 @@ def _apply(
     scale: list[float],
     offset: list[float],
     nodata: list[float | None],
-) -> xr.DataArray:
-    def block(*blocks: np.ndarray) -> np.ndarray:
-        out = _expression.execute(program, blocks, scale=scale, offset=offset, nodata=nodata)
-        return np.moveaxis(out, 0, -1)  # a view: each output stays contiguous
+) -> list[xr.DataArray]:
+    def block(*blocks: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+        outs = _expression.execute(program, blocks, scale=scale, offset=offset, nodata=nodata)
+        return tuple(outs) if len(outs) > 1 else outs[0]
 
-    return xr.apply_ufunc(
+    n = program.n_outputs
+    out = xr.apply_ufunc(
         block,
         *inputs,
         dask="parallelized",
-        output_core_dims=[["index"]],
-        output_dtypes=[np.float32],
-        dask_gufunc_kwargs={"output_sizes": {"index": program.n_outputs}},
+        output_core_dims=[[]] * n,
+        output_dtypes=[np.float32] * n,
         join="exact",
         keep_attrs=True,  # also keeps the attributes of coordinates (the CRS)
     )
+    return list(out) if n > 1 else [out]
 
 
 _ND_TREE = _expression.parse("(a - b) / (a + b)")
@@ -608,8 +609,7 @@ def normalized_difference(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
     array([0.5, 0. , nan], dtype=float32)
     """
     program = _expression.compile_program([_ND_TREE], ["a", "b"])
-    out = _apply(program, [a, b], [1.0, 1.0], [0.0, 0.0], [None, None])
-    out = out.isel(index=0, drop=True)
+    (out,) = _apply(program, [a, b], [1.0, 1.0], [0.0, 0.0], [None, None])
     out.attrs = dict(a.attrs)
     return out.rename(a.name)
 
