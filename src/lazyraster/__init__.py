@@ -30,7 +30,13 @@ from lazyraster.errors import (
     MissingCRSError,
     OutputExistsError,
 )
-from lazyraster.indices import ndvi, normalized_difference
+from lazyraster.indices import (  # not ``indices``: it would shadow the module
+    index,
+    index_info,
+    list_indices,
+    ndvi,
+    normalized_difference,
+)
 from lazyraster.load import load, resolve_items
 from lazyraster.search import search
 from lazyraster.write import write_geotiff, write_zarr
@@ -52,7 +58,10 @@ __all__ = [
     "ClusterStartError",
     "describe_catalog",
     "EmptyResultError",
+    "index",
+    "index_info",
     "LazyrasterError",
+    "list_indices",
     "load",
     "localize_catalog",
     "MissingBandError",

@@ -39,6 +39,8 @@ class GeoDatasetAccessor(_GeoAccessor):
     """Analysis methods on Datasets, e.g. ``ds.geo.ndvi()``."""
 
     ndvi = _bind(indices.ndvi)
+    index = _bind(indices.index)
+    indices = _bind(indices.indices)
     mask_clouds = _bind(masking.mask_clouds)
     to_zarr = _bind(_write.write_zarr)
     to_geotiff = _bind(_write.write_geotiff)
