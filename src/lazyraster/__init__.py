@@ -19,6 +19,14 @@ from lazyraster.errors import (
     MissingCRSError,
     OutputExistsError,
 )
+from lazyraster.focal import (
+    focal_max,
+    focal_mean,
+    focal_median,
+    focal_min,
+    focal_std,
+    focal_sum,
+)
 from lazyraster.indices import ndvi, normalized_difference
 
 try:
@@ -35,4 +43,10 @@ __all__ = [
     "__version__",
     "ndvi",
     "normalized_difference",
+    "focal_max",
+    "focal_mean",
+    "focal_median",
+    "focal_min",
+    "focal_std",
+    "focal_sum",
 ]

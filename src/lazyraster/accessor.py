@@ -43,3 +43,11 @@ class GeoDatasetAccessor(_GeoAccessor):
 @xr.register_dataarray_accessor("geo")
 class GeoDataArrayAccessor(_GeoAccessor):
     """Analysis methods on DataArrays."""
+
+
+# Focal statistics (lazyraster.focal): the same functions on Datasets and DataArrays.
+from lazyraster import focal as _focal  # noqa: E402
+
+for _cls in (GeoDatasetAccessor, GeoDataArrayAccessor):
+    for _name in _focal.__all__:
+        setattr(_cls, _name, _bind(getattr(_focal, _name)))
