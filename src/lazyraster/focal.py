@@ -193,6 +193,7 @@ def _span_moments(p, r, hw, stat, min_count, ddof, shift, out):  # pragma: no co
     hp, wp = p.shape
     w = wp - 2 * r
     k = 2 * r + 1
+    squares = stat == _STD
     ps = np.zeros((k, wp + 1))
     pq = np.zeros((k, wp + 1))
     pc = np.zeros((k, wp + 1), np.int64)
@@ -206,12 +207,14 @@ def _span_moments(p, r, hw, stat, min_count, ddof, shift, out):  # pragma: no co
             if v == v:
                 d = v - shift
                 ps[slot, j + 1] = ps[slot, j] + d
-                pq[slot, j + 1] = pq[slot, j] + d * d
                 pc[slot, j + 1] = pc[slot, j] + 1
+                if squares:
+                    pq[slot, j + 1] = pq[slot, j] + d * d
             else:
                 ps[slot, j + 1] = ps[slot, j]
-                pq[slot, j + 1] = pq[slot, j]
                 pc[slot, j + 1] = pc[slot, j]
+                if squares:
+                    pq[slot, j + 1] = pq[slot, j]
         if i < 2 * r:
             continue
         top = i - 2 * r  # output row
@@ -225,8 +228,10 @@ def _span_moments(p, r, hw, stat, min_count, ddof, shift, out):  # pragma: no co
                 lo = j + r - a
                 hi = j + r + a + 1
                 acc_s[j] += ps[row, hi] - ps[row, lo]
-                acc_q[j] += pq[row, hi] - pq[row, lo]
                 acc_c[j] += pc[row, hi] - pc[row, lo]
+            if squares:
+                for j in range(w):
+                    acc_q[j] += pq[row, j + r + a + 1] - pq[row, j + r - a]
         for j in range(w):
             out[top, j] = _finish(acc_s[j], acc_q[j], acc_c[j], stat, min_count, ddof, shift)
 
