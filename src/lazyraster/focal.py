@@ -649,8 +649,11 @@ def focal_std(
 ) -> T:
     """Standard deviation of the valid pixels in a moving window.
 
-    Sums of squares are accumulated in float64 around the mean of each block, which keeps
-    the variance accurate for values far from zero.
+    Sums of squares are accumulated in float64 around the mean of each block (each dask
+    chunk, or the whole image), which keeps the variance accurate for values far from zero
+    (temperatures in kelvin, reflectance x 10000). Blocks that mix very different
+    magnitudes, such as unmasked fill values of -9999 next to small data, lose some of that
+    accuracy: mask fill values as NaN first.
 
     Parameters
     ----------
