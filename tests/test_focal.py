@@ -233,6 +233,20 @@ def test_min_count_masks_sparse_windows(backend):
     assert focal.focal_median(da, size=3).values[3, 3] == 6.0
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+def test_infinities_follow_numpy_and_do_not_spread(backend, shape):
+    values = synthetic_raster((14, 16), seed=8, nan_fraction=0.2).values
+    values[2, 3] = np.inf
+    values[9, 10] = np.inf
+    values[10, 11] = -np.inf
+    da = backend(xr.DataArray(values, dims=("y", "x")))
+    kw = {"size": 3, "shape": shape, "edge": "nodata"}
+    for stat in STATS:
+        expected = loop_reference(values, stat, **kw)
+        with np.errstate(invalid="ignore"):
+            assert_close(run(stat, da, **kw).values, expected)
+
+
 def test_integer_input_gives_float32(backend):
     values = np.arange(48, dtype=np.uint16).reshape(6, 8) * 1000
     da = backend(xr.DataArray(values, dims=("y", "x")))
@@ -361,6 +375,7 @@ def test_dataset_applies_to_each_variable(backend):
     [
         ({"size": 4}, ValueError, "odd positive integer"),
         ({"size": 0}, ValueError, "odd positive integer"),
+        ({"size": 2001}, ValueError, "at most 1447"),
         ({"size": 3.0}, TypeError, "odd integer"),
         ({"shape": "disk"}, ValueError, "shape must be one of"),
         ({"edge": "mirror"}, ValueError, "edge must be one of"),

@@ -79,6 +79,17 @@ _DASK_BOUNDARY: dict[str, Any] = {"nodata": np.nan, "reflect": "reflect", "neare
 # Statistic codes understood by the kernels.
 _SUM, _MEAN, _STD = 0, 1, 2
 _MIN, _MAX, _MEDIAN = 0, 1, 2
+
+# The moment kernels keep one int64 per window (or column) that packs three counts: valid
+# pixels in bits 0-20, +inf pixels in bits 21-41, -inf pixels from bit 42. A finite pixel
+# adds 1; an infinite one adds 1 plus its sign's unit. Infinities thus never enter the
+# float sums (inf - inf would poison a running sum), at no cost in the hot loops.
+_BITS = 21
+_COUNT = (1 << _BITS) - 1
+_POS_INF = 1 + (1 << _BITS)
+_NEG_INF = 1 + (1 << (2 * _BITS))
+_MAX_SIZE = math.isqrt(_COUNT)  # largest odd window side whose pixel count fits
+_MAX_SIZE -= 1 - _MAX_SIZE % 2
 _STATS: dict[str, tuple[str, int]] = {
     "sum": ("moments", _SUM),
     "mean": ("moments", _MEAN),
@@ -96,10 +107,15 @@ _STATS: dict[str, tuple[str, int]] = {
 
 
 @numba.njit(nogil=True, cache=True)
-def _finish(s, q, c, stat, min_count, ddof, shift):  # pragma: no cover - compiled
-    """Turn (sum, sum of squares, count) of shifted values into the statistic."""
+def _finish(s, q, code, stat, min_count, ddof, shift):  # pragma: no cover - compiled
+    """Turn (sum, sum of squares, packed counts) of shifted finite values into the statistic."""
+    c = code & _COUNT
     if c < min_count or c == 0:
         return np.float32(np.nan)
+    if code > _COUNT:  # infinities in the window: numpy's nansum / nanmean / nanstd rules
+        if stat == _STD or ((code >> _BITS) & _COUNT and code >> (2 * _BITS)):
+            return np.float32(np.nan)
+        return np.float32(np.inf) if (code >> _BITS) & _COUNT else np.float32(-np.inf)
     if stat == _SUM:
         return np.float32(s + c * shift)
     if stat == _MEAN:
@@ -121,7 +137,7 @@ def _block_shift(p):  # pragma: no cover - compiled
     for i in range(p.shape[0]):
         for j in range(p.shape[1]):
             v = p[i, j]
-            if v == v:
+            if v == v and not math.isinf(v):
                 s += v
                 n += 1
     return s / n if n else 0.0
@@ -146,27 +162,36 @@ def _box_moments(p, r, stat, min_count, ddof, shift, out):  # pragma: no cover -
         for j in range(wp):
             v = p[i, j]
             if v == v:
-                d = v - shift
-                cs[j] += d
-                cq[j] += d * d
-                cc[j] += 1
+                if math.isinf(v):
+                    cc[j] += _POS_INF if v > 0 else _NEG_INF
+                else:
+                    d = v - shift
+                    cs[j] += d
+                    cq[j] += d * d
+                    cc[j] += 1
     for i in range(h):
         if i > 0:
             for j in range(wp):
                 v = p[i - 1, j]
                 if v == v:
-                    d = v - shift
-                    cs[j] -= d
-                    if squares:
-                        cq[j] -= d * d
-                    cc[j] -= 1
+                    if math.isinf(v):
+                        cc[j] -= _POS_INF if v > 0 else _NEG_INF
+                    else:
+                        d = v - shift
+                        cs[j] -= d
+                        if squares:
+                            cq[j] -= d * d
+                        cc[j] -= 1
                 v = p[i + 2 * r, j]
                 if v == v:
-                    d = v - shift
-                    cs[j] += d
-                    if squares:
-                        cq[j] += d * d
-                    cc[j] += 1
+                    if math.isinf(v):
+                        cc[j] += _POS_INF if v > 0 else _NEG_INF
+                    else:
+                        d = v - shift
+                        cs[j] += d
+                        if squares:
+                            cq[j] += d * d
+                        cc[j] += 1
         s = 0.0
         q = 0.0
         c = 0
@@ -204,12 +229,17 @@ def _span_moments(p, r, hw, stat, min_count, ddof, shift, out):  # pragma: no co
         slot = i % k
         for j in range(wp):
             v = p[i, j]
-            if v == v:
+            if v == v and not math.isinf(v):
                 d = v - shift
                 ps[slot, j + 1] = ps[slot, j] + d
                 pc[slot, j + 1] = pc[slot, j] + 1
                 if squares:
                     pq[slot, j + 1] = pq[slot, j] + d * d
+            elif v == v:
+                ps[slot, j + 1] = ps[slot, j]
+                pc[slot, j + 1] = pc[slot, j] + (_POS_INF if v > 0 else _NEG_INF)
+                if squares:
+                    pq[slot, j + 1] = pq[slot, j]
             else:
                 ps[slot, j + 1] = ps[slot, j]
                 pc[slot, j + 1] = pc[slot, j]
@@ -462,6 +492,11 @@ def _check_options(size: Any, shape: Any, min_count: Any, edge: Any, ddof: Any) 
         raise ValueError(
             f"size must be an odd positive integer (the window is centred on the pixel); "
             f"got {size}. Use size={max(1, size + 1 if size > 0 else 1)} instead."
+        )
+    if size > _MAX_SIZE:
+        raise ValueError(
+            f"size must be at most {_MAX_SIZE}; got {size}. For windows this large, "
+            "coarsen the raster first (da.coarsen(x=..., y=...).mean())."
         )
     if shape not in _SHAPES:
         raise ValueError(f"shape must be one of {_SHAPES}; got {shape!r}")
