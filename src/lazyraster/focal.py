@@ -144,68 +144,103 @@ def _block_shift(p):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True)
-def _box_moments(p, r, stat, min_count, ddof, shift, out):  # pragma: no cover - compiled
-    """Sum / mean / std over square windows with running column and row sums.
+def _has_inf(p):  # pragma: no cover - compiled
+    """Whether ``p`` holds an infinity (stops at the first one)."""
+    for i in range(p.shape[0]):
+        for j in range(p.shape[1]):
+            if math.isinf(p[i, j]):
+                return True
+    return False
 
-    Column sums over the ``2r + 1`` window rows are updated by one row in and one row out
-    per output row; each output row then slides a running sum over them: O(1) per pixel.
+
+def _make_box_moments(infinities: bool) -> Any:
+    """Compile the square-window moments kernel, with or without the infinity bookkeeping.
+
+    ``infinities`` is a compile-time constant: the kernel for blocks without infinities
+    (nearly all of them) keeps a single NaN test per pixel in its hot loops.
     """
-    hp, wp = p.shape
-    h = hp - 2 * r
-    w = wp - 2 * r
-    k = 2 * r + 1
-    squares = stat == _STD
-    cs = np.zeros(wp)
-    cq = np.zeros(wp)
-    cc = np.zeros(wp, np.int64)
-    for i in range(k):
-        for j in range(wp):
-            v = p[i, j]
-            if v == v:
-                if math.isinf(v):
-                    cc[j] += _POS_INF if v > 0 else _NEG_INF
-                else:
-                    d = v - shift
+
+    @numba.njit(nogil=True, cache=True)
+    def box_moments(p, r, stat, min_count, ddof, shift, out):  # pragma: no cover - compiled
+        """Sum / mean / std over square windows with running column and row sums.
+
+        Column sums over the ``2r + 1`` window rows are updated by one row in and one row
+        out per output row; each output row then slides a running sum over them: O(1) per
+        pixel.
+        """
+        hp, wp = p.shape
+        h = hp - 2 * r
+        w = wp - 2 * r
+        k = 2 * r + 1
+        squares = stat == _STD
+        cs = np.zeros(wp)
+        cq = np.zeros(wp)
+        cc = np.zeros(wp, np.int64)
+        for i in range(k):
+            for j in range(wp):
+                d = p[i, j] - shift
+                if not infinities:
+                    if d == d:
+                        cs[j] += d
+                        cq[j] += d * d
+                        cc[j] += 1
+                elif abs(d) < np.inf:  # finite: NaN and inf fail this test
                     cs[j] += d
                     cq[j] += d * d
                     cc[j] += 1
-    for i in range(h):
-        if i > 0:
-            for j in range(wp):
-                v = p[i - 1, j]
-                if v == v:
-                    if math.isinf(v):
-                        cc[j] -= _POS_INF if v > 0 else _NEG_INF
-                    else:
-                        d = v - shift
+                elif d == d:
+                    cc[j] += _POS_INF if d > 0 else _NEG_INF
+        for i in range(h):
+            if i > 0:
+                for j in range(wp):
+                    d = p[i - 1, j] - shift
+                    e = p[i + 2 * r, j] - shift
+                    if not infinities:
+                        if d == d:
+                            cs[j] -= d
+                            if squares:
+                                cq[j] -= d * d
+                            cc[j] -= 1
+                        if e == e:
+                            cs[j] += e
+                            if squares:
+                                cq[j] += e * e
+                            cc[j] += 1
+                        continue
+                    if abs(d) < np.inf:
                         cs[j] -= d
                         if squares:
                             cq[j] -= d * d
                         cc[j] -= 1
-                v = p[i + 2 * r, j]
-                if v == v:
-                    if math.isinf(v):
-                        cc[j] += _POS_INF if v > 0 else _NEG_INF
-                    else:
-                        d = v - shift
-                        cs[j] += d
+                    elif d == d:
+                        cc[j] -= _POS_INF if d > 0 else _NEG_INF
+                    if abs(e) < np.inf:
+                        cs[j] += e
                         if squares:
-                            cq[j] += d * d
+                            cq[j] += e * e
                         cc[j] += 1
-        s = 0.0
-        q = 0.0
-        c = 0
-        for j in range(k):
-            s += cs[j]
-            q += cq[j]
-            c += cc[j]
-        out[i, 0] = _finish(s, q, c, stat, min_count, ddof, shift)
-        for j in range(1, w):
-            s += cs[j + 2 * r] - cs[j - 1]
-            c += cc[j + 2 * r] - cc[j - 1]
-            if squares:
-                q += cq[j + 2 * r] - cq[j - 1]
-            out[i, j] = _finish(s, q, c, stat, min_count, ddof, shift)
+                    elif e == e:
+                        cc[j] += _POS_INF if e > 0 else _NEG_INF
+            s = 0.0
+            q = 0.0
+            c = 0
+            for j in range(k):
+                s += cs[j]
+                q += cq[j]
+                c += cc[j]
+            out[i, 0] = _finish(s, q, c, stat, min_count, ddof, shift)
+            for j in range(1, w):
+                s += cs[j + 2 * r] - cs[j - 1]
+                c += cc[j + 2 * r] - cc[j - 1]
+                if squares:
+                    q += cq[j + 2 * r] - cq[j - 1]
+                out[i, j] = _finish(s, q, c, stat, min_count, ddof, shift)
+
+    return box_moments
+
+
+_box_moments_finite = _make_box_moments(infinities=False)
+_box_moments_inf = _make_box_moments(infinities=True)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -390,7 +425,8 @@ def _filter_plane(
     if family == "moments":
         shift = _block_shift(p) if (code == _STD or shape == "circle") else 0.0
         if shape == "square":
-            _box_moments(p, r, code, min_count, ddof, shift, out)
+            kernel = _box_moments_inf if _has_inf(p) else _box_moments_finite
+            kernel(p, r, code, min_count, ddof, shift, out)
         else:
             _span_moments(p, r, _half_widths(size, shape), code, min_count, ddof, shift, out)
     elif shape == "square" and code != _MEDIAN:
