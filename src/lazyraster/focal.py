@@ -10,6 +10,9 @@ Six statistics share one set of options:
   window; where fewer than ``min_count`` of them are valid, the result is NaN. The centre
   pixel itself may be NaN: with the default ``min_count=1`` it gets the statistic of its
   valid neighbours (gap filling). ``min_count="all"`` asks for every pixel of the window.
+  Infinities are valid pixels and follow numpy's ``nansum``/``nanmean``/``nanstd``: a
+  window holding ``+inf`` sums to ``+inf``, one holding both signs gives NaN, and the
+  standard deviation of a window holding an infinity is NaN.
 - ``edge``: what lies beyond the image border.
 
   ``"nodata"``
@@ -34,8 +37,10 @@ attributes.
 
 On dask the same numba kernel runs on every block with an exact halo of ``r`` pixels
 (``dask.array.map_overlap``), so a chunked result equals the single-chunk one at every
-chunk edge. Chunks thinner than ``r`` are merged with a neighbour first; an image thinner
-than ``r`` along an axis is processed as one chunk along that axis. The kernels release
+chunk edge (min, max and median exactly, sums to float rounding). Chunks thinner than
+``r`` are merged with a neighbour first (so the result may have fewer chunks than the
+input); an image thinner than ``r`` along an axis is processed as one chunk along that
+axis. The kernels release
 the GIL, so dask's threaded scheduler runs blocks in parallel; on numpy input the kernel
 runs once over the whole image in the calling thread.
 
