@@ -298,6 +298,28 @@ def test_dask_equals_numpy_for_any_chunking(case, stat, size, shape, edge, min_c
     np.testing.assert_allclose(computed.values, expected.values, rtol=1e-6, atol=1e-4)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    ny=st.integers(1, 12),
+    nx=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+    nan_fraction=st.sampled_from([0.0, 0.2, 0.6]),
+    stat=st.sampled_from(STATS),
+    size=st.sampled_from([1, 3, 5, 7]),
+    shape=st.sampled_from(SHAPES),
+    edge=st.sampled_from(EDGES),
+    min_count=st.integers(1, 6),
+)
+def test_random_cases_match_loop_reference(
+    ny, nx, seed, nan_fraction, stat, size, shape, edge, min_count
+):
+    da = synthetic_raster((ny, nx), seed=seed, nan_fraction=nan_fraction) * 50 - 10
+    min_count = min(min_count, len(offsets(size, shape)))
+    kw = {"size": size, "shape": shape, "edge": edge, "min_count": min_count}
+    expected = loop_reference(da.values, stat, **kw)
+    assert_close(run(stat, da, **kw).values, expected)
+
+
 @pytest.mark.parametrize("stat", STATS)
 def test_chunks_thinner_than_radius_and_tiny_images(stat):
     da = synthetic_raster((23, 31), nan_fraction=0.2, seed=2)
@@ -339,6 +361,17 @@ def test_lazy_until_computed(stat):
         computed = lazy.compute()
     assert computed.dtype == np.float32
     assert_close(computed.values, run(stat, da.compute(), size=7, shape="circle", edge="reflect"))
+
+
+def test_dataset_stays_lazy():
+    ds = xr.Dataset(
+        {"red": synthetic_raster((20, 24), seed=1), "nir": synthetic_raster((20, 24), seed=2)}
+    ).chunk({"y": 7, "x": 9})
+    with raise_if_dask_computes():
+        result = ds.geo.focal_std(size=5, edge="reflect")
+    assert all(isinstance(v.data, dsa.Array) for v in result.data_vars.values())
+    expected = focal.focal_std(ds.compute(), size=5, edge="reflect")
+    xr.testing.assert_allclose(result.compute(), expected, rtol=1e-6)
 
 
 def test_metadata_and_accessor(backend):
