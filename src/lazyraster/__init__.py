@@ -30,6 +30,14 @@ from lazyraster.errors import (
     MissingCRSError,
     OutputExistsError,
 )
+from lazyraster.focal import (
+    focal_max,
+    focal_mean,
+    focal_median,
+    focal_min,
+    focal_std,
+    focal_sum,
+)
 from lazyraster.indices import (  # not ``indices``: it would shadow the module
     index,
     index_info,
@@ -58,6 +66,12 @@ __all__ = [
     "ClusterStartError",
     "describe_catalog",
     "EmptyResultError",
+    "focal_max",
+    "focal_mean",
+    "focal_median",
+    "focal_min",
+    "focal_std",
+    "focal_sum",
     "index",
     "index_info",
     "LazyrasterError",

@@ -13,7 +13,7 @@ from typing import Any
 
 import xarray as xr
 
-from lazyraster import indices, masking
+from lazyraster import focal, indices, masking
 from lazyraster import write as _write
 
 
@@ -44,6 +44,12 @@ class GeoDatasetAccessor(_GeoAccessor):
     mask_clouds = _bind(masking.mask_clouds)
     to_zarr = _bind(_write.write_zarr)
     to_geotiff = _bind(_write.write_geotiff)
+    focal_mean = _bind(focal.focal_mean)
+    focal_sum = _bind(focal.focal_sum)
+    focal_std = _bind(focal.focal_std)
+    focal_min = _bind(focal.focal_min)
+    focal_max = _bind(focal.focal_max)
+    focal_median = _bind(focal.focal_median)
 
 
 @xr.register_dataarray_accessor("geo")
@@ -52,3 +58,9 @@ class GeoDataArrayAccessor(_GeoAccessor):
 
     to_zarr = _bind(_write.write_zarr)
     to_geotiff = _bind(_write.write_geotiff)
+    focal_mean = _bind(focal.focal_mean)
+    focal_sum = _bind(focal.focal_sum)
+    focal_std = _bind(focal.focal_std)
+    focal_min = _bind(focal.focal_min)
+    focal_max = _bind(focal.focal_max)
+    focal_median = _bind(focal.focal_median)
