@@ -94,3 +94,28 @@ def test_demo_bad_catalog_is_one_line_error(tmp_path):
     assert result.exit_code != 0
     assert result.output.startswith("Error:")
     assert not (tmp_path / "o").exists()
+
+
+def loop_focal_mean(values: np.ndarray, radius: int = 1) -> np.ndarray:
+    """Mean of the valid pixels in each 3 x 3 window; outside the image counts as missing."""
+    out = np.full(values.shape, np.nan)
+    rows, cols = values.shape
+    for i in range(rows):
+        for j in range(cols):
+            window = values[
+                max(i - radius, 0) : i + radius + 1, max(j - radius, 0) : j + radius + 1
+            ]
+            valid = window[np.isfinite(window)]
+            if valid.size:
+                out[i, j] = valid.sum() / valid.size
+    return out
+
+
+def test_demo_zarr_focal_mean_equals_a_plain_loop(demo_out):
+    out, _ = demo_out
+    expected = loop_focal_mean(independent_ndvi()[0])
+    ds = xr.open_zarr(out / "ndvi.zarr")
+    assert ds.ndvi_focal_mean.dtype == np.float32
+    np.testing.assert_allclose(
+        ds.ndvi_focal_mean.isel(time=0).values, expected, rtol=1e-5, atol=1e-6, equal_nan=True
+    )

@@ -43,7 +43,7 @@ def main() -> None:
     "--collection", "collections", multiple=True, help="Only this collection (repeatable)."
 )
 def demo(catalog: str, out: str, overwrite: bool, collections: tuple[str, ...]) -> None:
-    """Load a catalog, compute NDVI, write Zarr, a COG and a PNG quicklook."""
+    """Load a catalog, compute NDVI and its focal mean, write Zarr, a COG and a PNG."""
     from lazyraster.demo import run_demo
 
     try:

@@ -1,5 +1,8 @@
 """The main job on a catalog: load, analyse, write Zarr, a COG and a PNG quicklook.
 
+The analysis is NDVI and its 3 x 3 focal mean; the Zarr store holds both, the COG the
+NDVI (one band per time step), the PNG both side by side for the first time step.
+
 ``lazyraster demo`` runs it on the bundled sample catalog; it is also the smallest
 complete example of the package's data flow: catalog -> items -> Dataset -> analysis ->
 writing.
@@ -60,49 +63,62 @@ def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
     timings[step] = time.perf_counter() - start
 
 
+FOCAL_SIZE = 3
+
+
 def analyse(ds: xr.Dataset) -> xr.Dataset:
-    """The demo's analysis, lazily: NDVI of every time step.
+    """The demo's analysis, lazily: NDVI and its 3 x 3 focal mean for every time step.
 
     Parameters
     ----------
     ds : xarray.Dataset
-        With ``red`` and ``nir`` reflectance variables.
+        With ``red`` and ``nir`` reflectance variables on (y, x) or (time, y, x).
 
     Returns
     -------
     xarray.Dataset
-        ``ndvi`` (float32), with the input's CRS.
+        ``ndvi`` and ``ndvi_focal_mean`` (float32), with the input's CRS. The focal
+        mean treats nodata and the image edge as missing (at least one valid pixel).
 
     Examples
     --------
     >>> import numpy as np, xarray as xr
-    >>> ds = xr.Dataset({"red": ("x", np.array([1.0])), "nir": ("x", np.array([3.0]))})
-    >>> float(analyse(ds).ndvi[0])
-    0.5
+    >>> red = xr.DataArray(np.ones((3, 3)), dims=("y", "x"))
+    >>> out = analyse(xr.Dataset({"red": red, "nir": 3 * red}))
+    >>> float(out.ndvi[1, 1]), float(out.ndvi_focal_mean[0, 0])
+    (0.5, 0.5)
     """
-    return ds.geo.ndvi().to_dataset()
+    ndvi = ds.geo.ndvi()
+    focal = ndvi.geo.focal_mean(size=FOCAL_SIZE, edge="nodata")
+    focal.attrs = {
+        **ndvi.attrs,
+        "long_name": f"NDVI, {FOCAL_SIZE} x {FOCAL_SIZE} focal mean (NaN-aware)",
+    }
+    return xr.Dataset({"ndvi": ndvi, "ndvi_focal_mean": focal})
 
 
-def quicklook(ndvi: xr.DataArray, path: Path, *, title: str) -> None:
-    """Write a PNG map of a 2-D NDVI with map coordinates and a colour bar."""
-    left, bottom, right, top = ndvi.rio.bounds()
-    fig = Figure(figsize=(7, 4.5), dpi=100, layout="constrained")  # no pyplot state
-    ax = fig.subplots()
-    image = ax.imshow(
-        ndvi.values,
-        extent=(left, right, bottom, top),
-        cmap="RdYlGn",
-        vmin=-1,
-        vmax=1,
-        interpolation="nearest",
-    )
-    fig.colorbar(image, ax=ax, label="NDVI")
-    ax.set_title(title)
-    ax.set_xlabel(f"x ({ndvi.rio.crs})")
-    ax.set_ylabel("y")
-    ax.ticklabel_format(style="plain", useOffset=False)
-    ax.tick_params(axis="x", labelrotation=30)
-    ax.set_facecolor("0.85")  # nodata shows grey
+def quicklook(panels: dict[str, xr.DataArray], path: Path, *, title: str) -> None:
+    """Write a PNG of 2-D NDVI-like maps side by side, in map coordinates, one colour bar."""
+    fig = Figure(figsize=(5 * len(panels) + 1, 4.5), dpi=100, layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, (label, data) in zip(axes, panels.items(), strict=True):
+        left, bottom, right, top = data.rio.bounds()
+        image = ax.imshow(
+            data.values,
+            extent=(left, right, bottom, top),
+            cmap="RdYlGn",
+            vmin=-1,
+            vmax=1,
+            interpolation="nearest",
+        )
+        ax.set_title(label)
+        ax.set_xlabel(f"x ({data.rio.crs})")
+        ax.ticklabel_format(style="plain", useOffset=False)
+        ax.tick_params(axis="x", labelrotation=30)
+        ax.set_facecolor("0.85")  # nodata shows grey
+    axes[0].set_ylabel("y")
+    fig.colorbar(image, ax=list(axes), label="NDVI")
+    fig.suptitle(title)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
     try:
         fig.savefig(tmp)
@@ -118,7 +134,7 @@ def run_demo(
     overwrite: bool = False,
     collections: list[str] | None = None,
 ) -> DemoResult:
-    """Load a catalog, compute NDVI, and write Zarr, a COG and a PNG into ``out``.
+    """Load a catalog, compute NDVI and its focal mean, write Zarr, a COG and a PNG to ``out``.
 
     Parameters
     ----------
@@ -167,7 +183,11 @@ def run_demo(
     with _timed(timings, "geotiff"):
         write_geotiff(result["ndvi"], outputs["geotiff"], mode=mode, inputs=[os.fspath(catalog)])
     with _timed(timings, "quicklook"):
-        first = result["ndvi"].isel(time=0)
+        first = result.isel(time=0)
         day = str(first.time.values)[:10]
-        quicklook(first, outputs["quicklook"], title=f"NDVI {first.id.values} ({day})")
+        panels = {
+            "NDVI": first["ndvi"],
+            f"{FOCAL_SIZE} x {FOCAL_SIZE} focal mean": first["ndvi_focal_mean"],
+        }
+        quicklook(panels, outputs["quicklook"], title=f"{first.id.values} ({day})")
     return DemoResult(outputs=outputs, timings=timings)
