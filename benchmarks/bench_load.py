@@ -128,9 +128,13 @@ def setup(size: int) -> list[Case]:
         hrefs_absolute = [i.clone() for i in items]
         for item in hrefs_absolute:
             item.make_asset_hrefs_absolute()
-        data = stackstac.stack(hrefs_absolute, assets=["B04", "B08"], chunksize=CHUNK)
+        # pystac drops proj:epsg on read, so a plain stackstac user must name the CRS
+        data = stackstac.stack(
+            hrefs_absolute, assets=["B04", "B08"], chunksize=CHUNK, epsg=32631
+        )
         red, nir = data.sel(band="B04"), data.sel(band="B08")
         ndvi = ((nir - red) / (nir + red)).rename("ndvi")
+        ndvi.attrs = {}  # stackstac's "spec" attribute cannot be stored in Zarr
         ndvi.to_dataset().drop_vars(
             [c for c in ndvi.coords if c not in ("time", "x", "y")]
         ).to_zarr(fresh("plain.zarr"), mode="w", consolidated=False)
