@@ -346,6 +346,8 @@ def write_daymet(
     """
     import xarray as xr
 
+    from lazyraster.testing import DAYMET_LCC
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -370,20 +372,7 @@ def write_daymet(
         },
     )
     if grid_mapping:
-        ds["lambert_conformal_conic"] = (
-            (),
-            np.int16(0),
-            {
-                "grid_mapping_name": "lambert_conformal_conic",
-                "longitude_of_central_meridian": -100.0,
-                "latitude_of_projection_origin": 42.5,
-                "false_easting": 0.0,
-                "false_northing": 0.0,
-                "standard_parallel": [25.0, 60.0],
-                "semi_major_axis": 6378137.0,
-                "inverse_flattening": 298.257223563,
-            },
-        )
+        ds["lambert_conformal_conic"] = ((), np.int16(0), DAYMET_LCC)
     units = {"units": "days since 1950-01-01 00:00:00", "dtype": "float64"}
     encoding = {"time": units, "time_bnds": units}
     ds.to_netcdf(path, engine="netcdf4", encoding=encoding)
