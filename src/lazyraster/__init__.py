@@ -29,6 +29,7 @@ from lazyraster.errors import (
     MissingBandError,
     MissingCRSError,
     OutputExistsError,
+    SpecError,
 )
 from lazyraster.focal import (
     focal_max,
@@ -46,6 +47,7 @@ from lazyraster.indices import (  # not ``indices``: it would shadow the module
     normalized_difference,
 )
 from lazyraster.load import load, resolve_items
+from lazyraster.pipeline import load_spec, plan_pipeline, run_pipeline
 from lazyraster.search import search
 from lazyraster.write import write_geotiff, write_zarr
 
@@ -77,15 +79,19 @@ __all__ = [
     "LazyrasterError",
     "list_indices",
     "load",
+    "load_spec",
     "localize_catalog",
     "MissingBandError",
     "MissingCRSError",
     "ndvi",
     "normalized_difference",
     "OutputExistsError",
+    "plan_pipeline",
     "resolve_items",
+    "run_pipeline",
     "search",
     "slurm_job_script",
+    "SpecError",
     "validate_catalog",
     "write_geotiff",
     "write_zarr",

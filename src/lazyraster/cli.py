@@ -7,6 +7,7 @@ on its own.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +52,49 @@ def demo(catalog: str, out: str, overwrite: bool, collections: tuple[str, ...]) 
     except (LazyrasterError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(result.report())
+
+
+# ---------------------------------------------------------------- lazyraster run
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
+@click.option("--dry-run", is_flag=True, help="Check the spec and print the plan; compute nothing.")
+@click.option("--cluster", "kind", help="Cluster kind instead of the spec's: threads, local, ...")
+@click.option(
+    "--progress-interval", type=click.FloatRange(0), default=10, show_default=True,
+    help="Seconds between progress lines on stderr.",
+)  # fmt: skip
+def run(
+    spec_path: Path, overwrite: bool, dry_run: bool, kind: str | None, progress_interval: float
+) -> None:
+    """Run the pipeline described in SPEC.yaml (see docs/pipeline.md): load, analyse, write."""
+    from lazyraster.pipeline import plan_pipeline, run_pipeline
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+    log = logging.getLogger("lazyraster")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        if dry_run:
+            plan = plan_pipeline(spec_path, overwrite=overwrite or None, cluster=kind)
+            click.echo(plan.describe())
+        else:
+            report = run_pipeline(
+                spec_path,
+                overwrite=overwrite or None,
+                cluster=kind,
+                progress_interval=progress_interval,
+            )
+            click.echo(report.summary())
+    except LazyrasterError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 # ---------------------------------------------------------------- lazyraster catalog

@@ -40,3 +40,7 @@ class ClusterConfigError(LazyrasterError, ValueError):
 
 class ClusterStartError(LazyrasterError, RuntimeError):
     """Cluster workers did not start: the message shows the jobs' state and logs."""
+
+
+class SpecError(LazyrasterError, ValueError):
+    """A pipeline spec is not valid: unknown key or step, wrong type, missing entry."""
