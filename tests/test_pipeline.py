@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,7 @@ import rasterio
 import xarray as xr
 import yaml
 from click.testing import CliRunner
+from tests import test_cluster
 from tests.conftest import ROOT
 
 from lazyraster import pipeline
@@ -377,3 +382,68 @@ def test_cli_missing_spec_file(tmp_path):
     result = CliRunner().invoke(main, ["run", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 1
     assert "cannot read the spec" in result.stderr
+
+
+# --------------------------------------------------------------------------- SLURM
+
+# The single-node SLURM of scripts/services/slurm.sh, through the fixtures of
+# test_cluster.py: skipped on a laptop without it, a failure in CI.
+slurm = test_cluster.slurm
+slurm_env = test_cluster.slurm_env
+_LO, _squeue = test_cluster._LO, test_cluster._squeue
+
+
+def test_slurm_worker_jobs_write_the_threaded_zarr(slurm_env, threaded, tmp_path):
+    out, _ = threaded
+    cluster = {"kind": "slurm", "jobs": 2, "log_directory": str(tmp_path), "timeout": 60, **_LO}
+    run_pipeline(_spec(tmp_path, cluster=cluster), progress_interval=0.1)
+    got, want = _zarr_values(tmp_path / "result.zarr"), _zarr_values(out / "result.zarr")
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def _submit(template: str, spec_file: Path, options: list[str], env: dict, cwd: Path) -> str:
+    """Submit docs/sbatch/<template> with a spec; wait for it; return the job's log."""
+    env = {
+        **env,
+        "PYTHONPATH": str(ROOT / "src"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+    }
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", "-p", "debug", "-t", "5", "-D", str(cwd),
+         "-o", str(cwd / "job-%j.log"), *options,
+         str(ROOT / "docs" / "sbatch" / template), str(spec_file)],
+        env=env, capture_output=True, text=True, check=True, cwd=cwd,
+    )  # fmt: skip  (cwd: the multi-node template runs in the submit directory)
+    job_id = submitted.stdout.strip().split(";")[0]
+    deadline = time.monotonic() + 120
+    while _squeue(env) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return (cwd / f"job-{job_id}.log").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("template", "options", "kind"),
+    [
+        ("single-node.sbatch", ["-c", "2", "--mem=2G"], "local"),
+        (
+            "multi-node.sbatch",
+            ["-N", "1", "-n", "3", "-c", "1", "--overcommit", "--mem-per-cpu=700M"],
+            "slurm",
+        ),
+    ],
+    ids=["single-node", "multi-node"],
+)
+def test_sbatch_templates_run_a_spec(slurm_env, threaded, tmp_path, template, options, kind):
+    out, _ = threaded
+    spec = _spec(Path("out"), cluster={"kind": "threads"})  # the template's kind wins
+    spec_file = _write_spec(tmp_path / "spec.yaml", spec)
+    env = {**slurm_env, "LAZYRASTER_SLURM_INTERFACE": "lo"}
+    log = _submit(template, spec_file, options, env, tmp_path)
+    assert (tmp_path / "out" / "result.zarr").exists(), log[-3000:]
+    assert f"computing on {kind}" in log and "chunks done" in log, log[-3000:]
+    got, want = _zarr_values(tmp_path / "out" / "result.zarr"), _zarr_values(out / "result.zarr")
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert not list(tmp_path.glob("dask-scheduler-*.json"))
