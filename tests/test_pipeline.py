@@ -410,10 +410,26 @@ def _submit(template: str, spec_file: Path, options: list[str], env: dict, cwd: 
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
     }
     submitted = subprocess.run(
-        ["sbatch", "--parsable", "-p", "debug", "-t", "5", "-D", str(cwd),
-         "-o", str(cwd / "job-%j.log"), *options,
-         str(ROOT / "docs" / "sbatch" / template), str(spec_file)],
-        env=env, capture_output=True, text=True, check=True, cwd=cwd,
+        [
+            "sbatch",
+            "--parsable",
+            "-p",
+            "debug",
+            "-t",
+            "5",
+            "-D",
+            str(cwd),
+            "-o",
+            str(cwd / "job-%j.log"),
+            *options,
+            str(ROOT / "docs" / "sbatch" / template),
+            str(spec_file),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=cwd,
     )  # fmt: skip  (cwd: the multi-node template runs in the submit directory)
     job_id = submitted.stdout.strip().split(";")[0]
     deadline = time.monotonic() + 120
@@ -447,3 +463,11 @@ def test_sbatch_templates_run_a_spec(slurm_env, threaded, tmp_path, template, op
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
     assert not list(tmp_path.glob("dask-scheduler-*.json"))
+
+
+def test_the_full_example_of_the_docs_is_a_valid_spec():
+    text = (ROOT / "docs" / "pipeline.md").read_text()
+    block = text.split("## A full example")[1].split("```yaml\n")[1].split("```")[0]
+    spec = Spec.from_mapping(yaml.safe_load(block))
+    assert [s.name for s in spec.steps][:3] == ["mask_clouds", "ndvi", "index"]
+    assert spec.cluster["kind"] == "slurm" and spec.outputs["geotiff"].variables == ("ndvi",)
