@@ -471,3 +471,23 @@ def test_the_full_example_of_the_docs_is_a_valid_spec():
     spec = Spec.from_mapping(yaml.safe_load(block))
     assert [s.name for s in spec.steps][:3] == ["mask_clouds", "ndvi", "index"]
     assert spec.cluster["kind"] == "slurm" and spec.outputs["geotiff"].variables == ("ndvi",)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("2021", "2021"), ("2021-03-19", "2021-03-19")])
+def test_unquoted_yaml_dates_are_read_as_text(tmp_path, text, expected):
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(f"source: a.json\nsearch: {{datetime: {text}}}\noutput: {{zarr: a}}\n")
+    assert load_spec(spec_file).search["datetime"] == expected
+
+
+def test_zarr_groups_go_into_one_store_and_an_existing_group_is_refused(tmp_path):
+    store = tmp_path / "years.zarr"
+    for group in ("2021", "2022"):
+        output = {"zarr": {"path": str(store), "group": group, "variables": ["ndvi"]}}
+        run_pipeline(_spec(tmp_path, steps=["ndvi"], output=output))
+    again = {"zarr": {"path": str(store), "group": "2021"}}
+    with pytest.raises(OutputExistsError, match=r"years\.zarr/2021"):
+        run_pipeline(_spec(tmp_path, steps=["ndvi"], output=again))
+    a, b = (xr.open_zarr(store, group=g) for g in ("2021", "2022"))
+    np.testing.assert_array_equal(a.ndvi.values, b.ndvi.values)
+    assert list(a.data_vars) == ["ndvi"]

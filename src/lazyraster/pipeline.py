@@ -79,10 +79,13 @@ and then written with :func:`~lazyraster.write_zarr` and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as dt
 import inspect
 import io
 import logging
 import os
+import posixpath
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -177,7 +180,7 @@ _SEARCH: dict[str, tuple[type, ...]] = {
     "collections": (str, list),
     "bbox": (list,),
     "intersects": (dict,),
-    "datetime": (str, list),
+    "datetime": (str, list, int, dt.date),
     "query": (dict,),
     "filter": (str, dict),
 }
@@ -207,6 +210,7 @@ _TYPE_NAMES = {
     int: "an integer",
     float: "a number",
     bool: "true or false",
+    dt.date: "a date",
 }
 
 
@@ -285,6 +289,8 @@ class Spec:
                     f"{where}: search.bbox must be four numbers [west, south, east, north] "
                     f"in degrees, not {bbox!r}"
                 )
+        if "datetime" in search:
+            search["datetime"] = _datetime_text(search["datetime"])
         for key in ("collections", "datetime"):
             if isinstance(search.get(key), list) and not all(
                 isinstance(v, str | None) for v in search[key]
@@ -307,6 +313,17 @@ class Spec:
             cluster=_cluster_options(spec.get("cluster"), where),
             origin=origin,
         )
+
+
+def _datetime_text(value: Any) -> Any:
+    """YAML reads ``2021`` as an int and ``2021-06-01`` as a date: back to text."""
+    if isinstance(value, list):
+        return [_datetime_text(v) for v in value]
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 def _is_number(value: Any) -> bool:
@@ -554,7 +571,9 @@ def _check_outputs(spec: Spec, overwrite: bool, ds: xr.Dataset) -> None:
         return
     paths = []
     if "zarr" in spec.outputs:
-        paths.append(spec.outputs["zarr"].path)
+        zarr = spec.outputs["zarr"]
+        group = f"/{zarr.group.strip('/')}" if zarr.group else ""
+        paths.append(zarr.path.rstrip("/") + group)
     if "geotiff" in spec.outputs:
         paths.extend(_geotiff_paths(spec.outputs["geotiff"].path, ds))
     existing = [path for path in paths if _exists(path)]
@@ -687,7 +706,9 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
 
 def _make_parent(path: str) -> None:
     fs, root = fsspec.core.url_to_fs(path)
-    fs.makedirs(fs._parent(root), exist_ok=True)
+    parent = posixpath.dirname(root.rstrip("/"))
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
 
 
 @contextlib.contextmanager
@@ -877,7 +898,7 @@ def plan_pipeline(
     """
     spec = _as_spec(spec)
     if overwrite is not None:
-        spec = Spec(**{**spec.__dict__, "overwrite": overwrite})
+        spec = dataclasses.replace(spec, overwrite=overwrite)
     options = _with_cluster_override(spec, cluster)
     ds, n_items = _build(spec)
     _check_outputs(spec, spec.overwrite, ds)
