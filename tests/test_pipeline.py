@@ -484,7 +484,8 @@ def test_zarr_groups_go_into_one_store_and_an_existing_group_is_refused(tmp_path
     store = tmp_path / "years.zarr"
     for group in ("2021", "2022"):
         output = {"zarr": {"path": str(store), "group": group, "variables": ["ndvi"]}}
-        run_pipeline(_spec(tmp_path, steps=["ndvi"], output=output))
+        report = run_pipeline(_spec(tmp_path, steps=["ndvi"], output=output))
+        assert report.variables == ["ndvi"]  # red and nir were not persisted
     again = {"zarr": {"path": str(store), "group": "2021"}}
     with pytest.raises(OutputExistsError, match=r"years\.zarr/2021"):
         run_pipeline(_spec(tmp_path, steps=["ndvi"], output=again))

@@ -70,10 +70,10 @@ Relative paths are relative to the working directory of the run.
 
 Everything is checked before any cluster starts or any pixel is read: unknown keys,
 wrong types, unknown steps or step options, missing bands or variables, and existing
-outputs. Inside ``with lazyraster.cluster(...)``, the lazy result is persisted (with
-progress written to the ``lazyraster`` logger every ``progress_interval`` seconds)
-and then written with :func:`~lazyraster.write_zarr` and
-:func:`~lazyraster.write_geotiff`.
+outputs. Inside ``with lazyraster.cluster(...)``, the variables that the outputs write
+(no others) are persisted, with progress written to the ``lazyraster`` logger every
+``progress_interval`` seconds, and then written with :func:`~lazyraster.write_zarr`
+and :func:`~lazyraster.write_geotiff`.
 """
 
 from __future__ import annotations
@@ -549,6 +549,15 @@ def _selected(ds: xr.Dataset, target: Target, kind: str) -> xr.Dataset:
     return ds[list(target.variables)]
 
 
+def _written_variables(ds: xr.Dataset, spec: Spec) -> xr.Dataset:
+    """Only the variables some output writes: nothing else is persisted."""
+    chosen = [t.variables for t in spec.outputs.values()]
+    if any(v is None for v in chosen):
+        return ds
+    wanted = {name for names in chosen for name in names}  # type: ignore[union-attr]
+    return ds[[name for name in ds.data_vars if name in wanted]]
+
+
 def _exists(path: str) -> bool:
     fs, root = fsspec.core.url_to_fs(path)
     return bool(fs.exists(root))
@@ -785,6 +794,7 @@ def run_pipeline(
     outputs: dict[str, list[str]] = {}
     kind = cluster_options.get("kind") or dask.config.get("lazyraster.cluster.kind")
     logger.info("%s: computing on %s", spec.origin, kind)
+    ds = _written_variables(ds, spec)
     with _started(cluster_options) as client:
         with _timed(timings, "persist"):
             ds = _persist(ds, client, progress_interval)
