@@ -492,3 +492,11 @@ def test_zarr_groups_go_into_one_store_and_an_existing_group_is_refused(tmp_path
     a, b = (xr.open_zarr(store, group=g) for g in ("2021", "2022"))
     np.testing.assert_array_equal(a.ndvi.values, b.ndvi.values)
     assert list(a.data_vars) == ["ndvi"]
+
+
+def test_a_source_that_cannot_be_read_is_named(tmp_path):
+    spec_file = _write_spec(tmp_path / "s.yaml", _spec(tmp_path, source="no/such/catalog.json"))
+    result = CliRunner().invoke(main, ["run", str(spec_file), "--dry-run"])
+    assert result.exit_code == 1
+    assert "source 'no/such/catalog.json' cannot be read" in result.stderr
+    assert "Traceback" not in result.output

@@ -94,6 +94,7 @@ from typing import Any, Literal
 
 import dask
 import fsspec
+import pystac
 import xarray as xr
 import yaml
 from dask.callbacks import Callback
@@ -596,7 +597,15 @@ def _check_outputs(spec: Spec, overwrite: bool, ds: xr.Dataset) -> None:
 def _build(spec: Spec) -> tuple[xr.Dataset, int]:
     """Search, load and apply the steps lazily; return the Dataset and the item count."""
     search = dict(spec.search)
-    items = resolve_items(spec.source, **search)
+    try:
+        items = resolve_items(spec.source, **search)
+    except LazyrasterError:
+        raise
+    except (OSError, ValueError, pystac.STACError) as err:
+        raise SpecError(
+            f"source {spec.source!r} cannot be read ({err}); give the path of a catalog "
+            f"(relative paths start from {os.getcwd()}) or a URL"
+        ) from None
     logger.info("%s: %d item(s) found in %s", spec.origin, len(items), spec.source)
     load_options = {**spec.load}
     if "bbox" in search:
