@@ -129,9 +129,7 @@ def setup(size: int) -> list[Case]:
         for item in hrefs_absolute:
             item.make_asset_hrefs_absolute()
         # pystac drops proj:epsg on read, so a plain stackstac user must name the CRS
-        data = stackstac.stack(
-            hrefs_absolute, assets=["B04", "B08"], chunksize=CHUNK, epsg=32631
-        )
+        data = stackstac.stack(hrefs_absolute, assets=["B04", "B08"], chunksize=CHUNK, epsg=32631)
         red, nir = data.sel(band="B04"), data.sel(band="B08")
         ndvi = ((nir - red) / (nir + red)).rename("ndvi")
         ndvi.attrs = {}  # stackstac's "spec" attribute cannot be stored in Zarr
