@@ -20,6 +20,7 @@ from lazyraster.errors import (
     OutputExistsError,
 )
 from lazyraster.indices import ndvi, normalized_difference
+from lazyraster.phenology import spring_index, spring_index_dataset
 
 try:
     __version__ = version("lazyraster")
@@ -35,4 +36,6 @@ __all__ = [
     "__version__",
     "ndvi",
     "normalized_difference",
+    "spring_index",
+    "spring_index_dataset",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 import xarray as xr
 
-from lazyraster import indices
+from lazyraster import indices, phenology
 
 
 def _bind(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,6 +38,7 @@ class GeoDatasetAccessor(_GeoAccessor):
     """Analysis methods on Datasets, e.g. ``ds.geo.ndvi()``."""
 
     ndvi = _bind(indices.ndvi)
+    spring_index = _bind(phenology.spring_index_dataset)
 
 
 @xr.register_dataarray_accessor("geo")
