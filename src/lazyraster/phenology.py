@@ -103,6 +103,7 @@ _BASE_F = 31.0
 _THRESHOLD = 999.5
 _SYNOP_LIMIT = 637.0
 _BLOCK = 30  # ML_SI gap-filling block length, days
+_LOG_COUNT = np.log(np.maximum(np.arange(24.0), 1.0))  # ln(n) of the n-th night hour
 
 
 # --------------------------------------------------------------------------- kernel
@@ -122,8 +123,10 @@ def _six_day_length(lat: float, d: int) -> float:  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def _gdh(tmax: float, tmin: float, length: float, sines: np.ndarray, quirks: bool) -> float:
-    """Growing degree hours above 31 F of one day (``sines`` is the table for ``length``)."""
+def _gdh(
+    tmax: float, tmin: float, length: float, table: np.ndarray, d: int, quirks: bool
+) -> float:  # pragma: no cover - compiled
+    """Growing degree hours above 31 F of day ``d`` (``table[d]`` is made for ``length``)."""
     if quirks:  # ML_SI
         if tmin == 0:
             tmin = 0.01
@@ -133,32 +136,41 @@ def _gdh(tmax: float, tmin: float, length: float, sines: np.ndarray, quirks: boo
         return 0.0  # no modelled hour can exceed the larger of the two
     dt = tmax - tmin
     nday = int(np.floor(length))
-    total = 0.0
-    if tmin - _BASE_F > 0:
-        total += tmin - _BASE_F
+    # max(x, 0.0) adds exactly what "if x > 0: total += x" adds, without a branch
+    total = max(tmin - _BASE_F, 0.0)
     for h in range(1, nday + 1):
-        temp = dt * sines[h] + tmin
-        if temp - _BASE_F > 0:
-            total += temp - _BASE_F
-    sunset = dt * sines[24] + tmin
+        total += max((dt * table[d, h] + tmin) - _BASE_F, 0.0)
+    sunset = dt * table[d, 24] + tmin
     if quirks and sunset <= 0:
         sunset = 0.01
-    log_night = sines[25]
-    for count in range(1, 24 - nday):  # night hours nday + 1 .. 23
-        temp = sunset - (sunset - tmin) / log_night * np.log(count)
-        if temp - _BASE_F > 0:
-            total += temp - _BASE_F
+    if nday < 23:  # night hours nday + 1 .. 23 (none when L is 23 h)
+        fall = (sunset - tmin) / table[d, 25]
+        for count in range(1, 24 - nday):
+            total += max((sunset - fall * _LOG_COUNT[count]) - _BASE_F, 0.0)
     return total
 
 
 @numba.njit(cache=True)
-def _fill_sines(length: float, sines: np.ndarray) -> None:  # pragma: no cover - compiled
-    """Fill ``sines[h] = sin(pi / (L + 4) * h)``, the sunset sine and ``ln(24 - L)``."""
+def _fill_sines(length: float, table: np.ndarray, d: int) -> None:  # pragma: no cover
+    """Fill row ``d``: ``sin(pi / (L + 4) * h)`` for h = 1..23, the sunset sine, ``ln(24 - L)``."""
     step = np.pi / (length + 4)
     for h in range(1, 24):
-        sines[h] = np.sin(step * h)
-    sines[24] = np.sin(step * length)
-    sines[25] = np.log(24 - length)
+        table[d, h] = np.sin(step * h)
+    table[d, 24] = np.sin(step * length)
+    table[d, 25] = np.log(24 - length)
+
+
+@numba.njit(cache=True, inline="always")
+def _leaf_index(p: int, mds0: int, synop: int, dde2: float, dd57: float) -> float:
+    """Weighted sum of the leaf predictors of plant ``p`` (0 lilac, 1 arnoldred, 2 zabelii)."""
+    c = _LEAF_COEF
+    return (c[p, 0] * mds0) + (c[p, 1] * synop) + (c[p, 2] * dde2) + (c[p, 3] * dd57)
+
+
+@numba.njit(cache=True, inline="always")
+def _bloom_index(p: int, mds0: int, agdh: float) -> float:
+    """Weighted sum of the bloom predictors of plant ``p``."""
+    return (_BLOOM_COEF[p, 0] * mds0) + (_BLOOM_COEF[p, 1] * agdh)
 
 
 @numba.njit(cache=True)
@@ -202,9 +214,9 @@ def _gdh_cached(
 ) -> float:  # pragma: no cover - compiled
     """GDH of day ``d``, refreshing the day's sine table only when its length changed."""
     if table_length[d] != length[d]:
-        _fill_sines(length[d], table[d])
+        _fill_sines(length[d], table, d)
         table_length[d] = length[d]
-    return _gdh(tmax, tmin, length[d], table[d], quirks)
+    return _gdh(tmax, tmin, length[d], table, d, quirks)
 
 
 @numba.njit(cache=True)
@@ -237,19 +249,16 @@ def _six_pixel(
         if dde2 >= _SYNOP_LIMIT:
             synop += 1
         for p in range(3):
-            if leaf_start[p] < 0:
-                c = _LEAF_COEF[p]
-                if (c[0] * d) + (c[1] * synop) + (c[2] * dde2) + (c[3] * dd57) >= _THRESHOLD:
-                    leaf_start[p] = d + 1 if p == 1 else d
-                    out[p] = leaf_start[p] + 1
-                    done += 1
+            if leaf_start[p] < 0 and _leaf_index(p, d, synop, dde2, dd57) >= _THRESHOLD:
+                leaf_start[p] = d + 1 if p == 1 else d
+                out[p] = leaf_start[p] + 1
+                done += 1
         if want_bloom:
             for p in range(3):
                 s = leaf_start[p]
                 if s >= 0 and s <= d and np.isnan(out[3 + p]):
                     agdh[p] += g
-                    b = _BLOOM_COEF[p]
-                    if (b[0] * (d - s)) + (b[1] * agdh[p]) >= _THRESHOLD:
+                    if _bloom_index(p, d - s, agdh[p]) >= _THRESHOLD:
                         out[3 + p] = d + 1
                         done += 1
         if done == target:
@@ -295,8 +304,7 @@ def _ml_si_pixel(
         pending = 0
         for p in range(3):
             if leaf_start[p] < 0:
-                c = _LEAF_COEF[p]
-                if (c[0] * d) + (c[1] * synop) + (c[2] * dde2) + (c[3] * dd57) >= _THRESHOLD:
+                if _leaf_index(p, d, synop, dde2, dd57) >= _THRESHOLD:
                     leaf_start[p] = d + 1 if p == 1 else d
                     out[p] = leaf_start[p] + 1
                 else:
@@ -329,8 +337,7 @@ def _ml_si_pixel(
                 continue
             g = _gdh_cached(d, tx[d], tn[d], length, table, table_length, True)
             agdh += g
-            b = _BLOOM_COEF[p]
-            if (b[0] * (d - s)) + (b[1] * agdh) >= _THRESHOLD:
+            if _bloom_index(p, d - s, agdh) >= _THRESHOLD:
                 out[3 + p] = d + 1
                 break
 
