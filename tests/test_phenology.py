@@ -305,6 +305,17 @@ def test_latitude_path_matches_reference():
         assert_same(out.first_bloom.values[:, 0, i], np.array(bl))
 
 
+def test_latitude_field_equals_pixel_by_pixel_with_a_gap():
+    ds = scenario("cold_snap", ny=2, nx=2, seed=5)
+    ds = ds.isel(time=np.arange(ds.sizes["time"]) != 150)  # day 151 absent
+    lat = xr.DataArray([[45.0, 45.0], [39.0, 45.0]], dims=("y", "x"))
+    out = spring_index(ds.tmin, ds.tmax, lat=lat)
+    for j in range(2):
+        for i in range(2):
+            one = spring_index(ds.tmin.isel(y=j, x=i), ds.tmax.isel(y=j, x=i), lat=float(lat[j, i]))
+            xr.testing.assert_equal(out.isel(y=j, x=i), one)
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**16),

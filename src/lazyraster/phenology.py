@@ -122,7 +122,7 @@ def _six_day_length(lat: float, d: int) -> float:  # pragma: no cover - compiled
     return min(max(length, 1.0), 23.0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _gdh(
     tmax: float, tmin: float, length: float, table: np.ndarray, d: int, quirks: bool
 ) -> float:  # pragma: no cover - compiled
@@ -150,7 +150,7 @@ def _gdh(
     return total
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _fill_sines(length: float, table: np.ndarray, d: int) -> None:  # pragma: no cover
     """Fill row ``d``: ``sin(pi / (L + 4) * h)`` for h = 1..23, the sunset sine, ``ln(24 - L)``."""
     step = np.pi / (length + 4)
@@ -202,7 +202,7 @@ def _ml_si_fill(tn: np.ndarray, tx: np.ndarray, ndays: int) -> bool:  # pragma: 
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _gdh_cached(
     d: int,
     tmax: float,
@@ -231,7 +231,8 @@ def _six_pixel(
     out: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """One pass of the ``"six"`` convention over one pixel-year; writes ``out[0:6]``."""
-    lag = np.zeros(7)
+    # GDH of the 1st .. 7th previous day (before 1 January: day 1 twice, then zeros)
+    l0 = l1 = l2 = l3 = l4 = l5 = l6 = 0.0
     synop = 0
     leaf_start = np.full(3, -1)
     agdh = np.zeros(3)
@@ -242,10 +243,10 @@ def _six_pixel(
             return  # missing day: events not reached so far stay NaN
         g = _gdh_cached(d, tx[d], tn[d], length, table, table_length, False)
         if d == 0:
-            lag[0] = g
-            lag[1] = g
-        dde2 = g + lag[0] + lag[1]
-        dd57 = lag[4] + lag[5] + lag[6]
+            l0 = g
+            l1 = g
+        dde2 = g + l0 + l1
+        dd57 = l4 + l5 + l6
         if dde2 >= _SYNOP_LIMIT:
             synop += 1
         for p in range(3):
@@ -263,9 +264,7 @@ def _six_pixel(
                         done += 1
         if done == target:
             return
-        for k in range(6, 0, -1):
-            lag[k] = lag[k - 1]
-        lag[0] = g
+        l0, l1, l2, l3, l4, l5, l6 = g, l0, l1, l2, l3, l4, l5
 
 
 @numba.njit(cache=True)
@@ -373,10 +372,15 @@ def _spring_index_kernel(
     table = np.empty((ndays, 26))
     table_length = np.full(ndays, np.nan)
     res = np.empty(6)
+    complete = ntime >= ndays  # every day 1..ndays present, in order: no NaN prefill
+    for k in range(min(ntime, ndays)):
+        complete = complete and doy[k] == k + 1
     for i in range(npix):
-        tn[:] = np.nan
-        tx[:] = np.nan
-        length[:] = np.nan
+        if not complete:
+            tn[:] = np.nan
+            tx[:] = np.nan
+            if not use_lat:
+                length[:] = np.nan
         for k in range(ntime):
             d = doy[k] - 1
             if d < 0 or d >= ndays:
@@ -385,7 +389,7 @@ def _spring_index_kernel(
             tx[d] = np.float64(tmax[i, k]) * scale_max + offset_max
             if not use_lat:
                 length[d] = min(max(np.float64(dayl[i, k]) * dayl_to_hours, 1.0), 23.0)
-        if use_lat:
+        if use_lat and (i == 0 or lat[i] != lat[i - 1]):
             for d in range(ndays):
                 length[d] = _six_day_length(np.float64(lat[i]), d)
         res[:] = np.nan
