@@ -29,8 +29,12 @@ All arithmetic is in degrees Fahrenheit, in float64.
   on, AGDH accumulates GDH (day ``s`` included) and the plant blooms on the first
   day where ``A * (d - s) + B * AGDH >= 999.5``; reported as ``d + 1``.
 - **Average.** The rounded mean of the three plants, NaN unless all three exist.
+- **Day length** comes from ``dayl`` or, given only latitude, from the SI-x formula:
+  ``12.14 + 3.34 tan(lat) cos(0.0172 D - 1.95)`` below 40 degrees N and ``12.25 +
+  (1.6164 + 1.7643 tan(lat)**2) cos(0.0172 D - 1.95)`` from 40 degrees N, with ``D``
+  counted from 1 March (1 January is 307), clipped to [1, 23] hours.
 
-Coefficients (Ault et al. 2015, table 1):
+Coefficients (Schwartz et al. 2013, as in the ML_SI toolbox):
 
 =========  ======  ======  =====  =====  =======  =====
 plant      a       b       c      e      A        B
@@ -43,7 +47,8 @@ zabelii    2.802   21.433  0.266  0.000  -11.368  0.096
 Conventions
 -----------
 ``"six"`` (default) is the model above and nothing else. ``"ml_si"`` reproduces the
-published ML_SI toolbox (Ault et al. 2015) exactly, quirks included: days whose
+published ML_SI toolbox (Ault et al. 2015) exactly, quirks included (its day length
+always comes from latitude): days whose
 Tmax is below 31 F are skipped (no lag shift, no synoptic count, no threshold
 check); from the second day on, Tmax(t) is raised to Tmin(t-1) and then Tmin(t)
 lowered to Tmax(t-1) (for bloom, afresh from each plant's leaf day); a Tmin of
@@ -71,7 +76,11 @@ temperature-based indices. International Journal of Climatology 33: 2917-2922.
 Ault, T. R., Schwartz, M. D., Zurita-Milla, R., Weltzin, J. F. and Betancourt, J. L.
 (2015). Trends and natural variability of spring onset in the coterminous United
 States as evaluated by a new gridded dataset of spring indices. Journal of Climate
-28: 8363-8378; and the ML_SI toolbox: Computers & Geosciences 83: 46-53.
+28: 8363-8378.
+
+Ault, T. R., Zurita-Milla, R. and Schwartz, M. D. (2015). A Matlab toolbox for
+calculating spring indices from daily meteorological data. Computers & Geosciences
+83: 46-53 (ML_SI).
 """
 
 from __future__ import annotations
