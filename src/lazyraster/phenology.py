@@ -350,7 +350,7 @@ def _ml_si_pixel(
                 break
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)  # dask threads run blocks side by side
 def _spring_index_kernel(
     tmin: np.ndarray,
     tmax: np.ndarray,
