@@ -46,6 +46,7 @@ from lazyraster.indices import (  # not ``indices``: it would shadow the module
     normalized_difference,
 )
 from lazyraster.load import load, resolve_items
+from lazyraster.phenology import spring_index, spring_index_dataset
 from lazyraster.search import search
 from lazyraster.write import write_geotiff, write_zarr
 
@@ -86,6 +87,8 @@ __all__ = [
     "resolve_items",
     "search",
     "slurm_job_script",
+    "spring_index",
+    "spring_index_dataset",
     "validate_catalog",
     "write_geotiff",
     "write_zarr",
