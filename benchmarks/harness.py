@@ -9,11 +9,14 @@ the cases are interleaved, so that a slow moment of the machine hits every case 
 Peak memory is the largest resident set size seen while a case runs, minus the
 resident size just before it, sampled every 2 ms from ``/proc/self/statm``. It counts
 everything the process touches (numpy, numba, GDAL, dask workers in threads), not only
-Python allocations.
+Python allocations. Before each case, memory freed by earlier cases is handed back to the
+OS (``malloc_trim``), or a case could reuse it unseen and read near zero.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import os
 import statistics
@@ -66,9 +69,20 @@ class _PeakRSS:
         return self.peak - self.start
 
 
+def _release_freed_memory() -> None:
+    """Hand memory freed by earlier cases back to the OS (glibc's ``malloc_trim``).
+
+    Otherwise the next case could reuse it unseen, and its peak would read low.
+    Elsewhere than glibc this does nothing.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def measure(case: Case) -> None:
     """Run ``case`` once, appending its wall time and peak memory increase."""
     gc.collect()
+    _release_freed_memory()
     with _PeakRSS() as mem:
         t0 = time.perf_counter()
         case.func()

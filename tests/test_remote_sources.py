@@ -218,3 +218,16 @@ def test_search_pages_through_more_items_than_one_page(stac_api: StacApi) -> Non
     assert sorted(i.id for i in found) == [
         i.id for i in items if i.properties["eo:cloud_cover"] >= 20
     ]
+
+
+def test_a_missing_remote_file_raises_an_error_naming_its_url(nginx: NginxForTest) -> None:
+    url = nginx.publish(ROOT / "catalogs" / "sample", "sample404") + "/catalog.json"
+    items = list(lazyraster.search(url))
+    item = items[0].clone()
+    gone = item.assets["B04"].get_absolute_href().replace("B04.tif", "B04-gone.tif")
+    item.assets["B04"].href = gone
+    ds = lazyraster.load([item], bands=["red"])  # lazy: nothing fetched yet
+    with pytest.raises(RuntimeError, match=r"B04-gone\.tif") as failure:
+        ds.red.compute()
+    assert gone in str(failure.value)  # the whole URL, not only the file name
+    assert any(e.uri.endswith("B04-gone.tif") and e.status == 404 for e in nginx.requests())

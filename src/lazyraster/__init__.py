@@ -47,6 +47,7 @@ from lazyraster.indices import (  # not ``indices``: it would shadow the module
     normalized_difference,
 )
 from lazyraster.load import load, resolve_items
+from lazyraster.phenology import spring_index, spring_index_dataset
 from lazyraster.pipeline import load_spec, plan_pipeline, run_pipeline
 from lazyraster.search import search
 from lazyraster.write import write_geotiff, write_zarr
@@ -92,6 +93,8 @@ __all__ = [
     "search",
     "slurm_job_script",
     "SpecError",
+    "spring_index",
+    "spring_index_dataset",
     "validate_catalog",
     "write_geotiff",
     "write_zarr",

@@ -13,7 +13,7 @@ from typing import Any
 
 import xarray as xr
 
-from lazyraster import focal, indices, masking
+from lazyraster import focal, indices, masking, phenology
 from lazyraster import write as _write
 
 
@@ -50,6 +50,7 @@ class GeoDatasetAccessor(_GeoAccessor):
     focal_min = _bind(focal.focal_min)
     focal_max = _bind(focal.focal_max)
     focal_median = _bind(focal.focal_median)
+    spring_index = _bind(phenology.spring_index_dataset)
 
 
 @xr.register_dataarray_accessor("geo")
