@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from tests import test_cluster
 from tests.conftest import ROOT
 
-from lazyraster import pipeline
+from lazyraster import build_catalog, pipeline, spring_index
 from lazyraster.cli import main
 from lazyraster.errors import (
     LazyrasterError,
@@ -32,7 +32,7 @@ from lazyraster.errors import (
     SpecError,
 )
 from lazyraster.pipeline import Spec, load_spec, plan_pipeline, run_pipeline
-from lazyraster.testing import raise_if_dask_computes
+from lazyraster.testing import daymet_like, raise_if_dask_computes
 
 SAMPLE = ROOT / "catalogs" / "sample" / "catalog.json"
 ITEM_DIR = SAMPLE.parent / "sentinel-2-l2a-composite" / "S2_L3B_21JXN_20210319"
@@ -500,3 +500,32 @@ def test_a_source_that_cannot_be_read_is_named(tmp_path):
     assert result.exit_code == 1
     assert "source 'no/such/catalog.json' cannot be read" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_spring_index_step_equals_the_direct_numpy_model(tmp_path):
+    ds = daymet_like(2019, shape=(5, 7), seed=3)
+    for variable in ("tmin", "tmax", "dayl"):
+        path = tmp_path / "files" / f"daymet_v4_daily_na_{variable}_2019.nc"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds[[variable, "lambert_conformal_conic"]].to_netcdf(path, engine="h5netcdf")
+    build_catalog(
+        [tmp_path / "files"],
+        tmp_path / "catalog",
+        collection="daymet-daily",
+        pattern="daymet_v4_daily_{region}_{variable}_{year}.nc",
+    )
+    spec = {
+        "source": str(tmp_path / "catalog" / "catalog.json"),
+        "load": {"bands": ["tmin", "tmax", "dayl"]},
+        "steps": [{"spring_index": {"plants": ["lilac", "zabelii"]}}],
+        "output": {"zarr": {"path": str(tmp_path / "si.zarr"), "variables": ["first_leaf"]}},
+    }
+    run_pipeline(spec)
+    direct = spring_index(ds.tmin, ds.tmax, dayl=ds.dayl, plants=["lilac", "zabelii"])
+    assert np.isfinite(direct.first_leaf.values).all()  # every pixel reaches first leaf
+    with xr.open_zarr(tmp_path / "si.zarr") as written:
+        assert list(written.data_vars) == ["first_leaf"]
+        np.testing.assert_array_equal(
+            written.first_leaf.squeeze(drop=True).values,
+            direct.first_leaf.squeeze(drop=True).values,
+        )

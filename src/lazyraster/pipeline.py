@@ -99,7 +99,7 @@ import xarray as xr
 import yaml
 from dask.callbacks import Callback
 
-from lazyraster import focal, indices, masking
+from lazyraster import focal, indices, masking, phenology
 from lazyraster.cluster import cluster as _cluster
 from lazyraster.errors import LazyrasterError, OutputExistsError, SpecError
 from lazyraster.load import load, resolve_items
@@ -158,8 +158,7 @@ class Step:
         return positional, keywords, any(p.kind == p.VAR_KEYWORD for p in params)
 
 
-#: Step name -> analysis function. A new step is one entry here, e.g.
-#: ``"spring_index": Step(spring_index, takes="dataset", gives="variables")``.
+#: Step name -> analysis function. A new step is one entry here.
 STEPS: dict[str, Step] = {
     "mask_clouds": Step(masking.mask_clouds, takes="dataset", gives="dataset"),
     "ndvi": Step(indices.ndvi, takes="dataset", gives="variable"),
@@ -171,6 +170,7 @@ STEPS: dict[str, Step] = {
     "focal_min": Step(focal.focal_min, takes="variable", gives="variable"),
     "focal_max": Step(focal.focal_max, takes="variable", gives="variable"),
     "focal_median": Step(focal.focal_median, takes="variable", gives="variable"),
+    "spring_index": Step(phenology.spring_index_dataset, takes="dataset", gives="variables"),
 }
 
 
