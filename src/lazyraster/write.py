@@ -43,6 +43,7 @@ import datetime as _dt
 import json
 import os
 import shutil
+import threading
 import uuid
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
@@ -661,6 +662,9 @@ def _vrt_xml(
     return "\n".join(lines) + "\n"
 
 
+_TRANSLATE_LOCK = threading.Lock()
+
+
 def _threads() -> int:
     return len(os.sched_getaffinity(0))
 
@@ -682,7 +686,11 @@ def _finish_geotiff(
     Path(vrt).write_text(vrt_text)
     out = os.path.join(tmpdir, "out.tif")
     opts = {**options, "NUM_THREADS": str(_threads())}
-    with rasterio.Env(GDAL_CACHEMAX=256, GDAL_TIFF_INTERNAL_MASK=True):
+    # One translation at a time per process: each already uses every core through
+    # NUM_THREADS, and two at once (per="time" under the threaded scheduler) would share
+    # GDAL's one worker-thread pool; a stall of two concurrent translations was seen
+    # once in a benchmark (not reproduced since), so they are not run together.
+    with _TRANSLATE_LOCK, rasterio.Env(GDAL_CACHEMAX=256, GDAL_TIFF_INTERNAL_MASK=True):
         rasterio.shutil.copy(vrt, out, driver="COG" if cog else "GTiff", **opts)
         if not cog and overview_factors:
             with rasterio.open(out, "r+") as dst:
