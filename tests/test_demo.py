@@ -1,29 +1,13 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 import rasterio
 import xarray as xr
 from click.testing import CliRunner
+from tests.references import SAMPLE, loop_focal_mean, sample_ndvi
 
 import lazyraster
 from lazyraster.cli import main
 from lazyraster.demo import run_demo
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "catalogs" / "sample" / "catalog.json"
-ITEM_DIR = SAMPLE.parent / "sentinel-2-l2a-composite" / "S2_L3B_21JXN_20210319"
-
-
-def independent_ndvi() -> tuple[np.ndarray, rasterio.Affine, rasterio.crs.CRS]:
-    with rasterio.open(ITEM_DIR / "B04.tif") as r, rasterio.open(ITEM_DIR / "B08.tif") as n:
-        red = r.read(1).astype(np.float64) / 10000
-        nir = n.read(1).astype(np.float64) / 10000
-        transform, crs = r.transform, r.crs
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ndvi = (nir - red) / (nir + red)
-    ndvi[(red == 0) | (nir == 0)] = np.nan
-    return ndvi, transform, crs
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +27,7 @@ def test_demo_prints_outputs_sizes_and_timings(demo_out):
 
 def test_demo_zarr_has_values_crs_and_transform_of_the_input(demo_out):
     out, _ = demo_out
-    expected, transform, crs = independent_ndvi()
+    expected, transform, crs = sample_ndvi()
     ds = xr.open_zarr(out / "ndvi.zarr")
     assert ds.rio.crs == crs
     assert ds.rio.transform() == transform
@@ -54,7 +38,7 @@ def test_demo_zarr_has_values_crs_and_transform_of_the_input(demo_out):
 
 def test_demo_geotiff_has_values_crs_and_transform_of_the_input(demo_out):
     out, _ = demo_out
-    expected, transform, crs = independent_ndvi()
+    expected, transform, crs = sample_ndvi()
     with rasterio.open(out / "ndvi.tif") as src:
         assert src.crs == crs
         assert src.transform == transform
@@ -96,24 +80,9 @@ def test_demo_bad_catalog_is_one_line_error(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def loop_focal_mean(values: np.ndarray, radius: int = 1) -> np.ndarray:
-    """Mean of the valid pixels in each 3 x 3 window; outside the image counts as missing."""
-    out = np.full(values.shape, np.nan)
-    rows, cols = values.shape
-    for i in range(rows):
-        for j in range(cols):
-            window = values[
-                max(i - radius, 0) : i + radius + 1, max(j - radius, 0) : j + radius + 1
-            ]
-            valid = window[np.isfinite(window)]
-            if valid.size:
-                out[i, j] = valid.sum() / valid.size
-    return out
-
-
 def test_demo_zarr_focal_mean_equals_a_plain_loop(demo_out):
     out, _ = demo_out
-    expected = loop_focal_mean(independent_ndvi()[0])
+    expected = loop_focal_mean(sample_ndvi()[0])
     ds = xr.open_zarr(out / "ndvi.zarr")
     assert ds.ndvi_focal_mean.dtype == np.float32
     np.testing.assert_allclose(

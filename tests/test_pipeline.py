@@ -22,6 +22,7 @@ import yaml
 from click.testing import CliRunner
 from tests import test_cluster
 from tests.conftest import ROOT
+from tests.references import SAMPLE, loop_focal_mean, sample_ndvi
 
 from lazyraster import build_catalog, pipeline, spring_index
 from lazyraster.cli import main
@@ -34,8 +35,6 @@ from lazyraster.errors import (
 from lazyraster.pipeline import Spec, load_spec, plan_pipeline, run_pipeline
 from lazyraster.testing import daymet_like, raise_if_dask_computes
 
-SAMPLE = ROOT / "catalogs" / "sample" / "catalog.json"
-ITEM_DIR = SAMPLE.parent / "sentinel-2-l2a-composite" / "S2_L3B_21JXN_20210319"
 EXAMPLE = ROOT / "catalogs" / "sample" / "ndvi.yaml"
 
 
@@ -55,35 +54,6 @@ def _spec(out: Path, **changes) -> dict:
     return spec
 
 
-def _independent_ndvi() -> tuple[np.ndarray, rasterio.Affine, rasterio.crs.CRS]:
-    """NDVI from the GeoTIFFs with rasterio and numpy, as the course scripts compute it."""
-    with rasterio.open(ITEM_DIR / "B04.tif") as r, rasterio.open(ITEM_DIR / "B08.tif") as n:
-        red = r.read(1).astype(np.float64) / 10000
-        nir = n.read(1).astype(np.float64) / 10000
-        transform, crs = r.transform, r.crs
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ndvi = (nir - red) / (nir + red)
-    ndvi[(red == 0) | (nir == 0)] = np.nan
-    return ndvi, transform, crs
-
-
-def _loop_focal_mean(values: np.ndarray) -> np.ndarray:
-    """Mean of the valid pixels of each 3 x 3 window, the window clipped at the edges."""
-    height, width = values.shape
-    out = np.full(values.shape, np.nan)
-    for i in range(height):
-        for j in range(width):
-            window = [
-                float(values[y, x])
-                for y in range(max(i - 1, 0), min(i + 2, height))
-                for x in range(max(j - 1, 0), min(j + 2, width))
-                if not np.isnan(values[y, x])
-            ]
-            if window:
-                out[i, j] = sum(window) / len(window)
-    return out
-
-
 def _zarr_values(path: Path) -> dict[str, np.ndarray]:
     with xr.open_zarr(path) as ds:
         return {name: ds[name].values for name in ds.data_vars}
@@ -99,9 +69,9 @@ def threaded(tmp_path_factory):
 # --------------------------------------------------------------------------- values
 
 
-def test_zarr_equals_an_independent_ndvi_and_loop_focal_mean(threaded):
+def test_zarr_equals_an_independent_ndvi_andloop_focal_mean(threaded):
     out, report = threaded
-    expected, transform, crs = _independent_ndvi()
+    expected, transform, crs = sample_ndvi()
     with xr.open_zarr(out / "result.zarr") as ds:
         assert ds.rio.crs == crs
         assert ds.rio.transform() == transform
@@ -112,7 +82,7 @@ def test_zarr_equals_an_independent_ndvi_and_loop_focal_mean(threaded):
     assert np.isnan(expected).any()  # nodata is part of the test
     np.testing.assert_allclose(ndvi, expected, rtol=2e-6, atol=1e-7, equal_nan=True)
     np.testing.assert_allclose(
-        focal, _loop_focal_mean(expected), rtol=2e-6, atol=1e-6, equal_nan=True
+        focal, loop_focal_mean(expected), rtol=2e-6, atol=1e-6, equal_nan=True
     )
     assert report.items == 1
     assert report.outputs["zarr"] == [str((out / "result.zarr").resolve())]
@@ -123,7 +93,7 @@ def test_zarr_equals_an_independent_ndvi_and_loop_focal_mean(threaded):
 
 def test_cog_holds_both_variables_with_the_grid_of_the_input(threaded):
     out, _ = threaded
-    expected, transform, crs = _independent_ndvi()
+    expected, transform, crs = sample_ndvi()
     zarr = _zarr_values(out / "result.zarr")
     with rasterio.open(out / "ndvi.tif") as src:
         assert src.crs == crs and src.transform == transform
@@ -331,7 +301,7 @@ def test_cli_runs_the_example_spec_and_refuses_to_overwrite(tmp_path, monkeypatc
     assert "out/pipeline/ndvi.zarr" in first.stdout and "KiB in all" in first.stdout
     assert "tasks done" in first.stderr and "wrote geotiff" in first.stderr
     zarr = Path("out/pipeline/ndvi.zarr")
-    expected, _, _ = _independent_ndvi()
+    expected, _, _ = sample_ndvi()
     with xr.open_zarr(zarr) as ds:
         np.testing.assert_allclose(ds.ndvi[0].values, expected, rtol=2e-6, equal_nan=True)
 

@@ -435,27 +435,20 @@ def write_zarr(
         consolidate_root = root if group and consolidated is not False else None
         ds = _align_chunks(_clean_for_zarr(ds), chunks)
         tmp_url = tmp if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(tmp)
+        to_zarr_options = {
+            "mode": "w",
+            "compute": False,
+            "consolidated": consolidated,
+            "zarr_format": zarr_format,
+            "storage_options": storage_options or None,
+        }
         if metadata_only:
-            ds.to_zarr(
-                tmp_url,
-                mode="w",
-                compute=False,
-                consolidated=consolidated,
-                zarr_format=zarr_format,
-                storage_options=storage_options or None,
-            )
+            ds.to_zarr(tmp_url, **to_zarr_options)
             return _finish_zarr(
                 None, url, storage_options, tmp, target, parent, mode, consolidate_root
             )
         try:
-            writes = ds.to_zarr(
-                tmp_url,
-                mode="w",
-                compute=False,
-                consolidated=consolidated,
-                zarr_format=zarr_format,
-                storage_options=storage_options or None,
-            )
+            writes = ds.to_zarr(tmp_url, **to_zarr_options)
         except BaseException:
             with contextlib.suppress(Exception):
                 fs.rm(tmp, recursive=True)
