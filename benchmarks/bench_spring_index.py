@@ -18,10 +18,9 @@ written once to a Zarr store in a temporary folder, chunked like a Daymet year
 
 All cases use dask's threaded scheduler on the cores available.
 
-At the default size (1000) the baseline does not fit in 4 GiB: cutting the 250-pixel
-Zarr chunks into 50-pixel ones keeps whole decompressed chunks alive, and its peak
-resident memory passed 7 GiB before it was stopped. Run it at ``--size 500``, where
-every case fits.
+At the default size (1000) the baseline peaks at about 8.5 GiB (cutting the 250-pixel
+Zarr chunks into 50-pixel ones keeps whole decompressed chunks alive) and takes a few
+minutes: run it on a machine with 12 GiB or more free, or at ``--size 500``.
 """
 
 from __future__ import annotations
