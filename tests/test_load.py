@@ -102,3 +102,26 @@ def test_empty_and_missing_band_errors_name_the_fix():
         lazyraster.load(SAMPLE, bands=["rededge"])
     with pytest.raises(TypeError, match="floating"):
         lazyraster.load(SAMPLE, dtype="uint16")
+
+
+def test_reprojection_equals_rasterio_warp_on_the_same_grid():
+    from rasterio.warp import Resampling, reproject
+
+    ds = lazyraster.load(SAMPLE, bands=["red"], crs="EPSG:32721", resolution=60)
+    loaded = ds.red.isel(time=0).values
+    expected = np.full(loaded.shape, np.nan, dtype=np.float32)
+    with rasterio.open(ITEM_DIR / "B04.tif") as src:
+        reproject(
+            rasterio_reflectance("B04"),
+            expected,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            src_nodata=np.nan,
+            dst_transform=ds.rio.transform(),
+            dst_crs="EPSG:32721",
+            dst_nodata=np.nan,
+            resampling=Resampling.nearest,
+        )
+    # nearest resampling through GDAL's warper on both sides: the same pixels, exactly
+    assert np.isfinite(expected).sum() > 400
+    np.testing.assert_array_equal(loaded, expected)
