@@ -28,10 +28,19 @@ def _bind(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class _GeoAccessor:
-    """Common base: holds the wrapped object and nothing else."""
+    """Common base: the wrapped object, and the methods Datasets and DataArrays share."""
 
     def __init__(self, xarray_obj: xr.Dataset | xr.DataArray) -> None:
         self._obj = xarray_obj
+
+    focal_mean = _bind(focal.focal_mean)
+    focal_sum = _bind(focal.focal_sum)
+    focal_std = _bind(focal.focal_std)
+    focal_min = _bind(focal.focal_min)
+    focal_max = _bind(focal.focal_max)
+    focal_median = _bind(focal.focal_median)
+    to_zarr = _bind(_write.write_zarr)
+    to_geotiff = _bind(_write.write_geotiff)
 
 
 @xr.register_dataset_accessor("geo")
@@ -42,26 +51,9 @@ class GeoDatasetAccessor(_GeoAccessor):
     index = _bind(indices.index)
     indices = _bind(indices.indices)
     mask_clouds = _bind(masking.mask_clouds)
-    to_zarr = _bind(_write.write_zarr)
-    to_geotiff = _bind(_write.write_geotiff)
-    focal_mean = _bind(focal.focal_mean)
-    focal_sum = _bind(focal.focal_sum)
-    focal_std = _bind(focal.focal_std)
-    focal_min = _bind(focal.focal_min)
-    focal_max = _bind(focal.focal_max)
-    focal_median = _bind(focal.focal_median)
     spring_index = _bind(phenology.spring_index_dataset)
 
 
 @xr.register_dataarray_accessor("geo")
 class GeoDataArrayAccessor(_GeoAccessor):
     """Analysis methods on DataArrays."""
-
-    to_zarr = _bind(_write.write_zarr)
-    to_geotiff = _bind(_write.write_geotiff)
-    focal_mean = _bind(focal.focal_mean)
-    focal_sum = _bind(focal.focal_sum)
-    focal_std = _bind(focal.focal_std)
-    focal_min = _bind(focal.focal_min)
-    focal_max = _bind(focal.focal_max)
-    focal_median = _bind(focal.focal_median)

@@ -54,6 +54,7 @@ on circles; ``focal_median`` is a quickselect over the window, ``O(size**2)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 import dask.array as dsa
@@ -72,6 +73,7 @@ __all__ = [
 ]
 
 T = TypeVar("T", xr.DataArray, xr.Dataset)
+F = TypeVar("F", bound=Callable[..., Any])
 Shape = Literal["square", "circle"]
 Edge = Literal["nodata", "reflect", "nearest"]
 MinCount = int | Literal["all"]
@@ -586,6 +588,40 @@ def _focal_dataarray(da: xr.DataArray, **options: Any) -> xr.DataArray:
     return da.copy(deep=False, data=result)
 
 
+_WINDOW_PARAMETERS = """\
+obj : xarray.DataArray or xarray.Dataset
+        Raster(s) with two spatial dims (``y``, ``x``, or the last two) and any leading
+        dims, numpy- or dask-backed. NaN marks missing pixels.
+    size : int, keyword-only
+        Odd window side in pixels; the radius is ``size // 2``.
+    shape : {"square", "circle"}, keyword-only
+        Window shape; a circle holds the pixels with ``dy**2 + dx**2 <= (size // 2)**2``.
+    min_count : int or "all", keyword-only
+        Fewest valid pixels in the window for a result, NaN otherwise; ``"all"`` asks for
+        every pixel of the window.
+    edge : {"nodata", "reflect", "nearest"}, keyword-only
+        Beyond the border: missing (``"nodata"``), mirrored with the edge pixel repeated
+        (``"reflect"``, scipy's ``mode="reflect"``) or the edge pixel (``"nearest"``).
+        See :mod:`lazyraster.focal`."""
+
+_RETURNS = """\
+Returns
+    -------
+    xarray.DataArray or xarray.Dataset
+        Same type, dims, coords (CRS included), name and attributes as ``obj``; float32,
+        lazy when ``obj`` is dask-backed."""
+
+
+def _shared_doc(func: F) -> F:
+    """Fill the parameters and returns that every focal statistic shares into its docstring."""
+    func.__doc__ = (
+        (func.__doc__ or "")
+        .replace("%(window_parameters)s", _WINDOW_PARAMETERS)
+        .replace("%(returns)s", _RETURNS)
+    )
+    return func
+
+
 def _focal(
     obj: T,
     stat: str,
@@ -618,6 +654,7 @@ def _focal(
     )
 
 
+@_shared_doc
 def focal_mean(
     obj: T,
     *,
@@ -632,26 +669,9 @@ def focal_mean(
 
     Parameters
     ----------
-    obj : xarray.DataArray or xarray.Dataset
-        Raster(s) with two spatial dims (``y``, ``x``, or the last two) and any leading
-        dims, numpy- or dask-backed. NaN marks missing pixels.
-    size : int, keyword-only
-        Odd window side in pixels; the radius is ``size // 2``.
-    shape : {"square", "circle"}, keyword-only
-        Window shape; a circle holds the pixels with ``dy**2 + dx**2 <= (size // 2)**2``.
-    min_count : int or "all", keyword-only
-        Fewest valid pixels in the window for a result, NaN otherwise; ``"all"`` asks for
-        every pixel of the window.
-    edge : {"nodata", "reflect", "nearest"}, keyword-only
-        Beyond the border: missing (``"nodata"``), mirrored with the edge pixel repeated
-        (``"reflect"``, scipy's ``mode="reflect"``) or the edge pixel (``"nearest"``).
-        See :mod:`lazyraster.focal`.
+    %(window_parameters)s
 
-    Returns
-    -------
-    xarray.DataArray or xarray.Dataset
-        Same type, dims, coords (CRS included), name and attributes as ``obj``; float32,
-        lazy when ``obj`` is dask-backed.
+    %(returns)s
 
     Examples
     --------
@@ -669,6 +689,7 @@ def focal_mean(
     return _focal(obj, "mean", size=size, shape=shape, min_count=min_count, edge=edge)
 
 
+@_shared_doc
 def focal_sum(
     obj: T,
     *,
@@ -681,26 +702,9 @@ def focal_sum(
 
     Parameters
     ----------
-    obj : xarray.DataArray or xarray.Dataset
-        Raster(s) with two spatial dims (``y``, ``x``, or the last two) and any leading
-        dims, numpy- or dask-backed. NaN marks missing pixels.
-    size : int, keyword-only
-        Odd window side in pixels; the radius is ``size // 2``.
-    shape : {"square", "circle"}, keyword-only
-        Window shape; a circle holds the pixels with ``dy**2 + dx**2 <= (size // 2)**2``.
-    min_count : int or "all", keyword-only
-        Fewest valid pixels in the window for a result, NaN otherwise; ``"all"`` asks for
-        every pixel of the window.
-    edge : {"nodata", "reflect", "nearest"}, keyword-only
-        Beyond the border: missing (``"nodata"``), mirrored with the edge pixel repeated
-        (``"reflect"``, scipy's ``mode="reflect"``) or the edge pixel (``"nearest"``).
-        See :mod:`lazyraster.focal`.
+    %(window_parameters)s
 
-    Returns
-    -------
-    xarray.DataArray or xarray.Dataset
-        Same type, dims, coords (CRS included), name and attributes as ``obj``; float32,
-        lazy when ``obj`` is dask-backed.
+    %(returns)s
 
     Examples
     --------
@@ -714,6 +718,7 @@ def focal_sum(
     return _focal(obj, "sum", size=size, shape=shape, min_count=min_count, edge=edge)
 
 
+@_shared_doc
 def focal_std(
     obj: T,
     *,
@@ -733,29 +738,12 @@ def focal_std(
 
     Parameters
     ----------
-    obj : xarray.DataArray or xarray.Dataset
-        Raster(s) with two spatial dims (``y``, ``x``, or the last two) and any leading
-        dims, numpy- or dask-backed. NaN marks missing pixels.
-    size : int, keyword-only
-        Odd window side in pixels; the radius is ``size // 2``.
-    shape : {"square", "circle"}, keyword-only
-        Window shape; a circle holds the pixels with ``dy**2 + dx**2 <= (size // 2)**2``.
-    min_count : int or "all", keyword-only
-        Fewest valid pixels in the window for a result, NaN otherwise; ``"all"`` asks for
-        every pixel of the window.
-    edge : {"nodata", "reflect", "nearest"}, keyword-only
-        Beyond the border: missing (``"nodata"``), mirrored with the edge pixel repeated
-        (``"reflect"``, scipy's ``mode="reflect"``) or the edge pixel (``"nearest"``).
-        See :mod:`lazyraster.focal`.
+    %(window_parameters)s
     ddof : int, keyword-only
         Delta degrees of freedom: the divisor is ``n - ddof`` for ``n`` valid pixels
         (0, the default, gives the population standard deviation, as ``np.nanstd``).
 
-    Returns
-    -------
-    xarray.DataArray or xarray.Dataset
-        Same type, dims, coords (CRS included), name and attributes as ``obj``; float32,
-        lazy when ``obj`` is dask-backed.
+    %(returns)s
 
     Examples
     --------
@@ -767,6 +755,7 @@ def focal_std(
     return _focal(obj, "std", size=size, shape=shape, min_count=min_count, edge=edge, ddof=ddof)
 
 
+@_shared_doc
 def focal_min(
     obj: T,
     *,
@@ -779,26 +768,9 @@ def focal_min(
 
     Parameters
     ----------
-    obj : xarray.DataArray or xarray.Dataset
-        Raster(s) with two spatial dims (``y``, ``x``, or the last two) and any leading
-        dims, numpy- or dask-backed. NaN marks missing pixels.
-    size : int, keyword-only
-        Odd window side in pixels; the radius is ``size // 2``.
-    shape : {"square", "circle"}, keyword-only
-        Window shape; a circle holds the pixels with ``dy**2 + dx**2 <= (size // 2)**2``.
-    min_count : int or "all", keyword-only
-        Fewest valid pixels in the window for a result, NaN otherwise; ``"all"`` asks for
-        every pixel of the window.
-    edge : {"nodata", "reflect", "nearest"}, keyword-only
-        Beyond the border: missing (``"nodata"``), mirrored with the edge pixel repeated
-        (``"reflect"``, scipy's ``mode="reflect"``) or the edge pixel (``"nearest"``).
-        See :mod:`lazyraster.focal`.
+    %(window_parameters)s
 
-    Returns
-    -------
-    xarray.DataArray or xarray.Dataset
-        Same type, dims, coords (CRS included), name and attributes as ``obj``; float32,
-        lazy when ``obj`` is dask-backed.
+    %(returns)s
 
     Examples
     --------
@@ -812,6 +784,7 @@ def focal_min(
     return _focal(obj, "min", size=size, shape=shape, min_count=min_count, edge=edge)
 
 
+@_shared_doc
 def focal_max(
     obj: T,
     *,
@@ -824,26 +797,9 @@ def focal_max(
 
     Parameters
     ----------
-    obj : xarray.DataArray or xarray.Dataset
-        Raster(s) with two spatial dims (``y``, ``x``, or the last two) and any leading
-        dims, numpy- or dask-backed. NaN marks missing pixels.
-    size : int, keyword-only
-        Odd window side in pixels; the radius is ``size // 2``.
-    shape : {"square", "circle"}, keyword-only
-        Window shape; a circle holds the pixels with ``dy**2 + dx**2 <= (size // 2)**2``.
-    min_count : int or "all", keyword-only
-        Fewest valid pixels in the window for a result, NaN otherwise; ``"all"`` asks for
-        every pixel of the window.
-    edge : {"nodata", "reflect", "nearest"}, keyword-only
-        Beyond the border: missing (``"nodata"``), mirrored with the edge pixel repeated
-        (``"reflect"``, scipy's ``mode="reflect"``) or the edge pixel (``"nearest"``).
-        See :mod:`lazyraster.focal`.
+    %(window_parameters)s
 
-    Returns
-    -------
-    xarray.DataArray or xarray.Dataset
-        Same type, dims, coords (CRS included), name and attributes as ``obj``; float32,
-        lazy when ``obj`` is dask-backed.
+    %(returns)s
 
     Examples
     --------
@@ -857,6 +813,7 @@ def focal_max(
     return _focal(obj, "max", size=size, shape=shape, min_count=min_count, edge=edge)
 
 
+@_shared_doc
 def focal_median(
     obj: T,
     *,
@@ -872,26 +829,9 @@ def focal_median(
 
     Parameters
     ----------
-    obj : xarray.DataArray or xarray.Dataset
-        Raster(s) with two spatial dims (``y``, ``x``, or the last two) and any leading
-        dims, numpy- or dask-backed. NaN marks missing pixels.
-    size : int, keyword-only
-        Odd window side in pixels; the radius is ``size // 2``.
-    shape : {"square", "circle"}, keyword-only
-        Window shape; a circle holds the pixels with ``dy**2 + dx**2 <= (size // 2)**2``.
-    min_count : int or "all", keyword-only
-        Fewest valid pixels in the window for a result, NaN otherwise; ``"all"`` asks for
-        every pixel of the window.
-    edge : {"nodata", "reflect", "nearest"}, keyword-only
-        Beyond the border: missing (``"nodata"``), mirrored with the edge pixel repeated
-        (``"reflect"``, scipy's ``mode="reflect"``) or the edge pixel (``"nearest"``).
-        See :mod:`lazyraster.focal`.
+    %(window_parameters)s
 
-    Returns
-    -------
-    xarray.DataArray or xarray.Dataset
-        Same type, dims, coords (CRS included), name and attributes as ``obj``; float32,
-        lazy when ``obj`` is dask-backed.
+    %(returns)s
 
     Examples
     --------
