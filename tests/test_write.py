@@ -560,3 +560,19 @@ def test_fixed_width_string_coordinates_round_trip_without_unstable_dtype(tmp_pa
         lazyraster.write_zarr(ds, tmp_path / "s.zarr")
     back = xr.open_zarr(tmp_path / "s.zarr")
     assert back.id.values.tolist() == ["scene_a", "scene_bb"]
+
+
+def test_a_successful_write_removes_temporaries_of_earlier_failed_writes(tmp_path, raster):
+    stale = tmp_path / ".out.zarr.tmp-straggler" / "ndvi" / "c"
+    stale.mkdir(parents=True)  # as a block written after a failed write cleaned up
+    (stale / "0").write_bytes(b"late block")
+    kept = tmp_path / ".out.zarr.old-killed"  # a previous output set aside: never removed
+    kept.mkdir()
+    other = tmp_path / ".other.zarr.tmp-x"  # another output's temporary: not ours
+    other.mkdir()
+    write_zarr(raster, tmp_path / "out.zarr")
+    assert hidden_leftovers(tmp_path) == [".other.zarr.tmp-x", ".out.zarr.old-killed"]
+    tif = tmp_path / ".out.tif.tmp-straggler"
+    tif.mkdir()
+    write_geotiff(raster, tmp_path / "out.tif")
+    assert not tif.exists()

@@ -10,10 +10,11 @@ Both writers share three rules:
   under the final name. With ``mode="w"`` the previous output is renamed aside
   (``.<name>.old-<id>``) only once the new one is complete, and removed after the new one
   is in place. When a task raises, the writer removes its temporary output, but tasks
-  still running on other workers may write a block into it afterwards. A leftover
-  ``.<name>.tmp-*`` (or ``.<name>.old-*`` from a job killed between two renames, which
-  holds the previous output) is never read by lazyraster and is safe to delete; so is
-  the temporary output of a ``compute=False`` write that is never computed.
+  still running on other workers may write a block into it afterwards. The next write
+  of the same output that succeeds removes such ``.<name>.tmp-*`` leftovers (so two
+  writes of one output must not run at the same time, which would race anyway). A
+  ``.<name>.old-*`` (from a job killed between two renames, which holds the previous
+  output) is kept; it is never read by lazyraster and is safe to delete.
 - **Lazy and scheduler-agnostic.** Tasks receive paths and URLs, never open file handles,
   so the same graph runs on threads, processes, a ``LocalCluster`` or SLURM workers
   (which must see the output's file system). ``compute=False`` returns a
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import glob
 import json
 import os
 import shutil
@@ -205,6 +207,22 @@ def _align_chunks(ds: xr.Dataset, chunks: Mapping[Hashable, int] | None) -> xr.D
     return ds
 
 
+def _sweep_temporaries(parent: str, name: str) -> None:
+    """Remove ``.<name>.tmp-*`` left in ``parent`` by earlier failed writes of ``name``.
+
+    Called once a write of ``name`` has been moved into place: a task still running when
+    an earlier write failed may have written a block into that write's temporary folder
+    after it was removed.
+    """
+    pattern = os.path.join(glob.escape(parent or "."), f".{glob.escape(name)}.tmp-*")
+    for stale in glob.glob(pattern):
+        if os.path.isdir(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(stale)
+
+
 def _move_zarr(
     fs: fsspec.AbstractFileSystem, tmp: str, target: str, mode: str, parent: str
 ) -> None:
@@ -220,6 +238,7 @@ def _move_zarr(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, target)
+        _sweep_temporaries(parent, os.path.basename(target))
         return
     if fs.exists(target):
         if mode != "w":
@@ -697,6 +716,7 @@ def _finish_geotiff(
             shutil.rmtree(tmpdir, ignore_errors=True)
             raise OutputExistsError(_exists_message(target)) from None
     shutil.rmtree(tmpdir, ignore_errors=True)
+    _sweep_temporaries(os.path.dirname(target), os.path.basename(target))
     return target
 
 
