@@ -10,7 +10,8 @@ and average overviews, written with the threaded dask scheduler.
   then ``rio_cogeo.cog_translate`` to a COG with overviews.
 - ``rioxarray + rio-cogeo, GDAL threads``: the same, with ``NUM_THREADS=ALL_CPUS`` for
   GDAL's compression in the translation step (a tuned baseline).
-- ``lazyraster.write_geotiff``: blocks written in parallel, VRT, GDAL COG driver.
+- ``lazyraster.write_geotiff``: each dask task compresses its block's tiles (and the
+  overview tiles inside it); a final task copies them into GDAL's COG layout.
 
 Outputs go to a temporary folder and are deleted after each run. The machine's load
 (other jobs on shared cores) makes absolute times noisy: compare the ratios measured in

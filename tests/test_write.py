@@ -12,6 +12,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import zlib
 from pathlib import Path
 
 import dask
@@ -69,14 +70,18 @@ def failing(da: xr.DataArray, bad_block: int = 1) -> xr.DataArray:
     return da.copy(data=da.data.map_blocks(boom, dtype=da.dtype))
 
 
-def block_mean(values: np.ndarray, factor: int) -> np.ndarray:
-    """Average of ``factor`` x ``factor`` blocks ignoring NaN, by an explicit loop."""
-    ny, nx = values.shape[0] // factor, values.shape[1] // factor
+def block_mean(values: np.ndarray, factor: int, nodata: float | None = None) -> np.ndarray:
+    """Average of ``factor`` x ``factor`` windows ignoring NaN and nodata, by an explicit loop.
+
+    The windows of the last row and column may be partial (``ceil(size / factor)`` a
+    side, as GDAL's overviews): they average the pixels that are there.
+    """
+    ny, nx = -(-values.shape[0] // factor), -(-values.shape[1] // factor)
     out = np.full((ny, nx), np.nan)
     for i in range(ny):
         for j in range(nx):
             cell = values[i * factor : (i + 1) * factor, j * factor : (j + 1) * factor]
-            cell = cell[~np.isnan(cell)]
+            cell = cell[~np.isnan(cell) & (cell != nodata)]
             if cell.size:
                 out[i, j] = cell.astype(np.float64).sum() / cell.size
     return out
@@ -410,6 +415,181 @@ def test_geotiff_errors_name_the_fix(tmp_path, raster):
         write_geotiff(raster.fillna(0).astype(np.uint8), tmp_path / "a.tif", nodata=-1)
     with pytest.raises(ValueError, match="extra dims"):
         write_geotiff(raster.expand_dims(a=2, b=2), tmp_path / "a.tif")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ COG assembly
+
+
+def overview(path: Path | str, level: int) -> np.ndarray:
+    """Band 1 of overview ``level`` (0: the first overview), read by GDAL."""
+    with rasterio.open(path, overview_level=level) as src:
+        return src.read(1)
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        pytest.param({"y": 512, "x": 512}, id="blocks-hold-two-levels"),
+        pytest.param({"y": 128, "x": 128}, id="blocks-of-one-tile"),
+        pytest.param({"y": (300, 500, 300), "x": (70, 930)}, id="uneven-rechunked"),
+        pytest.param(None, id="numpy"),
+    ],
+)
+def test_cog_every_overview_level_is_the_window_mean(tmp_path, chunks):
+    """All four levels, whatever the chunks: inside blocks, across blocks, partial windows."""
+    da = synthetic_raster((1100, 1000), seed=5)
+    path = write_geotiff(
+        da if chunks is None else da.chunk(chunks), tmp_path / "a.tif", blocksize=128
+    )
+    with rasterio.open(path) as src:
+        assert src.overviews(1) == [2, 4, 8, 16]
+        np.testing.assert_array_equal(src.read(1), da.values)
+    for level, factor in enumerate([2, 4, 8, 16]):
+        np.testing.assert_allclose(overview(path, level), block_mean(da.values, factor), rtol=1e-5)
+
+
+def test_cog_overviews_leave_out_nodata_and_round_integers(tmp_path):
+    values = (synthetic_raster((300, 260), seed=6).values * 1000).astype(np.int16)
+    values[:3, :] = -9999  # whole windows of nodata at the top, partial ones below
+    da = synthetic_raster((300, 260)).copy(data=values).rio.write_nodata(-9999)
+    path = write_geotiff(da.chunk({"y": 256, "x": 128}), tmp_path / "i.tif", blocksize=128)
+    expected = np.rint(block_mean(values.astype(np.float64), 2, nodata=-9999))
+    np.testing.assert_array_equal(overview(path, 0), np.nan_to_num(expected, nan=-9999))
+    assert (overview(path, 0)[0] == -9999).all() and (overview(path, 0)[1] != -9999).all()
+
+
+def test_cog_matches_gdals_cog_driver(tmp_path):
+    """A peer on the same input: GDAL's COG driver gives the same pixels at every level."""
+    da = synthetic_raster((1024, 768), seed=7)
+    ours = write_geotiff(da.chunk({"y": 512, "x": 256}), tmp_path / "ours.tif", blocksize=128)
+    plain = tmp_path / "plain.tif"
+    da.rio.write_nodata(np.nan).rio.to_raster(plain)
+    gdal = tmp_path / "gdal.tif"
+    rasterio.shutil.copy(
+        plain,
+        gdal,
+        driver="COG",
+        BLOCKSIZE=128,
+        COMPRESS="DEFLATE",
+        PREDICTOR="FLOATING_POINT",
+        OVERVIEW_RESAMPLING="AVERAGE",
+    )
+    with rasterio.open(ours) as a, rasterio.open(gdal) as b:
+        assert a.overviews(1) == b.overviews(1) == [2, 4, 8]
+        assert np.isnan(a.nodata) and np.isnan(b.nodata)
+        assert {**a.profile, "nodata": 0} == {**b.profile, "nodata": 0}
+        assert a.tags(ns="IMAGE_STRUCTURE") == b.tags(ns="IMAGE_STRUCTURE")
+        np.testing.assert_array_equal(a.read(), b.read())
+    for level in range(3):
+        np.testing.assert_allclose(overview(ours, level), overview(gdal, level), rtol=1e-6)
+
+
+def test_cog_layout_ifds_first_then_tiles_smallest_overview_first(tmp_path):
+    da = synthetic_raster((1100, 1000), seed=8).chunk({"y": 512, "x": 512})
+    path = write_geotiff(da, tmp_path / "a.tif", blocksize=128)
+    assert cog_validate(path, strict=True) == (True, [], [])
+    with rasterio.open(path) as src:
+        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"  # GDAL's own verdict
+        ifds = [int(src.get_tag_item("IFD_OFFSET", "TIFF", bidx=1, ovr=i)) for i in range(4)]
+        first_tiles = [int(src.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))] + [
+            int(src.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1, ovr=i)) for i in range(4)
+        ]
+    main_ifd = int(Path(path).read_bytes()[4:8][::-1].hex(), 16)
+    assert main_ifd < ifds[0] < ifds[1] < ifds[2] < ifds[3] < min(first_tiles)
+    assert first_tiles == sorted(first_tiles, reverse=True)
+
+
+def test_bigtiff_assembly_reads_back_like_classic(tmp_path):
+    from lazyraster import _tiff
+
+    da = synthetic_raster((300, 200), seed=9, nan_fraction=0.1)
+    classic = write_geotiff(da, tmp_path / "classic.tif", blocksize=128)
+    levels = []
+    for i, ifd in enumerate(_tiff.read_ifds(classic)):
+        tiles = [(classic, int(o), int(n)) for o, n in zip(*ifd.tiles, strict=True)]
+        levels.append(_tiff.Level(ifd, tiles))
+        assert ifd.shape == ((300, 200), (150, 100), (75, 50))[i]
+    big = tmp_path / "big.tif"
+    _tiff.write_tiff(big, levels, bigtiff=True)
+    assert big.read_bytes()[:4] == b"II+\x00"
+    assert cog_validate(big) == (True, [], [])
+    with rasterio.open(classic) as a, rasterio.open(big) as b:
+        assert a.crs == b.crs and a.transform == b.transform and a.tags() == b.tags()
+        np.testing.assert_array_equal(a.read(), b.read())
+    np.testing.assert_array_equal(overview(big, 0), overview(classic, 0))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "predictor", "bands"),
+    [
+        (np.float32, 3, 1),
+        (np.float64, 3, 2),
+        (np.uint16, 2, 1),
+        (np.int16, 2, 3),
+        (np.uint8, 1, 2),
+    ],
+)
+def test_deflate_tiles_hold_the_bytes_gdal_compresses(tmp_path, dtype, predictor, bands):
+    """Decompressed, each of our tiles is the predictor output libtiff gives GDAL, to the byte."""
+    from lazyraster import _tiff
+
+    rng = np.random.default_rng(11)
+    data = (rng.random((bands, 40, 56)) * 200 - 50).astype(dtype)
+    path = tmp_path / "gdal.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=56,
+        height=40,
+        count=bands,
+        dtype=data.dtype,
+        tiled=True,
+        blockxsize=16,
+        blockysize=16,
+        compress="deflate",
+        predictor=predictor,
+        interleave="pixel",
+        transform=rasterio.Affine(10, 0, 0, 0, -10, 0),
+    ) as dst:
+        dst.write(data)
+    (ifd,) = _tiff.read_ifds(path)
+    raw = path.read_bytes()
+    gdal = [zlib.decompress(raw[o : o + n]) for o, n in zip(*ifd.tiles, strict=True)]
+    ours = [zlib.decompress(t) for t in _tiff.encode_tiles(data, 16, predictor)]
+    assert len(ours) == len(gdal) == 3 * 4
+    assert ours == gdal
+
+
+def test_overview_pyramid_against_loops():
+    from lazyraster import _overview
+
+    rng = np.random.default_rng(10)
+    values = rng.random((2, 9, 7)).astype(np.float32)
+    values[0, :2, :2] = np.nan  # one window all NaN
+    values[1, 4:7, 3] = np.nan
+    level = values
+    for factor in (2, 4, 8):  # each level from the one before, exact from the full resolution
+        level = _overview.halve(level, "average", None)
+        for b in range(2):
+            np.testing.assert_allclose(level.values[b], block_mean(values[b], factor), rtol=1e-6)
+        assert level.values.dtype == np.float32
+    assert np.isnan(_overview.halve(values, "average", None).values[0, 0, 0])
+    rms = _overview.halve(values[:, 2:, :], "rms", None).values  # GDAL's resampling, not ours
+    for i, j in itertools.product(range(3), range(3)):
+        window = values[0, 2 + 2 * i : 4 + 2 * i, 2 * j : 2 * j + 2].astype(np.float64)
+        np.testing.assert_allclose(rms[0, i, j], np.sqrt((window**2).mean()), rtol=1e-6)
+    near = _overview.halve(values, "nearest", None).values
+    np.testing.assert_array_equal(near[1, :4, :3], values[1, 1:9:2, 1:7:2])
+    np.testing.assert_array_equal(near[1, 4, :3], values[1, 8, 1:7:2])  # partial: last row
+
+
+def test_geotiff_refuses_compressions_with_shared_tables(tmp_path, raster):
+    with pytest.raises(ValueError, match="deflate"):
+        write_geotiff(
+            (raster * 100).fillna(0).astype(np.uint8), tmp_path / "a.tif", compress="jpeg"
+        )
     assert list(tmp_path.iterdir()) == []
 
 

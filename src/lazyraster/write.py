@@ -32,9 +32,12 @@ not atomic, but rewriting a region is idempotent, which is what resuming needs.
 
 GeoTIFFs are not written through ``rioxarray``'s ``to_raster``, which serialises dask
 writes behind one lock and, in COG mode, can build overviews before the data are in
-place (all-zero overviews). Each dask block is written by its own task into its own
-file, and one final task mosaics them with a VRT and translates it with GDAL's COG
-driver, which builds the overviews from the full-resolution data.
+place (all-zero overviews). Each dask task compresses its own block into tiles, and
+the overview levels whose tiles fall inside the block; one final task makes the few
+coarsest levels from the blocks' reduced copies and assembles the Cloud Optimized
+GeoTIFF by copying the compressed tiles behind GDAL's header (see
+:mod:`lazyraster._tiff` and :mod:`lazyraster._overview`). The compression, the bulk of
+the work, so runs in parallel on every worker; the final task only copies bytes.
 """
 
 from __future__ import annotations
@@ -45,13 +48,10 @@ import glob
 import json
 import os
 import shutil
-import threading
 import uuid
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal
-from xml.sax.saxutils import escape
 
 import dask
 import dask.array as dsa
@@ -64,8 +64,8 @@ import xarray as xr
 from affine import Affine
 from dask.delayed import Delayed
 from fsspec.implementations.local import LocalFileSystem
-from rasterio.enums import Resampling
 
+from lazyraster import _overview, _tiff
 from lazyraster.errors import MissingCRSError, OutputExistsError
 
 __all__ = ["write_geotiff", "write_zarr"]
@@ -547,6 +547,19 @@ _GDAL_DTYPES = {
     "float64": "Float64",
 }
 _PREDICTOR_COMPRESSIONS = {"deflate", "lzw", "zstd", "lzma"}
+_TABLE_COMPRESSIONS = {"jpeg"}
+# GDAL's overview methods (gdaladdo -r)
+_OVERVIEW_RESAMPLINGS = (
+    "average",
+    "nearest",
+    "bilinear",
+    "cubic",
+    "cubic_spline",
+    "lanczos",
+    "mode",
+    "gauss",
+    "rms",
+)
 
 
 def _step_label(value: Any) -> str:
@@ -607,106 +620,187 @@ def _resolve_nodata(da: xr.DataArray, nodata: float | None) -> float | None:
     return None if nodata is None else float(nodata)
 
 
+# a level's tiles in a file: the file, (height, width), tile offsets, tile sizes
+_TileLevel = tuple[str, tuple[int, int], np.ndarray, np.ndarray]
+
+
+def _block_profile(
+    dtype: np.dtype,
+    count: int,
+    *,
+    compress: str | None,
+    predictor: int | None,
+    blocksize: int,
+) -> dict[str, Any]:
+    """Creation options of every file GDAL writes for one GeoTIFF: the format of its tiles."""
+    comp = (compress or "none").lower()
+    if comp in _TABLE_COMPRESSIONS:
+        raise ValueError(
+            f"compress={compress!r} shares tables across a file's tiles, which blocks written "
+            "in parallel cannot do; use 'deflate', 'zstd', 'lzw' or 'webp' instead"
+        )
+    if predictor is None:
+        if comp in _PREDICTOR_COMPRESSIONS:
+            predictor = 3 if np.issubdtype(dtype, np.floating) else 2
+        else:
+            predictor = 1
+    if predictor not in (1, 2, 3):
+        raise ValueError(f"predictor must be 1 (none), 2 (integers) or 3 (floats), not {predictor}")
+    return {
+        "driver": "GTiff",
+        "count": count,
+        "dtype": dtype.name,
+        "tiled": True,
+        "blockxsize": blocksize,
+        "blockysize": blocksize,
+        "compress": comp,
+        "predictor": predictor,
+        "interleave": "pixel",
+    }
+
+
+def _write_tiles(
+    path: str,
+    data: np.ndarray,
+    profile: Mapping[str, Any],
+    georef: Mapping[str, Any],
+    nodata: float | None,
+) -> _TileLevel:
+    """Write ``data`` ``(band, y, x)`` as compressed tiles to ``path``.
+
+    DEFLATE tiles are made here (:func:`lazyraster._tiff.encode_tiles`) and simply
+    concatenated; other compressions are left to GDAL, in a tiled GeoTIFF. Returns the
+    file, the data's shape, and the offsets and sizes of its tiles.
+    """
+    dtype, predictor = np.dtype(profile["dtype"]), profile["predictor"]
+    if profile["compress"] == "deflate" and _tiff.can_encode(dtype, predictor):
+        offsets, sizes = [], []
+        with open(path, "wb") as f:
+            for encoded in _tiff.encode_tiles(data, profile["blockxsize"], predictor):
+                offsets.append(f.tell())
+                sizes.append(len(encoded))
+                f.write(encoded)
+        return (path, data.shape[1:], np.array(offsets), np.array(sizes))
+    shape = {"width": data.shape[2], "height": data.shape[1]}
+    with (
+        rasterio.Env(GDAL_CACHEMAX=64),
+        rasterio.open(path, "w", nodata=nodata, **shape, **profile, **georef) as dst,
+    ):
+        dst.write(data)
+    (ifd,) = _tiff.read_ifds(path)
+    return (path, ifd.shape, *ifd.tiles)
+
+
 def _write_block(
-    block: np.ndarray, path: str, nodata: float | None, crs_wkt: str, transform: Affine
-) -> str:
-    """Write one block ``(band, y, x)`` to an uncompressed GeoTIFF (runs in a task)."""
+    block: np.ndarray,
+    path: str,
+    *,
+    profile: Mapping[str, Any],
+    georef: Mapping[str, Any],
+    nodata: float | None,
+    inner: int,
+    handoff: bool,
+    resampling: str,
+) -> tuple[list[_TileLevel], _overview.Level | None]:
+    """Compress one block ``(band, y, x)`` and its first ``inner`` overviews (runs in a task).
+
+    Each level goes to a file of its own (``path``, then ``path`` with ``.ov<k>``).
+    Returns the levels' tiles (see :func:`_write_tiles`) and, with ``handoff``, the
+    next level, from which the coarser overviews, whose tiles span several blocks, are
+    made.
+    """
     block = np.asarray(block)
     if nodata is not None and not np.isnan(nodata) and np.issubdtype(block.dtype, np.floating):
         block = np.where(np.isnan(block), block.dtype.type(nodata), block)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=block.shape[2],
-        height=block.shape[1],
-        count=block.shape[0],
-        dtype=block.dtype,
-        nodata=nodata,
-        crs=crs_wkt,
-        transform=transform,
-    ) as dst:
-        dst.write(block)
-    return path
+    levels = [_write_tiles(path, block, profile, georef, nodata)]
+    level: _overview.Level | np.ndarray = block
+    for k in range(1, inner + 1):
+        level = _overview.halve(level, resampling, nodata)
+        coarse = {**georef, "transform": georef["transform"] * Affine.scale(2**k)}
+        levels.append(_write_tiles(f"{path}.ov{k}", level.values, profile, coarse, nodata))
+    return levels, _overview.halve(level, resampling, nodata) if handoff else None
 
 
-def _vrt_xml(
-    *,
-    shape: tuple[int, int, int],
-    dtype: np.dtype,
-    crs_wkt: str,
-    transform: Any,
-    nodata: float | None,
-    blocks: list[tuple[str, int, int, int, int, int, int]],
-    descriptions: list[str],
-    tags: Mapping[str, str],
-) -> str:
-    """GDAL VRT mosaicking per-block files ``(file, b0, nb, y0, ny, x0, nx)``."""
-    nbands, height, width = shape
-    gt = ", ".join(repr(float(v)) for v in transform.to_gdal())
-    lines = [
-        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
-        f"  <SRS>{escape(crs_wkt)}</SRS>",
-        f"  <GeoTransform>{gt}</GeoTransform>",
-        "  <Metadata>",
-        *(f'    <MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in tags.items()),
-        "  </Metadata>",
-    ]
-    nodata_xml = "" if nodata is None else f"    <NoDataValue>{nodata!r}</NoDataValue>"
-    for band in range(nbands):
-        lines.append(f'  <VRTRasterBand dataType="{_GDAL_DTYPES[dtype.name]}" band="{band + 1}">')
-        if nodata_xml:
-            lines.append(nodata_xml)
-        lines.append(f"    <Description>{escape(descriptions[band])}</Description>")
-        for fname, b0, nb, y0, ny, x0, nx in blocks:
-            if not b0 <= band < b0 + nb:
-                continue
-            lines += [
-                "    <SimpleSource>",
-                f'      <SourceFilename relativeToVRT="1">{escape(fname)}</SourceFilename>',
-                f"      <SourceBand>{band - b0 + 1}</SourceBand>",
-                f'      <SrcRect xOff="0" yOff="0" xSize="{nx}" ySize="{ny}"/>',
-                f'      <DstRect xOff="{x0}" yOff="{y0}" xSize="{nx}" ySize="{ny}"/>',
-                "    </SimpleSource>",
-            ]
-        lines.append("  </VRTRasterBand>")
-    lines.append("</VRTDataset>")
-    return "\n".join(lines) + "\n"
+def _level_tiles(
+    parts: Sequence[tuple[_TileLevel, tuple[int, int]]], shape: tuple[int, int], tile: int
+) -> list[tuple[str, int, int]]:
+    """Row-major ``(file, offset, size)`` of one level's tiles, from the files of its parts.
 
-
-_TRANSLATE_LOCK = threading.Lock()
-
-
-def _threads() -> int:
-    return len(os.sched_getaffinity(0))
+    ``parts`` gives, for each block, its tiles of the level and its origin in the
+    level's pixels (on a tile boundary).
+    """
+    cells: list[tuple[str, int, int]] = []
+    grid = np.full((-(-shape[0] // tile), -(-shape[1] // tile)), -1)
+    for (path, (height, width), offsets, sizes), (y0, x0) in parts:
+        rows, cols = -(-height // tile), -(-width // tile)
+        r0, c0 = y0 // tile, x0 // tile
+        grid[r0 : r0 + rows, c0 : c0 + cols] = len(cells) + np.arange(rows * cols).reshape(
+            rows, cols
+        )
+        cells += [(path, o, s) for o, s in zip(offsets.tolist(), sizes.tolist(), strict=True)]
+    return [cells[i] for i in grid.ravel()]
 
 
 def _finish_geotiff(
-    _written: Any,
+    blocks: Sequence[tuple[list[_TileLevel], _overview.Level | None]],
     *,
-    vrt: str,
-    vrt_text: str,
+    origins: Sequence[tuple[int, int]],
+    shape: tuple[int, int, int],
     tmpdir: str,
     target: str,
     mode: str,
-    options: Mapping[str, Any],
     cog: bool,
-    overview_factors: list[int],
+    profile: Mapping[str, Any],
+    factors: Sequence[int],
+    inner: int,
     resampling: str,
+    nodata: float | None,
+    georef: Mapping[str, Any],
+    descriptions: Sequence[str],
+    tags: Mapping[str, str],
 ) -> str:
-    """Translate the VRT of blocks to the final (COG) GeoTIFF and move it into place."""
-    Path(vrt).write_text(vrt_text)
+    """Assemble the blocks' tiles into the final GeoTIFF and move it into place.
+
+    The full-resolution IFD (georeferencing, nodata, metadata, band descriptions) is
+    GDAL's, taken from an empty (sparse) file of the full size; the overviews coarser
+    than the blocks' own are made from the blocks' reduced copies.
+    """
+    nbands, height, width = shape
+    tile = profile["blockxsize"]
+    template = os.path.join(tmpdir, "template.tif")
+    full = {"width": width, "height": height, "nodata": nodata, "sparse_ok": True}
+    with rasterio.open(template, "w", **full, **profile, **georef) as dst:
+        dst.update_tags(**tags)
+        dst.descriptions = tuple(descriptions)
+    (main,) = _tiff.read_ifds(template)
+
+    sizes = [(-(-height // f), -(-width // f)) for f in (1, *factors)]
+    levels = []
+    for k in range(inner + 1):
+        parts = [
+            (block_levels[k], (y0 >> k, x0 >> k))
+            for (block_levels, _), (y0, x0) in zip(blocks, origins, strict=True)
+        ]
+        ifd = main if k == 0 else _tiff.overview_ifd(main, sizes[k])
+        levels.append(_tiff.Level(ifd, _level_tiles(parts, sizes[k], tile)))
+    if inner < len(factors):  # coarser overviews: from the mosaic of the reduced blocks
+        step = factors[inner]
+        parts = [
+            (level, (y0 // step, x0 // step))
+            for (_, level), (y0, x0) in zip(blocks, origins, strict=True)
+        ]
+        level = _overview.mosaic(parts, (nbands, *sizes[inner + 1]))
+        for f in factors[inner:]:
+            if f > step:
+                level = _overview.halve(level, resampling, nodata)
+            coarse = {**georef, "transform": georef["transform"] * Affine.scale(f)}
+            path = os.path.join(tmpdir, f"ov{f}.tif")
+            tiles = _write_tiles(path, level.values, profile, coarse, nodata)
+            ifd = _tiff.overview_ifd(main, tiles[1])
+            levels.append(_tiff.Level(ifd, _level_tiles([(tiles, (0, 0))], tiles[1], tile)))
+
     out = os.path.join(tmpdir, "out.tif")
-    opts = {**options, "NUM_THREADS": str(_threads())}
-    # One translation at a time per process: each already uses every core through
-    # NUM_THREADS, and two at once (per="time" under the threaded scheduler) would share
-    # GDAL's one worker-thread pool; a stall of two concurrent translations was seen
-    # once in a benchmark (not reproduced since), so they are not run together.
-    with _TRANSLATE_LOCK, rasterio.Env(GDAL_CACHEMAX=256, GDAL_TIFF_INTERNAL_MASK=True):
-        rasterio.shutil.copy(vrt, out, driver="COG" if cog else "GTiff", **opts)
-        if not cog and overview_factors:
-            with rasterio.open(out, "r+") as dst:
-                dst.build_overviews(overview_factors, Resampling[resampling])
+    _tiff.write_tiff(out, levels, cog=cog)
     if mode == "w":
         os.replace(out, target)
     else:
@@ -721,6 +815,7 @@ def _finish_geotiff(
 
 
 def _overview_factors(height: int, width: int, blocksize: int, overviews: bool | int) -> list[int]:
+    """Overview factors 2, 4, ... down to one tile (``True``), none, or that many levels."""
     if overviews is False:
         return []
     factors = []
@@ -733,40 +828,29 @@ def _overview_factors(height: int, width: int, blocksize: int, overviews: bool |
     return factors
 
 
-def _geotiff_options(
-    dtype: np.dtype,
-    *,
-    cog: bool,
-    compress: str | None,
-    predictor: int | None,
-    blocksize: int,
-    overviews: bool | int,
-    resampling: str,
-) -> dict[str, Any]:
-    comp = (compress or "none").lower()
-    if predictor is None:
-        if comp in _PREDICTOR_COMPRESSIONS:
-            predictor = 3 if np.issubdtype(dtype, np.floating) else 2
+def _tile_aligned(arr: dsa.Array, tile: int) -> dsa.Array:
+    """``arr`` ``(band, y, x)`` in one band chunk, and y and x chunks of whole tiles.
+
+    Chunks that are whole tiles already (the last one aside) are kept; others become
+    the nearest power of two of tiles.
+    """
+    chunks: list[Any] = [-1]
+    for sizes in arr.chunks[1:]:
+        if all(s % tile == 0 for s in sizes[:-1]):
+            chunks.append(sizes)
         else:
-            predictor = 1
-    if predictor not in (1, 2, 3):
-        raise ValueError(f"predictor must be 1 (none), 2 (integers) or 3 (floats), not {predictor}")
-    opts: dict[str, Any] = {"COMPRESS": comp.upper(), "BIGTIFF": "IF_SAFER"}
-    if cog:
-        opts["BLOCKSIZE"] = blocksize
-        opts["PREDICTOR"] = {1: "NO", 2: "STANDARD", 3: "FLOATING_POINT"}[predictor]
-        opts["OVERVIEW_RESAMPLING"] = resampling.upper()
-        opts["RESAMPLING"] = resampling.upper()
-        if overviews is False:
-            opts["OVERVIEWS"] = "NONE"
-        else:
-            opts["OVERVIEWS"] = "AUTO"
-            if overviews is not True:
-                opts["OVERVIEW_COUNT"] = int(overviews)
-    else:
-        opts.update(TILED="YES", BLOCKXSIZE=blocksize, BLOCKYSIZE=blocksize)
-        opts["PREDICTOR"] = predictor
-    return opts
+            chunks.append(tile * 2 ** max(0, round(float(np.log2(max(sizes) / tile)))))
+    return arr.rechunk(tuple(chunks))
+
+
+def _inner_levels(chunks: Sequence[tuple[int, ...]], tile: int, levels: int) -> int:
+    """How many overview levels blocks can hold: each block starts on a tile of them."""
+    inner = 0
+    while inner < levels and all(
+        s % (tile * 2 ** (inner + 1)) == 0 for sizes in chunks for s in sizes[:-1]
+    ):
+        inner += 1
+    return inner
 
 
 def _geotiff_graph(
@@ -775,9 +859,8 @@ def _geotiff_graph(
     *,
     mode: str,
     cog: bool,
-    options: Mapping[str, Any],
+    profile: Mapping[str, Any],
     overviews: bool | int,
-    blocksize: int,
     nodata: float | None,
     resampling: str,
     tags: Mapping[str, str],
@@ -789,47 +872,46 @@ def _geotiff_graph(
     parent, name = os.path.split(os.path.abspath(target))
     tmpdir = os.path.join(parent, f".{name}.tmp-{_token()}")
     os.makedirs(tmpdir)
+    tile = profile["blockxsize"]
     arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(da.data, chunks=2048)
-    transform = da.rio.transform(recalc=True)
-    crs_wkt = da.rio.crs.to_wkt()
-    writes = []
-    blocks = []
-    starts = [np.cumsum((0, *c[:-1])) for c in arr.chunks]
-    for key, block in np.ndenumerate(arr.to_delayed()):
-        i, j, k = key
-        b0, y0, x0 = (int(starts[d][key[d]]) for d in range(3))
-        nb, ny, nx = (arr.chunks[d][key[d]] for d in range(3))
-        fname = f"block-{i}-{j}-{k}.tif"
-        block_transform = transform @ Affine.translation(x0, y0)
+    arr = _tile_aligned(arr, tile)
+    factors = _overview_factors(arr.shape[1], arr.shape[2], tile, overviews)
+    inner = _inner_levels(arr.chunks[1:], tile, len(factors))
+    georef = {"crs": da.rio.crs.to_wkt(), "transform": da.rio.transform(recalc=True)}
+    writes, origins = [], []
+    starts = [np.cumsum((0, *c[:-1])).tolist() for c in arr.chunks]
+    for (_, j, k), block in np.ndenumerate(arr.to_delayed()):
+        y0, x0 = starts[1][j], starts[2][k]
+        origins.append((y0, x0))
+        block_georef = {**georef, "transform": georef["transform"] * Affine.translation(x0, y0)}
         writes.append(
             dask.delayed(_write_block, pure=False)(
-                block, os.path.join(tmpdir, fname), nodata, crs_wkt, block_transform
+                block,
+                os.path.join(tmpdir, f"block-{j}-{k}.tif"),
+                profile=profile,
+                georef=block_georef,
+                nodata=nodata,
+                inner=inner,
+                handoff=inner < len(factors),
+                resampling=resampling,
             )
         )
-        blocks.append((fname, b0, nb, y0, ny, x0, nx))
-    vrt_text = _vrt_xml(
-        shape=arr.shape,
-        dtype=arr.dtype,
-        crs_wkt=crs_wkt,
-        transform=transform,
-        nodata=nodata,
-        blocks=blocks,
-        descriptions=_descriptions(da),
-        tags=tags,
-    )
     finish = dask.delayed(_finish_geotiff, pure=False)(
         writes,
-        vrt=os.path.join(tmpdir, "mosaic.vrt"),
-        vrt_text=vrt_text,
+        origins=origins,
+        shape=arr.shape,
         tmpdir=tmpdir,
         target=target,
         mode=mode,
-        options=options,
         cog=cog,
-        overview_factors=_overview_factors(arr.shape[1], arr.shape[2], blocksize, overviews)
-        if not cog
-        else [],
+        profile=profile,
+        factors=factors,
+        inner=inner,
         resampling=resampling,
+        nodata=nodata,
+        georef=georef,
+        descriptions=_descriptions(da),
+        tags=tags,
     )
     return finish, tmpdir
 
@@ -853,12 +935,16 @@ def write_geotiff(
 ) -> str | list[str] | Delayed:
     """Write a raster as a Cloud Optimized GeoTIFF (or tiled GeoTIFF), in parallel.
 
-    Every dask block is written by its own task into its own small file (so tasks never
-    share a file handle or a lock), the blocks are mosaicked by a GDAL VRT, and a
-    final task translates the mosaic with GDAL's COG driver, which builds the
-    overviews from the full-resolution data and compresses on all the cores of the
-    worker it runs on. Memory stays bounded by a few chunks plus GDAL's cache (256 MB),
-    whatever the image size. The output appears under ``path`` only when complete.
+    Every dask block is compressed into tiles by its own task, together with the
+    overview levels whose tiles lie inside it, and written to its own file (so tasks
+    never share a file handle or a lock). A final task makes the coarsest overviews
+    from the blocks' reduced copies and assembles the COG: GDAL's header (CRS,
+    transform, nodata, metadata), the IFDs of every level, then the compressed tiles
+    copied byte for byte in GDAL's COG layout. Chunks that are not whole tiles are
+    rechunked to whole tiles first. Memory stays bounded by a few chunks, plus, in the
+    final task, the overview level the blocks hand over (1/64 of the pixels with
+    2048-pixel chunks and 512-pixel tiles: 30 MB for a 10980 x 10980 float32 band
+    averaged). The output appears under ``path`` only when complete.
 
     Parameters
     ----------
@@ -871,7 +957,9 @@ def write_geotiff(
     cog : bool
         Cloud Optimized GeoTIFF (default), or a plain tiled GeoTIFF if ``False``.
     compress : str or None
-        GDAL compression: ``"deflate"``, ``"zstd"``, ``"lzw"``, ``None``...
+        GDAL compression: ``"deflate"`` (made in the tasks by libdeflate, at GDAL's
+        default level 6), ``"zstd"``, ``"lzw"``, ``"webp"``, ``None``... (GDAL's, in
+        the tasks too). JPEG, whose tiles share tables, is refused.
     predictor : {None, 1, 2, 3}
         1 none, 2 horizontal (integers), 3 floating point; ``None`` picks 3 for floats and
         2 for integers when the compression benefits from it.
@@ -891,7 +979,10 @@ def write_geotiff(
         pattern with ``{}`` (``"ndvi_{}.tif"``) or gets ``_<step>`` before its suffix;
         dates are written as ``YYYY-MM-DD``.
     resampling : str
-        Overview resampling (``"average"``, ``"nearest"``, ``"mode"``...).
+        Overview resampling: ``"average"`` (each overview pixel the exact mean of the
+        valid full-resolution pixels it covers), ``"nearest"``, or GDAL's
+        ``"bilinear"``, ``"cubic"``, ``"cubic_spline"``, ``"lanczos"``, ``"mode"``,
+        ``"gauss"``, ``"rms"`` (each level from the one before, within a block).
     inputs, parameters : optional
         Recorded as ``lazyraster_*`` metadata tags, like in :func:`write_zarr`.
 
@@ -925,9 +1016,10 @@ def write_geotiff(
             f"blocksize must be a multiple of 16 and at least {128 if cog else 16} "
             f"{'for a COG ' if cog else ''}(GDAL's limits), not {blocksize}"
         )
-    if Resampling.__members__.get(resampling) is None:
+    if resampling not in _OVERVIEW_RESAMPLINGS:
         raise ValueError(
-            f"unknown resampling {resampling!r}; use one of {', '.join(Resampling.__members__)}"
+            f"resampling {resampling!r} cannot make overviews; use one of "
+            f"{', '.join(_OVERVIEW_RESAMPLINGS)}"
         )
     raw = os.fspath(path)
     if "://" in raw and not raw.startswith("file://"):
@@ -947,14 +1039,8 @@ def write_geotiff(
         da = da.isel({da.rio.y_dim: slice(None, None, -1)})
     nodata = _resolve_nodata(da, nodata)
     dtype = np.dtype(da.dtype)
-    options = _geotiff_options(
-        dtype,
-        cog=cog,
-        compress=compress,
-        predictor=predictor,
-        blocksize=blocksize,
-        overviews=overviews,
-        resampling=resampling,
+    profile = _block_profile(
+        dtype, da.shape[-3], compress=compress, predictor=predictor, blocksize=blocksize
     )
     write_params = {
         "path": raw,
@@ -998,9 +1084,8 @@ def write_geotiff(
             target,
             mode=mode,
             cog=cog,
-            options=options,
+            profile=profile,
             overviews=overviews,
-            blocksize=blocksize,
             nodata=nodata,
             resampling=resampling,
             tags=tags,

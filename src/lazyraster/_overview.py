@@ -1,0 +1,128 @@
+"""Overview pyramids: each level of a ``(band, y, x)`` array half the size of the one before.
+
+Used by :func:`lazyraster.write_geotiff` on each dask block, then on the mosaic of the
+blocks' coarsest level. Sizes round up, as GDAL's overviews: a level of an ``n``-pixel
+side has ``ceil(n / 2)`` pixels, and the windows of its last row and column may be
+partial.
+
+- ``average`` (the default) carries the sum and the count of the valid full-resolution
+  pixels under each pixel from level to level, in numba passes that release the GIL, so
+  every level is the exact mean of the valid pixels it covers (nodata and NaN left
+  out), however many levels and blocks it took to get there. Integers round to the
+  nearest, as in GDAL.
+- ``nearest`` keeps the pixel at the window's centre (down and right of it for even
+  windows; the last one for partial windows).
+- Every other method is GDAL's own, each level made from the one before, as GDAL makes
+  overviews, and within a block (kernels wider than 2 x 2 do not see across blocks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.io import MemoryFile
+
+__all__ = ["Level", "halve", "mosaic"]
+
+
+@dataclass
+class Level:
+    """A level's pixels; for ``average`` also the sums and counts they are the means of."""
+
+    values: np.ndarray
+    sums: np.ndarray | None = None
+    counts: np.ndarray | None = None
+
+
+@numba.njit(nogil=True, cache=True)
+def _sum_valid(data, nodata, sums, counts):  # pragma: no cover  (compiled)
+    """Add each valid pixel of ``data`` into the 2 x 2 window sums and counts."""
+    nbands, ny, nx = data.shape
+    for b in range(nbands):
+        for y in range(ny):
+            for x in range(nx):
+                v = data[b, y, x]
+                if v == v and v != nodata:  # NaN compares unequal to itself
+                    sums[b, y >> 1, x >> 1] += v
+                    counts[b, y >> 1, x >> 1] += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _sum_sums(sums, counts, out_sums, out_counts):  # pragma: no cover  (compiled)
+    """Add 2 x 2 windows of sums and counts."""
+    nbands, ny, nx = sums.shape
+    for b in range(nbands):
+        for y in range(ny):
+            for x in range(nx):
+                out_sums[b, y >> 1, x >> 1] += sums[b, y, x]
+                out_counts[b, y >> 1, x >> 1] += counts[b, y, x]
+
+
+def _means(sums: np.ndarray, counts: np.ndarray, dtype: np.dtype, nodata: float | None):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts
+    means[counts == 0] = np.nan if nodata is None else nodata
+    if dtype.kind in "iu":  # integers round to the nearest, as in GDAL
+        means = np.rint(means)
+    return means.astype(dtype)
+
+
+def halve(level: Level | np.ndarray, resampling: str, nodata: float | None) -> Level:
+    """The next level of ``level`` (or of full-resolution ``(band, y, x)`` data).
+
+    Examples
+    --------
+    >>> data = np.array([[[1.0, 3.0, 5.0], [np.nan, 2.0, 7.0]]], dtype=np.float32)
+    >>> halve(data, "average", None).values
+    array([[[2., 6.]]], dtype=float32)
+    >>> halve(data, "nearest", None).values
+    array([[[2., 7.]]], dtype=float32)
+    """
+    if isinstance(level, np.ndarray):
+        level = Level(level)
+    data = level.values
+    nbands, ny, nx = data.shape
+    shape = (nbands, -(-ny // 2), -(-nx // 2))
+    if resampling == "average":
+        sums, counts = np.zeros(shape), np.zeros(shape, np.uint32)
+        if level.sums is None:
+            _sum_valid(data, np.nan if nodata is None else nodata, sums, counts)
+        else:
+            _sum_sums(level.sums, level.counts, sums, counts)
+        return Level(_means(sums, counts, data.dtype, nodata), sums, counts)
+    if resampling == "nearest":
+        rows = np.minimum(np.arange(shape[1]) * 2 + 1, ny - 1)
+        cols = np.minimum(np.arange(shape[2]) * 2 + 1, nx - 1)
+        return Level(data[:, rows[:, None], cols[None, :]])
+    # GDAL's windows are exactly 2 x 2 on an even grid: pad odd sides with nodata (or
+    # with the edge where there is none)
+    pad = ((0, 0), (0, ny % 2), (0, nx % 2))
+    if nodata is None:
+        data = np.pad(data, pad, mode="edge")
+    else:
+        data = np.pad(data, pad, constant_values=nodata)
+    profile = {"driver": "GTiff", "count": nbands, "dtype": data.dtype.name, "nodata": nodata}
+    transform = rasterio.Affine(1, 0, 0, 0, -1, data.shape[1])  # rasterio warns of others
+    grid = {"width": data.shape[2], "height": data.shape[1], "transform": transform}
+    with MemoryFile() as memfile, memfile.open(**profile, **grid) as mem:
+        mem.write(data)
+        return Level(mem.read(out_shape=shape, resampling=Resampling[resampling]))
+
+
+def mosaic(parts: Sequence[tuple[Level, tuple[int, int]]], shape: tuple[int, int, int]) -> Level:
+    """One level of ``shape`` from the levels of blocks placed at ``(y0, x0)``."""
+    first = parts[0][0]
+    out = Level(np.empty(shape, first.values.dtype))
+    if first.sums is not None:
+        out.sums, out.counts = np.empty(shape), np.empty(shape, np.uint32)
+    for part, (y0, x0) in parts:
+        window = np.s_[:, y0 : y0 + part.values.shape[1], x0 : x0 + part.values.shape[2]]
+        out.values[window] = part.values
+        if out.sums is not None:
+            out.sums[window], out.counts[window] = part.sums, part.counts
+    return out
