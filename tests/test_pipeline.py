@@ -363,13 +363,16 @@ slurm_env = test_cluster.slurm_env
 _LO, _squeue = test_cluster._LO, test_cluster._squeue
 
 
-def test_slurm_worker_jobs_write_the_threaded_zarr(slurm_env, threaded, tmp_path):
+def test_slurm_worker_jobs_write_the_threaded_zarr_and_cog(slurm_env, threaded, tmp_path):
     out, _ = threaded
     cluster = {"kind": "slurm", "jobs": 2, "log_directory": str(tmp_path), "timeout": 60, **_LO}
     run_pipeline(_spec(tmp_path, cluster=cluster), progress_interval=0.1)
     got, want = _zarr_values(tmp_path / "result.zarr"), _zarr_values(out / "result.zarr")
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    with rasterio.open(tmp_path / "ndvi.tif") as a, rasterio.open(out / "ndvi.tif") as b:
+        assert (a.crs, a.transform, a.descriptions) == (b.crs, b.transform, b.descriptions)
+        np.testing.assert_array_equal(a.read(), b.read())
 
 
 def _submit(template: str, spec_file: Path, options: list[str], env: dict, cwd: Path) -> str:

@@ -1,11 +1,12 @@
-"""Just enough TIFF to assemble a Cloud Optimized GeoTIFF from tiles GDAL compressed.
+"""Just enough TIFF to assemble a Cloud Optimized GeoTIFF from tiles compressed elsewhere.
 
-:func:`lazyraster.write_geotiff` lets GDAL write and compress every dask block (and
-the overviews that fall inside it) into a small tiled GeoTIFF of its own, in parallel.
-This module reads the image file directories (IFDs) of those files, and writes the
-final file: a header, GDAL's COG "ghost" header, the IFDs of the full resolution and
-of every overview, then the compressed tiles copied byte for byte, smallest overview
-first. Nothing is decompressed or compressed again here.
+:func:`lazyraster.write_geotiff` compresses every dask block (and the overview levels
+that fall inside it) into tiles in the block's own task, in parallel: DEFLATE tiles
+with :func:`encode_tiles`, other compressions by GDAL into a small tiled GeoTIFF whose
+IFD :func:`read_ifds` reads. :func:`write_tiff` then writes the final file: a header,
+GDAL's COG "ghost" header, the IFDs of the full resolution and of every overview, then
+the compressed tiles copied byte for byte, smallest overview first. Nothing is
+decompressed or compressed again there.
 
 Classic TIFF and BigTIFF are read, in either byte order; output is little-endian,
 BigTIFF only when the file would not fit in classic TIFF's 32-bit offsets.
@@ -78,9 +79,8 @@ class Ifd:
     @property
     def tiles(self) -> tuple[np.ndarray, np.ndarray]:
         """Offsets and byte counts of the tiles, row-major."""
-        return self.value(TILE_OFFSETS).astype(np.uint64), self.value(TILE_BYTE_COUNTS).astype(
-            np.uint64
-        )
+        offsets, sizes = self.value(TILE_OFFSETS), self.value(TILE_BYTE_COUNTS)
+        return offsets.astype(np.uint64), sizes.astype(np.uint64)
 
 
 def read_ifds(path: str | os.PathLike[str]) -> list[Ifd]:
@@ -149,7 +149,7 @@ class Level:
     """One resolution of the output: its IFD tags and where each tile's bytes are.
 
     ``tiles`` lists, row-major over the level's tile grid, ``(file, offset, size)`` of
-    the compressed tile in a file written by GDAL.
+    each compressed tile in the file a block's task wrote.
     """
 
     ifd: Ifd
@@ -203,8 +203,8 @@ def _layout(levels: Sequence[Level], big: bool, cog: bool) -> bytes:
         positions.append(pos)
         pos += len(_encode_ifd(ifd, pos, 0, big))
     # then the tiles: smallest overview first, the full resolution last
+    frame = _FRAME if cog else 0
     for i in reversed(range(len(levels))):
-        frame = _FRAME if cog else 0
         slots = sizes[i] + 2 * frame
         starts = pos + frame + np.concatenate(([0], np.cumsum(slots)[:-1])).astype(np.uint64)
         ifds[i].tags[TILE_OFFSETS] = (offset_type, starts.astype(dtypes[offset_type]))
@@ -231,7 +231,7 @@ def write_tiff(
     """Write ``levels`` (full resolution first) to ``path``: IFDs first, then the tiles.
 
     Tiles are written smallest overview first and row-major within a level. With
-    ``cog=True`` this is the layout of GDAL's COG driver, to the byte: the file starts
+    ``cog=True`` this is the layout GDAL's COG driver writes: the file starts
     with GDAL's structural metadata, and each tile is framed by its size and a copy of
     its last 4 bytes, which lets GDAL read a tile without its IFD's byte counts. The
     file is classic TIFF unless it needs 64-bit offsets or ``bigtiff=True``.
