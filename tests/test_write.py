@@ -436,12 +436,16 @@ def overview(path: Path | str, level: int) -> np.ndarray:
         pytest.param(None, id="numpy"),
     ],
 )
-def test_cog_every_overview_level_is_the_window_mean(tmp_path, chunks):
-    """All four levels, whatever the chunks: inside blocks, across blocks, partial windows."""
-    da = synthetic_raster((1100, 1000), seed=5)
-    path = write_geotiff(
-        da if chunks is None else da.chunk(chunks), tmp_path / "a.tif", blocksize=128
-    )
+@pytest.mark.parametrize("nan_fraction", [0.0, 0.3])
+def test_cog_every_overview_level_is_the_window_mean(tmp_path, chunks, nan_fraction):
+    """All four levels, whatever the chunks: inside blocks, across blocks, partial windows.
+
+    NaN (nodata) is left out at every level: each overview pixel is the mean of the
+    valid full-resolution pixels it covers, even where it is made from other levels.
+    """
+    da = synthetic_raster((1100, 1000), seed=5, nan_fraction=nan_fraction)
+    lazy = da if chunks is None else da.chunk(chunks)
+    path = write_geotiff(lazy, tmp_path / "a.tif", blocksize=128)
     with rasterio.open(path) as src:
         assert src.overviews(1) == [2, 4, 8, 16]
         np.testing.assert_array_equal(src.read(1), da.values)

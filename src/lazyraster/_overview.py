@@ -1,9 +1,9 @@
 """Overview pyramids: each level of a ``(band, y, x)`` array half the size of the one before.
 
-Used by :func:`lazyraster.write_geotiff` on each dask block, then on the mosaic of the
-blocks' coarsest level. Sizes round up, as GDAL's overviews: a level of an ``n``-pixel
-side has ``ceil(n / 2)`` pixels, and the windows of its last row and column may be
-partial.
+Used by :func:`lazyraster.write_geotiff` on each dask block, then on mosaics of 2 x 2
+neighbours' coarsest levels, level after level. Sizes round up, as GDAL's overviews:
+a level of an ``n``-pixel side has ``ceil(n / 2)`` pixels, and the windows of its last
+row and column may be partial.
 
 - ``average`` (the default) carries the sum and the count of the valid full-resolution
   pixels under each pixel from level to level, in numba passes that release the GIL, so
@@ -13,7 +13,8 @@ partial.
 - ``nearest`` keeps the pixel at the window's centre (down and right of it for even
   windows; the last one for partial windows).
 - Every other method is GDAL's own, each level made from the one before, as GDAL makes
-  overviews, and within a block (kernels wider than 2 x 2 do not see across blocks).
+  overviews, within each task's region (kernels wider than 2 x 2 do not see across
+  regions).
 """
 
 from __future__ import annotations

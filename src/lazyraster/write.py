@@ -33,11 +33,12 @@ not atomic, but rewriting a region is idempotent, which is what resuming needs.
 GeoTIFFs are not written through ``rioxarray``'s ``to_raster``, which serialises dask
 writes behind one lock and, in COG mode, can build overviews before the data are in
 place (all-zero overviews). Each dask task compresses its own block into tiles, and
-the overview levels whose tiles fall inside the block; one final task makes the few
-coarsest levels from the blocks' reduced copies and assembles the Cloud Optimized
-GeoTIFF by copying the compressed tiles behind GDAL's header (see
+the overview levels whose tiles fall inside the block; each coarser level is made by
+tasks that combine 2 x 2 of the tasks before; one final task assembles the Cloud
+Optimized GeoTIFF by copying the compressed tiles behind GDAL's header (see
 :mod:`lazyraster._tiff` and :mod:`lazyraster._overview`). The compression, the bulk of
-the work, so runs in parallel on every worker; the final task only copies bytes.
+the work, so runs in parallel on every worker, no task holds much more than a chunk,
+and the final task only copies bytes.
 """
 
 from __future__ import annotations
@@ -622,6 +623,9 @@ def _resolve_nodata(da: xr.DataArray, nodata: float | None) -> float | None:
 
 # a level's tiles in a file: the file, (height, width), tile offsets, tile sizes
 _TileLevel = tuple[str, tuple[int, int], np.ndarray, np.ndarray]
+# what a task wrote: the tiles of consecutive levels, the first of those levels, and the
+# task's origin in full-resolution pixels
+_Written = tuple[list[_TileLevel], int, tuple[int, int]]
 
 
 def _block_profile(
@@ -691,34 +695,74 @@ def _write_tiles(
     return (path, ifd.shape, *ifd.tiles)
 
 
+def _level_georef(georef: Mapping[str, Any], origin: tuple[int, int], level: int) -> dict:
+    """CRS and transform of the pixels of overview ``level`` from full-resolution ``origin``."""
+    y0, x0 = origin
+    shift = Affine.translation(x0, y0) * Affine.scale(2**level)
+    return {**georef, "transform": georef["transform"] * shift}
+
+
 def _write_block(
     block: np.ndarray,
     path: str,
     *,
+    origin: tuple[int, int],
     profile: Mapping[str, Any],
     georef: Mapping[str, Any],
     nodata: float | None,
     inner: int,
     handoff: bool,
     resampling: str,
-) -> tuple[list[_TileLevel], _overview.Level | None]:
+) -> tuple[_Written, _overview.Level | None]:
     """Compress one block ``(band, y, x)`` and its first ``inner`` overviews (runs in a task).
 
     Each level goes to a file of its own (``path``, then ``path`` with ``.ov<k>``).
-    Returns the levels' tiles (see :func:`_write_tiles`) and, with ``handoff``, the
-    next level, from which the coarser overviews, whose tiles span several blocks, are
-    made.
+    Returns what was written and, with ``handoff``, the next level, which
+    :func:`_write_group` combines with its neighbours'.
     """
     block = np.asarray(block)
     if nodata is not None and not np.isnan(nodata) and np.issubdtype(block.dtype, np.floating):
         block = np.where(np.isnan(block), block.dtype.type(nodata), block)
-    levels = [_write_tiles(path, block, profile, georef, nodata)]
+    levels = [_write_tiles(path, block, profile, _level_georef(georef, origin, 0), nodata)]
     level: _overview.Level | np.ndarray = block
     for k in range(1, inner + 1):
         level = _overview.halve(level, resampling, nodata)
-        coarse = {**georef, "transform": georef["transform"] * Affine.scale(2**k)}
-        levels.append(_write_tiles(f"{path}.ov{k}", level.values, profile, coarse, nodata))
-    return levels, _overview.halve(level, resampling, nodata) if handoff else None
+        where = _level_georef(georef, origin, k)
+        levels.append(_write_tiles(f"{path}.ov{k}", level.values, profile, where, nodata))
+    handed = _overview.halve(level, resampling, nodata) if handoff else None
+    return (levels, 0, origin), handed
+
+
+def _write_group(
+    handed: Sequence[_overview.Level],
+    origins: Sequence[tuple[int, int]],
+    path: str,
+    *,
+    level: int,
+    profile: Mapping[str, Any],
+    georef: Mapping[str, Any],
+    nodata: float | None,
+    handoff: bool,
+    resampling: str,
+) -> tuple[_Written, _overview.Level | None]:
+    """Mosaic up to 2 x 2 neighbours' handed-over ``level``, write its tiles, hand over the next.
+
+    ``origins`` are the neighbours' origins in full-resolution pixels, the first one the
+    group's own; the group's region is whole tiles of ``level``, so its tiles are the
+    file's own.
+    """
+    y0, x0 = origins[0]
+    parts = [
+        (part, ((y >> level) - (y0 >> level), (x >> level) - (x0 >> level)))
+        for part, (y, x) in zip(handed, origins, strict=True)
+    ]
+    height = max(y + part.values.shape[1] for part, (y, _) in parts)
+    width = max(x + part.values.shape[2] for part, (_, x) in parts)
+    merged = _overview.mosaic(parts, (parts[0][0].values.shape[0], height, width))
+    where = _level_georef(georef, (y0, x0), level)
+    tiles = _write_tiles(path, merged.values, profile, where, nodata)
+    handed_on = _overview.halve(merged, resampling, nodata) if handoff else None
+    return ([tiles], level, (y0, x0)), handed_on
 
 
 def _level_tiles(
@@ -742,9 +786,8 @@ def _level_tiles(
 
 
 def _finish_geotiff(
-    blocks: Sequence[tuple[list[_TileLevel], _overview.Level | None]],
+    written: Sequence[_Written],
     *,
-    origins: Sequence[tuple[int, int]],
     shape: tuple[int, int, int],
     tmpdir: str,
     target: str,
@@ -752,20 +795,17 @@ def _finish_geotiff(
     cog: bool,
     profile: Mapping[str, Any],
     factors: Sequence[int],
-    inner: int,
-    resampling: str,
     nodata: float | None,
     georef: Mapping[str, Any],
     descriptions: Sequence[str],
     tags: Mapping[str, str],
 ) -> str:
-    """Assemble the blocks' tiles into the final GeoTIFF and move it into place.
+    """Assemble the tasks' tiles into the final GeoTIFF and move it into place.
 
     The full-resolution IFD (georeferencing, nodata, metadata, band descriptions) is
-    GDAL's, taken from an empty (sparse) file of the full size; the overviews coarser
-    than the blocks' own are made from the blocks' reduced copies.
+    GDAL's, taken from an empty (sparse) file of the full size.
     """
-    nbands, height, width = shape
+    _, height, width = shape
     tile = profile["blockxsize"]
     template = os.path.join(tmpdir, "template.tif")
     full = {"width": width, "height": height, "nodata": nodata, "sparse_ok": True}
@@ -774,31 +814,15 @@ def _finish_geotiff(
         dst.descriptions = tuple(descriptions)
     (main,) = _tiff.read_ifds(template)
 
-    sizes = [(-(-height // f), -(-width // f)) for f in (1, *factors)]
+    by_level: list[list[tuple[_TileLevel, tuple[int, int]]]] = [[] for _ in range(len(factors) + 1)]
+    for tile_levels, first, (y0, x0) in written:
+        for k, tiles in enumerate(tile_levels, start=first):
+            by_level[k].append((tiles, (y0 >> k, x0 >> k)))
     levels = []
-    for k in range(inner + 1):
-        parts = [
-            (block_levels[k], (y0 >> k, x0 >> k))
-            for (block_levels, _), (y0, x0) in zip(blocks, origins, strict=True)
-        ]
-        ifd = main if k == 0 else _tiff.overview_ifd(main, sizes[k])
-        levels.append(_tiff.Level(ifd, _level_tiles(parts, sizes[k], tile)))
-    if inner < len(factors):  # coarser overviews: from the mosaic of the reduced blocks
-        step = factors[inner]
-        parts = [
-            (level, (y0 // step, x0 // step))
-            for (_, level), (y0, x0) in zip(blocks, origins, strict=True)
-        ]
-        level = _overview.mosaic(parts, (nbands, *sizes[inner + 1]))
-        for f in factors[inner:]:
-            if f > step:
-                level = _overview.halve(level, resampling, nodata)
-            coarse = {**georef, "transform": georef["transform"] * Affine.scale(f)}
-            path = os.path.join(tmpdir, f"ov{f}.tif")
-            tiles = _write_tiles(path, level.values, profile, coarse, nodata)
-            ifd = _tiff.overview_ifd(main, tiles[1])
-            levels.append(_tiff.Level(ifd, _level_tiles([(tiles, (0, 0))], tiles[1], tile)))
-
+    for k, f in enumerate((1, *factors)):
+        size = (-(-height // f), -(-width // f))
+        ifd = main if k == 0 else _tiff.overview_ifd(main, size)
+        levels.append(_tiff.Level(ifd, _level_tiles(by_level[k], size, tile)))
     out = os.path.join(tmpdir, "out.tif")
     _tiff.write_tiff(out, levels, cog=cog)
     if mode == "w":
@@ -829,14 +853,16 @@ def _overview_factors(height: int, width: int, blocksize: int, overviews: bool |
 
 
 def _tile_aligned(arr: dsa.Array, tile: int) -> dsa.Array:
-    """``arr`` ``(band, y, x)`` in one band chunk, and y and x chunks of whole tiles.
+    """``arr`` ``(band, y, x)`` in one band chunk, and regular y and x chunks of whole tiles.
 
-    Chunks that are whole tiles already (the last one aside) are kept; others become
+    Regular chunks of whole tiles (the last one may be smaller) are kept; others become
     the nearest power of two of tiles.
     """
     chunks: list[Any] = [-1]
     for sizes in arr.chunks[1:]:
-        if all(s % tile == 0 for s in sizes[:-1]):
+        first = sizes[0]
+        regular = all(s == first for s in sizes[:-1]) and sizes[-1] <= first
+        if len(sizes) == 1 or (regular and first % tile == 0):
             chunks.append(sizes)
         else:
             chunks.append(tile * 2 ** max(0, round(float(np.log2(max(sizes) / tile)))))
@@ -865,9 +891,12 @@ def _geotiff_graph(
     resampling: str,
     tags: Mapping[str, str],
 ) -> tuple[Delayed, str]:
-    """Delayed that writes the (band, y, x) ``da`` to ``target`` through per-block files.
+    """Delayed that writes the (band, y, x) ``da`` to ``target`` through per-task files.
 
-    Also returns the temporary directory, created here, where the blocks go.
+    Block tasks write the full resolution and the overview levels inside their block;
+    then each coarser level is written by tasks that each combine 2 x 2 of the tasks
+    before, so that every task holds about one chunk, and the final task only copies.
+    Also returns the temporary directory, created here, where the files go.
     """
     parent, name = os.path.split(os.path.abspath(target))
     tmpdir = os.path.join(parent, f".{name}.tmp-{_token()}")
@@ -878,27 +907,40 @@ def _geotiff_graph(
     factors = _overview_factors(arr.shape[1], arr.shape[2], tile, overviews)
     inner = _inner_levels(arr.chunks[1:], tile, len(factors))
     georef = {"crs": da.rio.crs.to_wkt(), "transform": da.rio.transform(recalc=True)}
-    writes, origins = [], []
+    options = {"profile": profile, "georef": georef, "nodata": nodata, "resampling": resampling}
     starts = [np.cumsum((0, *c[:-1])).tolist() for c in arr.chunks]
+    written, handed, origins = [], {}, {}
     for (_, j, k), block in np.ndenumerate(arr.to_delayed()):
-        y0, x0 = starts[1][j], starts[2][k]
-        origins.append((y0, x0))
-        block_georef = {**georef, "transform": georef["transform"] * Affine.translation(x0, y0)}
-        writes.append(
-            dask.delayed(_write_block, pure=False)(
-                block,
-                os.path.join(tmpdir, f"block-{j}-{k}.tif"),
-                profile=profile,
-                georef=block_georef,
-                nodata=nodata,
-                inner=inner,
-                handoff=inner < len(factors),
-                resampling=resampling,
-            )
+        origins[j, k] = (starts[1][j], starts[2][k])
+        done, handed[j, k] = dask.delayed(_write_block, pure=False, nout=2)(
+            block,
+            os.path.join(tmpdir, f"block-{j}-{k}.tif"),
+            origin=origins[j, k],
+            inner=inner,
+            handoff=inner < len(factors),
+            **options,
         )
+        written.append(done)
+    for level in range(inner + 1, len(factors) + 1):  # each from 2 x 2 of the tasks before
+        groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for j, k in handed:
+            groups.setdefault((j // 2, k // 2), []).append((j, k))
+        next_handed, next_origins = {}, {}
+        for (j, k), members in sorted(groups.items()):
+            members.sort()
+            done, next_handed[j, k] = dask.delayed(_write_group, pure=False, nout=2)(
+                [handed[m] for m in members],
+                [origins[m] for m in members],
+                os.path.join(tmpdir, f"ov{level}-{j}-{k}.tif"),
+                level=level,
+                handoff=level < len(factors),
+                **options,
+            )
+            next_origins[j, k] = origins[members[0]]
+            written.append(done)
+        handed, origins = next_handed, next_origins
     finish = dask.delayed(_finish_geotiff, pure=False)(
-        writes,
-        origins=origins,
+        written,
         shape=arr.shape,
         tmpdir=tmpdir,
         target=target,
@@ -906,8 +948,6 @@ def _geotiff_graph(
         cog=cog,
         profile=profile,
         factors=factors,
-        inner=inner,
-        resampling=resampling,
         nodata=nodata,
         georef=georef,
         descriptions=_descriptions(da),
@@ -937,14 +977,12 @@ def write_geotiff(
 
     Every dask block is compressed into tiles by its own task, together with the
     overview levels whose tiles lie inside it, and written to its own file (so tasks
-    never share a file handle or a lock). A final task makes the coarsest overviews
-    from the blocks' reduced copies and assembles the COG: GDAL's header (CRS,
-    transform, nodata, metadata), the IFDs of every level, then the compressed tiles
-    copied byte for byte in GDAL's COG layout. Chunks that are not whole tiles are
-    rechunked to whole tiles first. Memory stays bounded by a few chunks, plus, in the
-    final task, the overview level the blocks hand over (1/64 of the pixels with
-    2048-pixel chunks and 512-pixel tiles: 30 MB for a 10980 x 10980 float32 band
-    averaged). The output appears under ``path`` only when complete.
+    never share a file handle or a lock); each coarser level is written by tasks that
+    combine 2 x 2 of the tasks before. A final task assembles the COG: GDAL's header
+    (CRS, transform, nodata, metadata), the IFDs of every level, then the compressed
+    tiles copied byte for byte in GDAL's COG layout. Chunks that are not regular whole
+    tiles are rechunked to whole tiles first. Memory stays bounded by a few chunks,
+    whatever the image size. The output appears under ``path`` only when complete.
 
     Parameters
     ----------
@@ -982,7 +1020,8 @@ def write_geotiff(
         Overview resampling: ``"average"`` (each overview pixel the exact mean of the
         valid full-resolution pixels it covers), ``"nearest"``, or GDAL's
         ``"bilinear"``, ``"cubic"``, ``"cubic_spline"``, ``"lanczos"``, ``"mode"``,
-        ``"gauss"``, ``"rms"`` (each level from the one before, within a block).
+        ``"gauss"``, ``"rms"`` (each level from the one before, within each task's
+        region).
     inputs, parameters : optional
         Recorded as ``lazyraster_*`` metadata tags, like in :func:`write_zarr`.
 
