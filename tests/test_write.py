@@ -458,7 +458,7 @@ def test_cog_overviews_leave_out_nodata_and_round_integers(tmp_path):
     values[:3, :] = -9999  # whole windows of nodata at the top, partial ones below
     da = synthetic_raster((300, 260)).copy(data=values).rio.write_nodata(-9999)
     path = write_geotiff(da.chunk({"y": 256, "x": 128}), tmp_path / "i.tif", blocksize=128)
-    expected = np.rint(block_mean(values.astype(np.float64), 2, nodata=-9999))
+    expected = np.floor(block_mean(values.astype(np.float64), 2, nodata=-9999) + 0.5)
     np.testing.assert_array_equal(overview(path, 0), np.nan_to_num(expected, nan=-9999))
     assert (overview(path, 0)[0] == -9999).all() and (overview(path, 0)[1] != -9999).all()
 
@@ -584,16 +584,74 @@ def test_overview_pyramid_against_loops():
     for i, j in itertools.product(range(3), range(3)):
         window = values[0, 2 + 2 * i : 4 + 2 * i, 2 * j : 2 * j + 2].astype(np.float64)
         np.testing.assert_allclose(rms[0, i, j], np.sqrt((window**2).mean()), rtol=1e-6)
-    near = _overview.halve(values, "nearest", None).values
-    np.testing.assert_array_equal(near[1, :4, :3], values[1, 1:9:2, 1:7:2])
-    np.testing.assert_array_equal(near[1, 4, :3], values[1, 8, 1:7:2])  # partial: last row
+    near = _overview.halve(values, "nearest", None).values  # the first pixel, as GDAL
+    np.testing.assert_array_equal(near, values[:, ::2, ::2])
 
 
-def test_geotiff_refuses_compressions_with_shared_tables(tmp_path, raster):
+def test_overview_integers_round_half_up_stay_in_range_and_keep_clear_of_nodata():
+    from lazyraster import _overview
+
+    halves = np.array([[[1, 2, 2, 3], [1, 2, 2, 3]]], dtype=np.int16)  # means 1.5, 2.5
+    assert _overview.halve(halves, "average", None).values.tolist() == [[[2, 3]]]
+    # a valid mean equal to nodata becomes its neighbour, as in GDAL; all-nodata stays
+    data = np.array([[[-2, 0, -1, -1], [0, -2, -1, -1]]], dtype=np.int16)
+    assert _overview.halve(data, "average", -1).values.tolist() == [[[0, -1]]]
+    for dtype in (np.int64, np.uint64, np.uint32):
+        top = np.iinfo(dtype).max
+        mean = _overview.halve(np.full((1, 2, 2), top, dtype), "average", None).values
+        assert top - 2048 < mean[0, 0, 0] <= top  # no wrap-around (float64 sums)
+
+
+def test_cog_overviews_leave_out_float_nodata_that_float32_rounds(tmp_path):
+    values = np.full((256, 256), 5.0, np.float32)
+    values[::2, ::2] = 1e20  # stored as float32(1e20), which is not 1e20
+    da = synthetic_raster((256, 256)).copy(data=values).rio.write_nodata(1e20)
+    path = write_geotiff(da.chunk({"y": 128}), tmp_path / "f.tif", blocksize=128)
+    np.testing.assert_array_equal(overview(path, 0), 5.0)
+
+
+def test_dataset_bands_keep_their_common_nodata(tmp_path):
+    red = synthetic_raster((256, 256), seed=13)
+    values = (red.values * 1000).astype(np.uint16)
+    values[:2, :] = 0
+    red = red.copy(data=values).rio.write_nodata(0)
+    nir = red.copy(data=values + 7).rio.write_nodata(0)
+    nir.values[:2, :] = 0
+    path = write_geotiff(xr.Dataset({"red": red, "nir": nir}), tmp_path / "b.tif", blocksize=128)
+    with rasterio.open(path) as src:
+        assert src.nodata == 0
+    expected = np.floor(block_mean(values.astype(np.float64), 2, nodata=0) + 0.5)
+    np.testing.assert_array_equal(overview(path, 0), np.nan_to_num(expected, nan=0))
+    other = xr.Dataset({"red": red, "nir": nir.rio.write_nodata(65535)})
+    with pytest.raises(ValueError, match=r"different nodata.*pass nodata="):
+        write_geotiff(other, tmp_path / "c.tif", blocksize=128)
+    assert not (tmp_path / "c.tif").exists()
+    write_geotiff(other, tmp_path / "c.tif", blocksize=128, nodata=0)
+
+
+def test_cog_assembly_keeps_few_files_open(tmp_path):
+    """Hundreds of block files, a soft limit of 64 more descriptors than are open."""
+    import resource
+
+    da = synthetic_raster((2048, 2048), seed=12).chunk({"y": 128, "x": 128})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 64, hard))
+    try:
+        with dask.config.set(scheduler="synchronous"):
+            path = write_geotiff(da, tmp_path / "many.tif", blocksize=128)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with rasterio.open(path) as src:
+        np.testing.assert_array_equal(src.read(1), da.values)
+
+
+def test_geotiff_refuses_compressions_with_shared_tables_and_bad_predictors(tmp_path, raster):
     with pytest.raises(ValueError, match="deflate"):
         write_geotiff(
             (raster * 100).fillna(0).astype(np.uint8), tmp_path / "a.tif", compress="jpeg"
         )
+    with pytest.raises(ValueError, match="predictor 3 is for floating-point"):
+        write_geotiff((raster * 100).fillna(0).astype(np.int16), tmp_path / "a.tif", predictor=3)
     assert list(tmp_path.iterdir()) == []
 
 

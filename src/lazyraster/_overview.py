@@ -8,10 +8,11 @@ row and column may be partial.
 - ``average`` (the default) carries the sum and the count of the valid full-resolution
   pixels under each pixel from level to level, in numba passes that release the GIL, so
   every level is the exact mean of the valid pixels it covers (nodata and NaN left
-  out), however many levels and blocks it took to get there. Integers round to the
-  nearest, as in GDAL.
-- ``nearest`` keeps the pixel at the window's centre (down and right of it for even
-  windows; the last one for partial windows).
+  out), however many levels and blocks it took to get there. As in GDAL, integers
+  round half up, and a valid mean equal to nodata becomes its neighbour value. The
+  sums are float64: exact for every dtype but 64-bit integers beyond 2**53, which
+  are averaged to within float64's precision (and never wrap around).
+- ``nearest`` keeps the first (top-left) pixel of each window, as GDAL's overviews.
 - Every other method is GDAL's own, each level made from the one before, as GDAL makes
   overviews, within each task's region (kernels wider than 2 x 2 do not see across
   regions).
@@ -64,13 +65,36 @@ def _sum_sums(sums, counts, out_sums, out_counts):  # pragma: no cover  (compile
                 out_counts[b, y >> 1, x >> 1] += counts[b, y, x]
 
 
+def _replacement(nodata: float, dtype: np.dtype) -> float:
+    """The value GDAL writes for a valid mean that happens to equal nodata: its neighbour."""
+    if dtype.kind == "f":
+        top = np.finfo(dtype).max
+        return float(np.nextafter(dtype.type(nodata), dtype.type(-top if nodata == top else top)))
+    return nodata - 1 if nodata == np.iinfo(dtype).max else nodata + 1
+
+
 def _means(sums: np.ndarray, counts: np.ndarray, dtype: np.dtype, nodata: float | None):
+    """``sums / counts`` in ``dtype``; nodata (or NaN) where the count is 0."""
+    empty = counts == 0
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / counts
-    means[counts == 0] = np.nan if nodata is None else nodata
-    if dtype.kind in "iu":  # integers round to the nearest, as in GDAL
-        means = np.rint(means)
-    return means.astype(dtype)
+    means[empty] = 0
+    if dtype.kind in "iu":  # integers round half up, as GDAL does, within their range
+        info = np.iinfo(dtype)
+        top = float(info.max)
+        if int(top) > info.max:  # 64-bit: the float of the maximum is past it
+            top = float(np.nextafter(top, -np.inf))
+        means = np.clip(np.floor(means + 0.5), float(info.min), top)
+    out = means.astype(dtype)
+    if nodata is None:  # then only floats can have empty windows (all NaN)
+        if dtype.kind == "f":
+            out[empty] = np.nan
+        return out
+    fill = dtype.type(nodata)
+    if not np.isnan(fill):
+        out[(out == fill) & ~empty] = _replacement(float(fill), dtype)
+    out[empty] = fill
+    return out
 
 
 def halve(level: Level | np.ndarray, resampling: str, nodata: float | None) -> Level:
@@ -82,7 +106,7 @@ def halve(level: Level | np.ndarray, resampling: str, nodata: float | None) -> L
     >>> halve(data, "average", None).values
     array([[[2., 6.]]], dtype=float32)
     >>> halve(data, "nearest", None).values
-    array([[[2., 7.]]], dtype=float32)
+    array([[[1., 5.]]], dtype=float32)
     """
     if isinstance(level, np.ndarray):
         level = Level(level)
@@ -91,15 +115,14 @@ def halve(level: Level | np.ndarray, resampling: str, nodata: float | None) -> L
     shape = (nbands, -(-ny // 2), -(-nx // 2))
     if resampling == "average":
         sums, counts = np.zeros(shape), np.zeros(shape, np.uint32)
-        if level.sums is None:
-            _sum_valid(data, np.nan if nodata is None else nodata, sums, counts)
+        if level.sums is None:  # nodata as stored: float32(1e20) is not 1e20
+            missing = np.nan if nodata is None else data.dtype.type(nodata)
+            _sum_valid(data, missing, sums, counts)
         else:
             _sum_sums(level.sums, level.counts, sums, counts)
         return Level(_means(sums, counts, data.dtype, nodata), sums, counts)
-    if resampling == "nearest":
-        rows = np.minimum(np.arange(shape[1]) * 2 + 1, ny - 1)
-        cols = np.minimum(np.arange(shape[2]) * 2 + 1, nx - 1)
-        return Level(data[:, rows[:, None], cols[None, :]])
+    if resampling == "nearest":  # the first pixel of each window, as GDAL's overviews
+        return Level(data[:, ::2, ::2])
     # GDAL's windows are exactly 2 x 2 on an even grid: pad odd sides with nodata (or
     # with the edge where there is none)
     pad = ((0, 0), (0, ny % 2), (0, nx % 2))

@@ -262,25 +262,28 @@ def write_tiff(
         head = _layout(levels, big, cog)
     except OverflowError:
         head = _layout(levels, True, cog)
-    handles: dict[str, int] = {}
+    order = [tile for i in reversed(range(len(levels))) for tile in levels[i].tiles]
+    last_use = {src: n for n, (src, _, _) in enumerate(order)}
+    handles: dict[str, int] = {}  # open only from a file's first tile to its last
     try:
         with open(path, "wb") as out:
             out.write(head)
             out.flush()
             dst, pos = out.fileno(), len(head)
-            for i in reversed(range(len(levels))):
-                for src, offset, size in levels[i].tiles:
-                    if src not in handles:
-                        handles[src] = os.open(src, os.O_RDONLY)
-                    fd = handles[src]
-                    if cog:  # the leader
-                        os.pwrite(dst, struct.pack("<I", size), pos)
-                        pos += _FRAME
-                    _copy_range(fd, dst, offset, pos, size)
-                    pos += size
-                    if cog:  # the trailer
-                        os.pwrite(dst, os.pread(fd, _FRAME, offset + size - _FRAME), pos)
-                        pos += _FRAME
+            for n, (src, offset, size) in enumerate(order):
+                if src not in handles:
+                    handles[src] = os.open(src, os.O_RDONLY)
+                fd = handles[src]
+                if cog:  # the leader
+                    os.pwrite(dst, struct.pack("<I", size), pos)
+                    pos += _FRAME
+                _copy_range(fd, dst, offset, pos, size)
+                pos += size
+                if cog:  # the trailer
+                    os.pwrite(dst, os.pread(fd, _FRAME, offset + size - _FRAME), pos)
+                    pos += _FRAME
+                if last_use[src] == n:
+                    os.close(handles.pop(src))
     finally:
         for fd in handles.values():
             os.close(fd)

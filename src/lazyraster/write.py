@@ -569,16 +569,30 @@ def _step_label(value: Any) -> str:
     return str(value.item() if hasattr(value, "item") else value).replace("/", "-")
 
 
-def _as_bands(obj: xr.Dataset | xr.DataArray, per: Hashable | None) -> xr.DataArray:
-    """Return a DataArray with dims ``([per,] band, y, x)``."""
+def _as_bands(
+    obj: xr.Dataset | xr.DataArray, per: Hashable | None, nodata: float | None = None
+) -> xr.DataArray:
+    """Return a DataArray with dims ``([per,] band, y, x)``.
+
+    A Dataset's variables become bands, with their common nodata unless ``nodata`` is
+    given.
+    """
     if isinstance(obj, xr.Dataset):
         if not obj.data_vars:
             raise ValueError("the Dataset has no variables to write")
         dtype = np.result_type(*(v.dtype for v in obj.data_vars.values()))
         names = [str(n) for n in obj.data_vars]
+        found = {_nodata_of(v) for v in obj.data_vars.values()} - {None}
+        if nodata is None and len({str(v) for v in found}) > 1:  # str: NaN equals NaN
+            raise ValueError(
+                f"the variables have different nodata values {sorted(map(str, found))}, but "
+                "a GeoTIFF has one; pass nodata= (NaN pixels become it) or make them equal"
+            )
         da = obj.astype(dtype).to_dataarray(dim="band").assign_coords(band=names)
         da.attrs = dict(obj.attrs)
         da = da.rio.write_crs(obj.rio.crs) if obj.rio.crs is not None else da
+        if nodata is None and found:
+            da = da.rio.write_nodata(found.pop())
     elif isinstance(obj, xr.DataArray):
         da = obj
     else:
@@ -609,9 +623,14 @@ def _descriptions(da: xr.DataArray) -> list[str]:
     return [str(i + 1) for i in range(da.sizes[dim])]
 
 
+def _nodata_of(da: xr.DataArray) -> float | None:
+    """The nodata value of ``da``: encoded (``_FillValue`` masked on load) or not."""
+    return da.rio.encoded_nodata if da.rio.encoded_nodata is not None else da.rio.nodata
+
+
 def _resolve_nodata(da: xr.DataArray, nodata: float | None) -> float | None:
     if nodata is None:
-        nodata = da.rio.encoded_nodata if da.rio.encoded_nodata is not None else da.rio.nodata
+        nodata = _nodata_of(da)
     if nodata is None and np.issubdtype(da.dtype, np.floating):
         nodata = float("nan")
     if nodata is not None and not np.isnan(nodata) and np.issubdtype(da.dtype, np.integer):
@@ -650,6 +669,8 @@ def _block_profile(
             predictor = 1
     if predictor not in (1, 2, 3):
         raise ValueError(f"predictor must be 1 (none), 2 (integers) or 3 (floats), not {predictor}")
+    if predictor == 3 and dtype.kind != "f":
+        raise ValueError(f"predictor 3 is for floating-point data, not {dtype}; use 2 or 1")
     return {
         "driver": "GTiff",
         "count": count,
@@ -989,7 +1010,8 @@ def write_geotiff(
     obj : xarray.DataArray or xarray.Dataset
         A 2-D ``(y, x)`` raster, or 3-D with one extra dimension (bands, or time steps
         with ``per=``). A Dataset's variables become bands (in a common dtype) whose
-        descriptions are the variable names. Must carry a CRS (``spatial_ref``).
+        descriptions are the variable names, with their common nodata (different
+        values need ``nodata=``). Must carry a CRS (``spatial_ref``).
     path : str or path-like
         Local output file, on a file system every worker sees.
     cog : bool
@@ -1018,7 +1040,8 @@ def write_geotiff(
         dates are written as ``YYYY-MM-DD``.
     resampling : str
         Overview resampling: ``"average"`` (each overview pixel the exact mean of the
-        valid full-resolution pixels it covers), ``"nearest"``, or GDAL's
+        valid full-resolution pixels it covers), ``"nearest"`` (the first pixel of
+        each window), or GDAL's
         ``"bilinear"``, ``"cubic"``, ``"cubic_spline"``, ``"lanczos"``, ``"mode"``,
         ``"gauss"``, ``"rms"`` (each level from the one before, within each task's
         region).
@@ -1071,7 +1094,7 @@ def write_geotiff(
         raise MissingCRSError(
             "the data has no CRS; set one with obj.rio.write_crs('EPSG:...') before writing"
         )
-    da = _as_bands(obj, per)
+    da = _as_bands(obj, per, nodata)
     if np.dtype(da.dtype).name not in _GDAL_DTYPES:
         raise TypeError(f"GeoTIFF cannot hold {da.dtype}; cast with .astype('float32') first")
     if da.rio.transform(recalc=True).e > 0:  # south-up: flip to the usual north-up
