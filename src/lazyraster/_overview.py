@@ -42,27 +42,24 @@ class Level:
 
 
 @numba.njit(nogil=True, cache=True)
-def _sum_valid(data, nodata, sums, counts):  # pragma: no cover  (compiled)
-    """Add each valid pixel of ``data`` into the 2 x 2 window sums and counts."""
-    nbands, ny, nx = data.shape
+def _sum_windows(values, counts_in, nodata, sums, counts):  # pragma: no cover  (compiled)
+    """Add ``values`` into the sums and counts of their 2 x 2 windows.
+
+    Pixels (``counts_in`` None) count 1 each where valid (not NaN, not ``nodata``); the
+    sums of a level count their ``counts_in``. numba compiles the two cases apart.
+    """
+    nbands, ny, nx = values.shape
     for b in range(nbands):
         for y in range(ny):
             for x in range(nx):
-                v = data[b, y, x]
-                if v == v and v != nodata:  # NaN compares unequal to itself
+                v = values[b, y, x]
+                if counts_in is None:
+                    if v == v and v != nodata:  # NaN compares unequal to itself
+                        sums[b, y >> 1, x >> 1] += v
+                        counts[b, y >> 1, x >> 1] += 1
+                else:
                     sums[b, y >> 1, x >> 1] += v
-                    counts[b, y >> 1, x >> 1] += 1
-
-
-@numba.njit(nogil=True, cache=True)
-def _sum_sums(sums, counts, out_sums, out_counts):  # pragma: no cover  (compiled)
-    """Add 2 x 2 windows of sums and counts."""
-    nbands, ny, nx = sums.shape
-    for b in range(nbands):
-        for y in range(ny):
-            for x in range(nx):
-                out_sums[b, y >> 1, x >> 1] += sums[b, y, x]
-                out_counts[b, y >> 1, x >> 1] += counts[b, y, x]
+                    counts[b, y >> 1, x >> 1] += counts_in[b, y, x]
 
 
 def _replacement(nodata: float, dtype: np.dtype) -> float:
@@ -117,9 +114,9 @@ def halve(level: Level | np.ndarray, resampling: str, nodata: float | None) -> L
         sums, counts = np.zeros(shape), np.zeros(shape, np.uint32)
         if level.sums is None:  # nodata as stored: float32(1e20) is not 1e20
             missing = np.nan if nodata is None else data.dtype.type(nodata)
-            _sum_valid(data, missing, sums, counts)
+            _sum_windows(data, None, missing, sums, counts)
         else:
-            _sum_sums(level.sums, level.counts, sums, counts)
+            _sum_windows(level.sums, level.counts, np.nan, sums, counts)
         return Level(_means(sums, counts, data.dtype, nodata), sums, counts)
     if resampling == "nearest":  # the first pixel of each window, as GDAL's overviews
         return Level(data[:, ::2, ::2])

@@ -24,7 +24,7 @@ import deflate
 import numba
 import numpy as np
 
-__all__ = ["Ifd", "Level", "can_encode", "encode_tiles", "overview_ifd", "read_ifds", "write_tiff"]
+__all__ = ["Ifd", "Image", "can_encode", "encode_tiles", "overview_ifd", "read_ifds", "write_tiff"]
 
 # TIFF field types: numpy dtype of one element and elements per value
 _TYPES: dict[int, tuple[str, int]] = {
@@ -145,8 +145,8 @@ def read_ifds(path: str | os.PathLike[str]) -> list[Ifd]:
 
 
 @dataclass
-class Level:
-    """One resolution of the output: its IFD tags and where each tile's bytes are.
+class Image:
+    """One image (a resolution) of the output: its IFD tags and where each tile's bytes are.
 
     ``tiles`` lists, row-major over the level's tile grid, ``(file, offset, size)`` of
     each compressed tile in the file a block's task wrote.
@@ -180,18 +180,18 @@ def _encode_ifd(ifd: Ifd, start: int, next_ifd: int, big: bool) -> bytes:
     return bytes(out + extra)
 
 
-def _layout(levels: Sequence[Level], big: bool, cog: bool) -> bytes:
+def _layout(images: Sequence[Image], big: bool, cog: bool) -> bytes:
     """Header, ghost header and IFDs of the file whose tiles follow them."""
     ghost = b""
     if cog:
         ghost = f"GDAL_STRUCTURAL_METADATA_SIZE={len(_GHOST):06d} bytes\n{_GHOST}".encode()
-    sizes = [np.array([s for _, _, s in lvl.tiles], dtype=np.uint64) for lvl in levels]
+    sizes = [np.array([s for _, _, s in image.tiles], dtype=np.uint64) for image in images]
     offset_type = LONG8 if big else LONG
     count_type = LONG8 if big and any(s.max(initial=0) > 0xFFFFFFFF for s in sizes) else LONG
     dtypes = {LONG: np.uint32, LONG8: np.uint64}
     ifds = []
-    for lvl, s in zip(levels, sizes, strict=True):
-        tags = dict(lvl.ifd.tags)
+    for image, s in zip(images, sizes, strict=True):
+        tags = dict(image.ifd.tags)
         tags[TILE_OFFSETS] = (offset_type, np.zeros(len(s), dtypes[offset_type]))
         tags[TILE_BYTE_COUNTS] = (count_type, s.astype(dtypes[count_type]))
         ifds.append(Ifd(tags))
@@ -204,7 +204,7 @@ def _layout(levels: Sequence[Level], big: bool, cog: bool) -> bytes:
         pos += len(_encode_ifd(ifd, pos, 0, big))
     # then the tiles: smallest overview first, the full resolution last
     frame = _FRAME if cog else 0
-    for i in reversed(range(len(levels))):
+    for i in reversed(range(len(images))):
         slots = sizes[i] + 2 * frame
         starts = pos + frame + np.concatenate(([0], np.cumsum(slots)[:-1])).astype(np.uint64)
         ifds[i].tags[TILE_OFFSETS] = (offset_type, starts.astype(dtypes[offset_type]))
@@ -223,12 +223,12 @@ def _layout(levels: Sequence[Level], big: bool, cog: bool) -> bytes:
 
 def write_tiff(
     path: str | os.PathLike[str],
-    levels: Sequence[Level],
+    images: Sequence[Image],
     *,
     cog: bool = True,
     bigtiff: bool | None = None,
 ) -> None:
-    """Write ``levels`` (full resolution first) to ``path``: IFDs first, then the tiles.
+    """Write ``images`` (full resolution first) to ``path``: IFDs first, then the tiles.
 
     Tiles are written smallest overview first and row-major within a level. With
     ``cog=True`` this is the layout GDAL's COG driver writes: the file starts
@@ -249,20 +249,16 @@ def write_tiff(
     >>> ifd, = read_ifds(src)
     >>> offsets, sizes = ifd.tiles
     >>> tiles = [(src, int(o), int(s)) for o, s in zip(offsets, sizes)]
-    >>> write_tiff(os.path.join(folder, "out.tif"), [Level(ifd, tiles)])
+    >>> write_tiff(os.path.join(folder, "out.tif"), [Image(ifd, tiles)])
     >>> with rasterio.open(os.path.join(folder, "out.tif")) as out:
     ...     bool((out.read(1) == np.arange(1200, dtype=np.uint8).reshape(30, 40)).all())
     True
     """
-    total = sum(s for lvl in levels for _, _, s in lvl.tiles)
-    big = (
-        total > 0xFFFFFFFF - (64 << 20) if bigtiff is None else bigtiff
-    )  # IFDs need room  # room for the IFDs
     try:
-        head = _layout(levels, big, cog)
-    except OverflowError:
-        head = _layout(levels, True, cog)
-    order = [tile for i in reversed(range(len(levels))) for tile in levels[i].tiles]
+        head = _layout(images, bool(bigtiff), cog)
+    except OverflowError:  # past 4 GiB: 64-bit offsets
+        head = _layout(images, True, cog)
+    order = [tile for image in reversed(images) for tile in image.tiles]
     last_use = {src: n for n, (src, _, _) in enumerate(order)}
     handles: dict[str, int] = {}  # open only from a file's first tile to its last
     try:

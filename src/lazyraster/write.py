@@ -535,18 +535,9 @@ def _write_zarr_in_place(
 # --------------------------------------------------------------------------------------
 # GeoTIFF / COG
 
-_GDAL_DTYPES = {
-    "uint8": "Byte",
-    "int8": "Int8",
-    "uint16": "UInt16",
-    "int16": "Int16",
-    "uint32": "UInt32",
-    "int32": "Int32",
-    "uint64": "UInt64",
-    "int64": "Int64",
-    "float32": "Float32",
-    "float64": "Float64",
-}
+_GDAL_DTYPES = frozenset(
+    {"uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64"}
+)
 _PREDICTOR_COMPRESSIONS = {"deflate", "lzw", "zstd", "lzma"}
 _TABLE_COMPRESSIONS = {"jpeg"}
 # GDAL's overview methods (gdaladdo -r)
@@ -843,7 +834,7 @@ def _finish_geotiff(
     for k, f in enumerate((1, *factors)):
         size = (-(-height // f), -(-width // f))
         ifd = main if k == 0 else _tiff.overview_ifd(main, size)
-        levels.append(_tiff.Level(ifd, _level_tiles(by_level[k], size, tile)))
+        levels.append(_tiff.Image(ifd, _level_tiles(by_level[k], size, tile)))
     out = os.path.join(tmpdir, "out.tif")
     _tiff.write_tiff(out, levels, cog=cog)
     if mode == "w":
