@@ -710,3 +710,142 @@ def test_allocation_outside_a_job_says_how(monkeypatch):
         cluster("slurm", allocation=True),
     ):
         pass
+
+
+# --------------------------------------------------------------------------- hostile options
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"cores": 0}, r"cores=0 must be a whole number of at least 1, e.g. cores=8"),
+        ({"cores": -2}, r"cores=-2"),
+        ({"cores": True}, r"cores=True"),
+        ({"processes": 0}, r"processes=0 .* e.g. processes=2"),
+        ({"memory": "-4GiB"}, r"memory='-4GiB' is not a positive amount.*'8GiB'"),
+        ({"memory": "0"}, r"memory='0'"),
+        ({"walltime": "forever"}, r"walltime='forever' is not a time limit SLURM accepts"),
+        ({"walltime": "1:2:3:4"}, r"walltime='1:2:3:4'.*D-HH:MM:SS"),
+        ({"account": "proj\n#SBATCH --qos=high"}, r"account='proj\\n#SBATCH --qos=high'.*one line"),
+        ({"partition": "debug\r"}, r"queue='debug\\r'"),
+        ({"job_name": "w\n#SBATCH -N 100"}, r"job_name="),
+        ({"job_extra_directives": ["--gres=gpu:1\nrm -rf ~"]}, r"job_extra_directives="),
+        ({"python": "python3\ncurl evil | sh"}, r"python="),
+    ],
+)
+def test_bad_slurm_options_are_refused_naming_the_option(clean_slurm_env, options, named):
+    kwargs = {"cores": 1, "memory": "1GiB", **options}
+    with pytest.raises(ClusterConfigError, match=named):
+        cluster_module.slurm_job_script(**kwargs)
+    with pytest.raises(ClusterConfigError, match=named), cluster("slurm", dry_run=True, **kwargs):
+        pass
+
+
+@pytest.mark.parametrize("walltime", ["30", "30:00", "02:00:00", "1-12", "1-12:30", "2-00:00:00"])
+def test_every_slurm_walltime_format_is_accepted(clean_slurm_env, walltime):
+    script = cluster_module.slurm_job_script(cores=1, memory="1GiB", walltime=walltime)
+    assert f"#SBATCH -t {walltime}" in _sbatch_lines(script)
+
+
+def test_bad_walltime_from_the_environment_names_the_option(clean_slurm_env):
+    clean_slurm_env.setenv("SBATCH_TIMELIMIT", "a week")
+    with pytest.raises(ClusterConfigError, match="walltime='a week'"):
+        cluster_module.slurm_job_script(cores=1, memory="1GiB")
+
+
+def test_prologue_lines_are_shell_code_and_may_be_anything(clean_slurm_env):
+    script = cluster_module.slurm_job_script(
+        cores=1, memory="1GiB", job_script_prologue=["module load gdal\nmodule load proj"]
+    )
+    assert "module load gdal\nmodule load proj\n" in script
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "named"),
+    [
+        ("threads", {"workers": 0}, "workers=0"),
+        ("processes", {"workers": -1}, "workers=-1"),
+        ("local", {"workers": 0}, "workers=0"),
+        ("local", {"threads_per_worker": 0}, "threads_per_worker=0"),
+        ("local", {"memory": "-4GiB"}, "memory='-4GiB'"),
+    ],
+)
+def test_bad_local_options_are_refused_naming_the_option(kind, options, named):
+    with pytest.raises(ClusterConfigError, match=named), cluster(kind, **options):
+        pass
+
+
+# --------------------------------------------------------------------------- secrets
+
+_ENV_SECRET = "ana:env-s3cret-4f1d"
+_CONFIG_SECRET = "Authorization: Bearer cfg-t0ken-9a2c"
+
+
+def _payloads(script: str) -> str:
+    """The script and the decoded dask config it carries: everything a reader could see."""
+    line = next(x for x in script.splitlines() if "DASK_INTERNAL_INHERIT_CONFIG" in x)
+    return script + base64.b64decode(line.split("=", 1)[1]).decode()
+
+
+def test_credentials_are_masked_in_the_job_script_and_the_dry_run(clean_slurm_env, capsys):
+    clean_slurm_env.setenv("GDAL_HTTP_USERPWD", _ENV_SECRET)
+    clean_slurm_env.setenv("AWS_SECRET_ACCESS_KEY", "aws-s3cret-77")
+    clean_slurm_env.setenv("AWS_REGION", "eu-north-1")
+    with (
+        dask.config.set({"lazyraster.gdal.GDAL_HTTP_HEADERS": _CONFIG_SECRET}),
+        cluster("slurm", dry_run=True, cores=1, memory="1GiB") as script,
+    ):
+        printed = capsys.readouterr().out
+    for text in (_payloads(script), printed):
+        for secret in (_ENV_SECRET, _CONFIG_SECRET, "aws-s3cret-77", "cfg-t0ken"):
+            assert secret not in text
+        for name in ("GDAL_HTTP_USERPWD", "GDAL_HTTP_HEADERS", "AWS_SECRET_ACCESS_KEY"):
+            assert f"# {name}=*** comes with the job's environment" in text
+    assert "export AWS_REGION=eu-north-1" in script  # not a credential: exported as before
+    # the rest of the package's GDAL settings still travel in the script
+    assert '"GDAL_HTTP_MAX_RETRY": 3' in _payloads(script)
+
+
+@pytest.mark.parametrize(
+    ("directives", "environ", "expected"),
+    [
+        ([], {}, "ALL"),
+        ([], {"SBATCH_EXPORT": "ALL,FOO=1"}, "ALL,FOO=1"),
+        (["--export=NONE"], {}, "GDAL_HTTP_USERPWD"),
+        ([], {"SBATCH_EXPORT": "HOME,PATH"}, "HOME,PATH,GDAL_HTTP_USERPWD"),
+        (["--export=NIL,PATH"], {"SBATCH_EXPORT": "ALL"}, "PATH,GDAL_HTTP_USERPWD"),
+    ],
+)
+def test_export_keeps_the_users_choice_and_adds_the_credentials(directives, environ, expected):
+    resolved = {"job_extra_directives": directives}
+    assert cluster_module._export_option(resolved, environ, ["GDAL_HTTP_USERPWD"]) == expected
+
+
+def test_slurm_workers_get_credentials_the_script_never_holds(slurm_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("GDAL_HTTP_USERPWD", _ENV_SECRET)
+    names = ("GDAL_HTTP_USERPWD", "GDAL_HTTP_HEADERS")
+
+    def seen_by_worker() -> dict[str, list]:
+        import rasterio.env
+
+        with rasterio.env.Env():
+            gdal = [rasterio.env.get_gdal_config(n) for n in names]
+        return {"environ": [os.environ.get(n) for n in names], "gdal": gdal}
+
+    with (
+        dask.config.set({"lazyraster.gdal.GDAL_HTTP_HEADERS": _CONFIG_SECRET}),
+        cluster("slurm", jobs=1, log_directory=str(tmp_path), timeout=60, **_LO) as client,
+    ):
+        (seen,) = client.run(seen_by_worker).values()
+        (job_id,) = [line.split()[0] for line in _squeue(slurm_env)]
+        stored = subprocess.run(
+            ["scontrol", "write", "batch_script", job_id, "-"],
+            env=slurm_env, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    assert seen == {"environ": [_ENV_SECRET, _CONFIG_SECRET], "gdal": [_ENV_SECRET, _CONFIG_SECRET]}
+    assert "#SBATCH --cpus-per-task=1" in stored  # the script SLURM keeps on disk
+    text = _payloads(stored)
+    assert _ENV_SECRET not in text and "cfg-t0ken" not in text
+    assert "# GDAL_HTTP_USERPWD=*** comes with the job's environment" in text
+    logs = "".join(p.read_text(errors="replace") for p in tmp_path.iterdir() if p.is_file())
+    assert _ENV_SECRET not in logs and "cfg-t0ken" not in logs

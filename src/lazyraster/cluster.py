@@ -77,7 +77,14 @@ from dask.utils import format_bytes, parse_bytes
 
 from lazyraster.errors import ClusterConfigError, ClusterStartError
 
-__all__ = ["available_cores", "available_memory", "cluster", "slurm_job_script"]
+__all__ = [
+    "MASK",
+    "SECRET_NAME",
+    "available_cores",
+    "available_memory",
+    "cluster",
+    "slurm_job_script",
+]
 
 
 #: Job states after which a worker job will never connect.
@@ -128,6 +135,19 @@ _SLURM_ENV: dict[str, tuple[str, ...]] = {
 }
 _INT_OPTIONS = frozenset({"cores", "processes"})
 _LIST_OPTIONS = frozenset({"job_extra_directives", "job_script_prologue"})
+#: Options that are shell code the user wrote, one command per entry; every other
+#: text option goes into an ``#SBATCH`` line or the worker command and must be one line.
+_SHELL_OPTIONS = frozenset({"job_script_prologue"})
+#: Time limits sbatch accepts: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.
+_WALLTIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|INFINITE|UNLIMITED", re.IGNORECASE)
+#: Names of GDAL and cloud-storage options that hold credentials. Their values reach
+#: worker jobs through the job's environment and are never written into a job script.
+SECRET_NAME = re.compile(
+    r"PASSWORD|PASSWD|USERPWD|SECRET|TOKEN|CREDENTIAL|AUTHORIZATION|BEARER|COOKIE|"
+    r"_HEADERS$|ACCESS_KEY|_KEY$|_SAS|CONNECTION_STRING",
+    re.IGNORECASE,
+)
+MASK = "***"
 
 
 # --------------------------------------------------------------------------- resources
@@ -253,13 +273,55 @@ def _resolve_slurm_options(options: dict[str, Any], environ: Mapping[str, str]) 
             "LAZYRASTER_SLURM_CORES and LAZYRASTER_SLURM_MEMORY, or jobqueue.slurm.cores "
             "and jobqueue.slurm.memory in a dask config file."
         )
-    try:
-        parse_bytes(resolved["memory"])
-    except (ValueError, TypeError):
-        raise ClusterConfigError(
-            f"memory={resolved['memory']!r} is not an amount of memory; write e.g. '8GiB'."
-        ) from None
+    _check_slurm_options(resolved)
     return resolved
+
+
+def _positive_int(name: str, value: Any, example: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ClusterConfigError(
+            f"{name}={value!r} must be a whole number of at least 1, e.g. {example}"
+        )
+
+
+def _positive_memory(name: str, value: Any) -> int:
+    try:
+        size = parse_bytes(value)
+    except (ValueError, TypeError):
+        size = 0
+    if isinstance(value, bool) or size <= 0:
+        raise ClusterConfigError(
+            f"{name}={value!r} is not a positive amount of memory; write e.g. {name}='8GiB'"
+        )
+    return size
+
+
+def _one_line(name: str, value: Any) -> None:
+    """Refuse control characters (a newline would start a new ``#SBATCH`` line)."""
+    texts = value if isinstance(value, list | tuple) else [value]
+    for text in texts:
+        if isinstance(text, str) and any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise ClusterConfigError(
+                f"{name}={text!r} holds a newline or another control character, which "
+                "would change the job script; give it on one line"
+            )
+
+
+def _check_slurm_options(resolved: Mapping[str, Any]) -> None:
+    """Check the SLURM options' values before they go into a job script."""
+    _positive_int("cores", resolved["cores"], "cores=8")
+    if resolved.get("processes") is not None:
+        _positive_int("processes", resolved["processes"], "processes=2")
+    _positive_memory("memory", resolved["memory"])
+    walltime = resolved.get("walltime")
+    if walltime is not None and not _WALLTIME.fullmatch(str(walltime)):
+        raise ClusterConfigError(
+            f"walltime={walltime!r} is not a time limit SLURM accepts; write minutes, "
+            "MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS, e.g. walltime='02:00:00'"
+        )
+    for name, value in resolved.items():
+        if name not in _SHELL_OPTIONS:
+            _one_line(name, value)
 
 
 def _run(args: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -328,26 +390,103 @@ def _validate_slurm(resolved: Mapping[str, Any]) -> None:
         )
 
 
-def _forwarded_settings() -> list[str]:
-    """Prologue lines giving each worker the package's dask config and GDAL environment."""
+def _forwarded(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``environ`` that worker jobs get: ``forward-env-prefixes``."""
     prefixes = tuple(_config("forward-env-prefixes") or ())
+    return {k: v for k, v in environ.items() if prefixes and k.startswith(prefixes)}
+
+
+def job_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """Credentials the workers need, by name: never to be written into a job script.
+
+    The forwarded variables of ``environ`` and the GDAL options of dask config
+    ``lazyraster.gdal`` whose names match :data:`SECRET_NAME` (``GDAL_HTTP_USERPWD``,
+    ``GDAL_HTTP_HEADERS``, ``AWS_SECRET_ACCESS_KEY``, ``AZURE_STORAGE_ACCESS_KEY``, ...);
+    the environment wins over the config.
+
+    Examples
+    --------
+    >>> sorted(job_secrets({"GDAL_HTTP_USERPWD": "ana:pw", "GDAL_CACHEMAX": "64"}))
+    ['GDAL_HTTP_USERPWD']
+    """
+    configured = dask.config.get("lazyraster.gdal", default={}) or {}
+    found = {k: str(v) for k, v in configured.items() if v is not None and SECRET_NAME.search(k)}
+    found.update({k: v for k, v in _forwarded(environ).items() if SECRET_NAME.search(k)})
+    return found
+
+
+def _forwarded_settings(environ: Mapping[str, str]) -> list[str]:
+    """Prologue lines giving each worker the package's dask config and GDAL environment.
+
+    Credentials are not written: a comment names each, masked, and the values travel
+    in the environment of the job (see :func:`_job_environment`).
+    """
+    secrets = job_secrets(environ)
     lines = [
         f"export {name}={shlex.quote(value)}"
-        for name, value in sorted(os.environ.items())
-        if prefixes and name.startswith(prefixes)
+        for name, value in sorted(_forwarded(environ).items())
+        if name not in secrets
     ]
+    lines.extend(
+        f"# {name}={MASK} comes with the job's environment (sbatch --export)"
+        for name in sorted(secrets)
+    )
     settings = {"lazyraster": dask.config.get("lazyraster")}
+    gdal = {k: v for k, v in (settings["lazyraster"].get("gdal") or {}).items() if k not in secrets}
+    settings["lazyraster"] = {**settings["lazyraster"], "gdal": gdal}
     lines.append(
         "export DASK_INTERNAL_INHERIT_CONFIG=" + shlex.quote(dask.config.serialize(settings))
     )
     return lines
 
 
+def _export_option(
+    resolved: Mapping[str, Any], environ: Mapping[str, str], names: list[str]
+) -> str:
+    """The ``sbatch --export`` value that lets ``names`` reach the job.
+
+    The user's own choice (an ``--export`` directive, else ``SBATCH_EXPORT``, else
+    sbatch's default ``ALL``) is kept; a list of names, or ``NONE``, gets ``names`` added.
+    """
+    given = environ.get("SBATCH_EXPORT") or "ALL"
+    for directive in resolved.get("job_extra_directives") or []:
+        if str(directive).startswith("--export="):
+            given = str(directive).split("=", 1)[1]
+    parts = [p for p in given.split(",") if p]
+    if parts and parts[0].upper() == "ALL":
+        return given
+    kept = [p for p in parts if p.upper() not in ("NONE", "NIL")]
+    listed = kept + [n for n in names if n not in kept]
+    return ",".join(listed) if listed else given
+
+
+def _job_environment(resolved: Mapping[str, Any]) -> tuple[dict[str, str], str]:
+    """Environment and ``--export`` value of ``sbatch``: the credentials ride there."""
+    secrets = job_secrets(os.environ)
+    environment = {**os.environ, **secrets}
+    return environment, _export_option(resolved, os.environ, sorted(secrets))
+
+
+def _job_class(resolved: Mapping[str, Any]) -> type:
+    """dask-jobqueue's SLURMJob, submitting with the credentials in sbatch's environment."""
+    with _quiet_jobqueue_import():
+        from dask_jobqueue.slurm import SLURMJob
+
+    environment, export = _job_environment(resolved)
+
+    class SecretEnvSLURMJob(SLURMJob):
+        async def _submit_job(self, script_filename: str) -> str:
+            command = [*shlex.split(self.submit_command), f"--export={export}", script_filename]
+            return await self._call(command, env=environment)
+
+    return SecretEnvSLURMJob
+
+
 def _slurm_cluster_kwargs(resolved: dict[str, Any]) -> dict[str, Any]:
     kwargs = dict(resolved)
     kwargs["job_script_prologue"] = [
         *(kwargs.get("job_script_prologue") or []),
-        *_forwarded_settings(),
+        *_forwarded_settings(os.environ),
     ]
     scheduler_options = dict(kwargs.pop("scheduler_options", None) or {})
     scheduler_options.setdefault("dashboard_address", _config("dashboard-address"))
@@ -585,6 +724,8 @@ def _announce(client: Any) -> None:
 def _local_scheduler(kind: str, workers: int | None, options: dict[str, Any]) -> Iterator[None]:
     if options:
         raise TypeError(f"kind={kind!r} takes only workers=; got {', '.join(sorted(options))}")
+    if workers is not None:
+        _positive_int("workers", workers, "workers=4")
     n = available_cores() if workers is None else workers
     with dask.config.set(scheduler=kind, num_workers=n):
         yield None
@@ -606,6 +747,10 @@ def _local_cluster(
                 f"kind='local' sizes the cluster with workers= and memory= (all workers "
                 f"together), not {name}="
             )
+    if workers is not None:
+        _positive_int("workers", workers, "workers=4")
+    if threads_per_worker is not None:
+        _positive_int("threads_per_worker", threads_per_worker, "threads_per_worker=2")
     cores = available_cores()
     if workers is None and threads_per_worker is None:
         workers, threads_per_worker = nprocesses_nthreads(cores)
@@ -614,7 +759,7 @@ def _local_cluster(
     elif threads_per_worker is None:
         threads_per_worker = max(1, cores // workers)
     limit = available_memory()
-    total = limit if memory is None else parse_bytes(memory)
+    total = limit if memory is None else _positive_memory("memory", memory)
     if total > limit:
         raise ClusterConfigError(
             f"memory={memory!r} is more than this process may use ({format_bytes(limit)}, "
@@ -662,7 +807,10 @@ def _slurm_cluster(
 
     kwargs = _slurm_cluster_kwargs(resolved)
     wait = float(_config("timeout") if timeout is None else timeout)
-    with SLURMCluster(**kwargs) as slurm, Client(slurm, set_as_default=True) as client:
+    with (
+        SLURMCluster(job_cls=_job_class(resolved), **kwargs) as slurm,
+        Client(slurm, set_as_default=True) as client,
+    ):
         try:
             # dask-jobqueue picks the worker processes per job when processes= is unset
             job = getattr(slurm, "_dummy_job", None)
