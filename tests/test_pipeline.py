@@ -167,7 +167,7 @@ def _no_cluster(**options):
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        ({"serach": {}}, r"unknown key 'serach'; allowed: cluster, load, output, search"),
+        ({"serach": {}}, r"unknown key 'serach'; allowed: cluster, load, on_error, output, search"),
         ({"search": {"bbx": [0, 0, 1, 1]}}, r"unknown key 'search.bbx'; allowed: bbox,"),
         ({"load": {"chunks": "big"}}, r"load.chunks must be an integer or a mapping"),
         ({"search": {"bbox": [1, 2, 3]}}, r"search.bbox must be four numbers"),
@@ -180,6 +180,9 @@ def _no_cluster(**options):
         ({"output": {"zarr": 3}}, r"output.zarr must be a string or a mapping"),
         ({"output": {"zarr": "a.zarr", "overwrite": "yes"}}, r"output.overwrite must be true"),
         ({"cluster": {"kind": 4}}, r"cluster.kind must be threads, processes"),
+        ({"on_error": "ignore"}, r"on_error must be fail .* or skip .*, not .ignore."),
+        ({"search": {"intersects": {"type": "Polygon"}}}, r"search.intersects must be a GeoJSON"),
+        ({"search": {"intersects": {"type": "Blob", "coordinates": []}}}, r"intersects must"),
     ],
 )
 def test_spec_errors_name_the_key_and_the_fix(tmp_path, change, match):

@@ -44,3 +44,31 @@ class ClusterStartError(LazyrasterError, RuntimeError):
 
 class SpecError(LazyrasterError, ValueError):
     """A pipeline spec is not valid: unknown key or step, wrong type, missing entry."""
+
+
+class ReadError(LazyrasterError, OSError):
+    """A data file cannot be read (truncated, damaged, gone): the message names it.
+
+    ``href`` is the file, ``item`` the id of the STAC item it belongs to, ``reason``
+    what reading it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        href: str | None = None,
+        item: str | None = None,
+        reason: str | None = None,
+    ):
+        super().__init__(message)
+        self.href = href
+        self.item = item
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class WorkerLostError(LazyrasterError, RuntimeError):
+    """A worker process died during a computation (killed, out of memory) and the retry did too."""

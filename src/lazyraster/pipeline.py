@@ -88,6 +88,7 @@ import os
 import posixpath
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -95,14 +96,24 @@ from typing import Any, Literal
 import dask
 import fsspec
 import pystac
+import shapely.errors
+import shapely.geometry
 import xarray as xr
 import yaml
 from dask.callbacks import Callback
 
-from lazyraster import focal, indices, masking, phenology
+from lazyraster import _readable, focal, indices, masking, phenology
 from lazyraster.cluster import cluster as _cluster
-from lazyraster.errors import LazyrasterError, OutputExistsError, SpecError
-from lazyraster.load import load, resolve_items
+from lazyraster.errors import (
+    EmptyResultError,
+    LazyrasterError,
+    OutputExistsError,
+    ReadError,
+    SpecError,
+    WorkerLostError,
+)
+from lazyraster.load import load
+from lazyraster.search import search
 from lazyraster.write import write_geotiff, write_zarr
 
 __all__ = [
@@ -176,7 +187,8 @@ STEPS: dict[str, Step] = {
 
 # --------------------------------------------------------------------------- the spec
 
-_TOP = ("source", "search", "load", "steps", "output", "cluster")
+_TOP = ("source", "search", "load", "steps", "output", "cluster", "on_error")
+_ON_ERROR = ("fail", "skip")
 _SEARCH: dict[str, tuple[type, ...]] = {
     "collections": (str, list),
     "bbox": (list,),
@@ -248,6 +260,7 @@ class Spec:
     outputs: dict[str, Target] = field(default_factory=dict)
     overwrite: bool = False
     cluster: dict[str, Any] = field(default_factory=dict)
+    on_error: Literal["fail", "skip"] = "fail"
     origin: str = "spec"
 
     @classmethod
@@ -290,6 +303,8 @@ class Spec:
                     f"{where}: search.bbox must be four numbers [west, south, east, north] "
                     f"in degrees, not {bbox!r}"
                 )
+        if search.get("intersects") is not None:
+            _check_geometry(search["intersects"], where)
         if "datetime" in search:
             search["datetime"] = _datetime_text(search["datetime"])
         for key in ("collections", "datetime"):
@@ -312,8 +327,33 @@ class Spec:
             outputs=outputs,
             overwrite=overwrite,
             cluster=_cluster_options(spec.get("cluster"), where),
+            on_error=_on_error(spec.get("on_error"), where),
             origin=origin,
         )
+
+
+def _check_geometry(geometry: Mapping[str, Any], where: str) -> None:
+    try:
+        shape = shapely.geometry.shape(geometry)
+    except (AttributeError, KeyError, TypeError, ValueError, shapely.errors.ShapelyError) as err:
+        raise SpecError(
+            f"{where}: search.intersects must be a GeoJSON geometry in longitude/latitude, "
+            "e.g. {type: Polygon, coordinates: [[[24.9, 60.1], [25.1, 60.1], [25.1, 60.3], "
+            f"[24.9, 60.1]]]}}; {geometry!r:.200} is not one ({err})"
+        ) from None
+    if shape.is_empty:
+        raise SpecError(f"{where}: search.intersects is an empty geometry")
+
+
+def _on_error(value: Any, where: str) -> Literal["fail", "skip"]:
+    if value is None:
+        return "fail"
+    if value not in _ON_ERROR:
+        raise SpecError(
+            f"{where}: on_error must be fail (stop at the first file that cannot be read) "
+            f"or skip (leave its scene out), not {value!r}"
+        )
+    return value  # type: ignore[no-any-return]
 
 
 def _datetime_text(value: Any) -> Any:
@@ -460,13 +500,90 @@ def _cluster_options(value: Any, where: str) -> dict[str, Any]:
     return options
 
 
+#: Largest spec file read, in bytes; a spec is a few hundred.
+MAX_SPEC_BYTES = 1 << 20
+#: Most YAML nodes a spec may hold once its aliases are expanded (an anchor bomb
+#: -- "billion laughs" -- holds 10**9 from a few lines).
+MAX_SPEC_NODES = 100_000
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that bounds the expanded size and refuses duplicate keys.
+
+    Each node's size counts the nodes below it with aliases expanded, computed as the
+    document is composed (a node reached through an alias is counted again, not
+    walked again), so an anchor bomb is refused after a few hundred nodes of work,
+    before anything is constructed.
+    """
+
+    origin = "spec"
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        alias = self.check_event(yaml.AliasEvent)
+        node = super().compose_node(parent, index)
+        if alias:
+            if id(node) not in self._sizes:  # the alias is inside its own anchor
+                raise SpecError(
+                    f"{self.origin}: line {node.start_mark.line + 1}: an alias refers to "
+                    "the node it is in (a recursive anchor); write the value out"
+                )
+            size = self._sizes[id(node)]  # counted again, not walked again
+        else:
+            children: list[yaml.Node] = []
+            if isinstance(node, yaml.SequenceNode):
+                children = node.value
+            elif isinstance(node, yaml.MappingNode):
+                children = [part for pair in node.value for part in pair]
+            size = 1 + sum(self._sizes[id(child)] for child in children)
+            self._sizes[id(node)] = size
+        if size > MAX_SPEC_NODES:
+            raise SpecError(
+                f"{self.origin}: line {node.start_mark.line + 1}: the spec expands to more "
+                f"than {MAX_SPEC_NODES} YAML nodes through its aliases (&anchor/*alias); "
+                "a pipeline spec is a few dozen: write it out without nested aliases"
+            )
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            with contextlib.suppress(TypeError):  # unhashable keys: yaml's own error
+                if key in seen:
+                    raise SpecError(
+                        f"{self.origin}: key {key!r} appears twice in one mapping (lines "
+                        f"{seen[key]} and {line}); keep one"
+                    )
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse_spec(text: str, origin: str) -> Any:
+    """Parse spec text with :class:`_SpecLoader` (bounded, no duplicate keys)."""
+    loader = _SpecLoader(text)
+    loader.origin = origin
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_spec(path: str | os.PathLike[str]) -> Spec:
     """Read and validate a YAML pipeline spec.
 
     Parameters
     ----------
     path : str or path-like
-        The YAML file (parsed with ``yaml.safe_load``).
+        The YAML file, at most :data:`MAX_SPEC_BYTES` long, parsed safely
+        (``yaml.SafeLoader``) with at most :data:`MAX_SPEC_NODES` nodes after
+        expanding aliases and no key twice in one mapping.
 
     Returns
     -------
@@ -484,11 +601,19 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
     ['ndvi', 'focal_mean']
     """
     try:
-        text = Path(path).read_text()
+        with open(path, "rb") as f:
+            data = f.read(MAX_SPEC_BYTES + 1)
     except OSError as err:
         raise SpecError(f"cannot read the spec {os.fspath(path)!r}: {err.strerror}") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(
+            f"{os.fspath(path)} is larger than {MAX_SPEC_BYTES} bytes; a pipeline spec is a "
+            "few hundred: is it the right file?"
+        )
     try:
-        parsed = yaml.safe_load(text)
+        parsed = _parse_spec(data.decode("utf-8"), os.fspath(path))
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{os.fspath(path)} is not UTF-8 text: {err.reason}") from None
     except yaml.YAMLError as err:
         raise SpecError(f"{os.fspath(path)} is not valid YAML: {err}") from None
     return Spec.from_mapping(parsed if parsed is not None else {}, origin=os.fspath(path))
@@ -594,11 +719,10 @@ def _check_outputs(spec: Spec, overwrite: bool, ds: xr.Dataset) -> None:
         )
 
 
-def _build(spec: Spec) -> tuple[xr.Dataset, int]:
-    """Search, load and apply the steps lazily; return the Dataset and the item count."""
-    search = dict(spec.search)
+def _find_items(spec: Spec) -> list[pystac.Item]:
+    """The items of the spec's source that pass its search."""
     try:
-        items = resolve_items(spec.source, **search)
+        items = list(search(spec.source, **spec.search))
     except LazyrasterError:
         raise
     except (OSError, ValueError, pystac.STACError) as err:
@@ -607,20 +731,76 @@ def _build(spec: Spec) -> tuple[xr.Dataset, int]:
             f"(relative paths start from {os.getcwd()}) or a URL"
         ) from None
     logger.info("%s: %d item(s) found in %s", spec.origin, len(items), spec.source)
+    return items
+
+
+def _load_bbox(spec: Spec) -> list[float] | None:
+    """The area loaded: ``search.bbox``, else the bounds of ``search.intersects``."""
+    if spec.search.get("bbox") is not None:
+        return list(spec.search["bbox"])
+    if spec.search.get("intersects") is not None:
+        return list(shapely.geometry.shape(spec.search["intersects"]).bounds)
+    return None
+
+
+def _build(spec: Spec, items: Sequence[pystac.Item]) -> xr.Dataset:
+    """Load ``items`` and apply the steps lazily.
+
+    A file that cannot be opened while loading (netCDF headers are read here) is a
+    :class:`ReadError` naming it.
+    """
     load_options = {**spec.load}
-    if "bbox" in search:
-        load_options["bbox"] = search["bbox"]
+    bbox = _load_bbox(spec)
+    if bbox is not None:
+        load_options["bbox"] = bbox
     try:
-        ds = load(items, **load_options)
+        ds = load(list(items), **load_options)
     except LazyrasterError:
         raise
     except (TypeError, ValueError) as err:
         raise SpecError(f"load: {err}") from None
+    except _readable.READ_ERRORS as err:
+        failure = _readable.unreadable(err, items, spec.load.get("bands"))
+        if failure is None:
+            raise
+        raise failure from None
     for call in spec.steps:
         ds = _apply_step(ds, call)
     for kind, target in spec.outputs.items():
         _selected(ds, target, kind)
-    return ds, len(items)
+    return ds
+
+
+def _leave_out(
+    spec: Spec, items: Sequence[pystac.Item], bad: Mapping[str, str], skipped: dict[str, str]
+) -> list[pystac.Item]:
+    """``on_error: skip``: drop the items ``bad`` names, logging each and noting it."""
+    for item_id, reason in bad.items():
+        logger.warning("%s: skipped item %s: cannot read %s", spec.origin, item_id, reason)
+    skipped.update(bad)
+    remaining = [item for item in items if item.id not in skipped]
+    if not remaining:
+        raise EmptyResultError(
+            f"no scene is left: every item's files cannot be read ({'; '.join(skipped.values())})"
+        )
+    return remaining
+
+
+def _build_skipping(
+    spec: Spec, items: list[pystac.Item], skipped: dict[str, str]
+) -> tuple[xr.Dataset, list[pystac.Item]]:
+    """:func:`_build`; with ``on_error: skip`` leaving out an item whose file fails to open."""
+    while True:
+        try:
+            return _build(spec, items), items
+        except ReadError as failure:
+            if spec.on_error == "fail" or failure.item is None:
+                raise
+            items = _leave_out(spec, items, {failure.item: _noted(failure)}, skipped)
+
+
+def _noted(failure: ReadError) -> str:
+    return f"{failure.href}: {failure.reason}"
 
 
 def _with_cluster_override(spec: Spec, kind: str | None) -> dict[str, Any]:
@@ -658,11 +838,34 @@ class _LogProgress(Callback):
             logger.info("persist: %d/%d tasks done (%.1f s)", done, done, elapsed)
 
 
+def _persist_locally(ds: xr.Dataset, interval: float) -> xr.Dataset:
+    """Persist on threads or processes; a worker process that dies costs one retry.
+
+    dask's ``processes`` scheduler gives up on the whole computation when one of its
+    worker processes dies (``BrokenProcessPool``), where a distributed cluster would
+    compute the lost tasks again; each computation gets a new pool, so once more is
+    the same recovery.
+    """
+    for attempt in (1, 2):
+        try:
+            with _LogProgress(interval):
+                return ds.persist()
+        except BrokenProcessPool as err:
+            if attempt == 2:
+                raise WorkerLostError(
+                    "a worker process of the 'processes' scheduler died, twice (killed by "
+                    f"a signal or by the out-of-memory killer?): {err}. Run with --cluster "
+                    "local (cluster: local), whose workers are restarted and whose lost "
+                    "tasks are computed again, or give the run more memory."
+                ) from None
+            logger.warning("a worker process died (%s); computing once more", err)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _persist(ds: xr.Dataset, client: Any, interval: float) -> xr.Dataset:
     """Persist ``ds`` on the active scheduler, logging progress every ``interval`` s."""
     if client is None:
-        with _LogProgress(interval):
-            return ds.persist()
+        return _persist_locally(ds, interval)
     from distributed import futures_of, wait
 
     persisted = ds.persist()
@@ -688,17 +891,23 @@ def _persist(ds: xr.Dataset, client: Any, interval: float) -> xr.Dataset:
 
 @dataclass
 class RunReport:
-    """What a run wrote, how long each stage took, how many items it read."""
+    """What a run wrote, how long each stage took, how many items it read or skipped."""
 
     outputs: dict[str, list[str]]
     timings: dict[str, float]
     items: int
     bytes_written: int
     variables: list[str]
+    #: ``on_error: skip``: item id -> the file that could not be read and why.
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         """A short human-readable summary."""
-        lines = [f"{self.items} item(s), variables: {', '.join(self.variables)}", "wrote:"]
+        lines = [f"{self.items} item(s), variables: {', '.join(self.variables)}"]
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} item(s) whose files cannot be read:")
+            lines.extend(f"  {item}: {why}" for item, why in self.skipped.items())
+        lines.append("wrote:")
         for kind, paths in self.outputs.items():
             lines.extend(f"  {kind:<8} {path}" for path in paths)
         lines.append(f"  {self.bytes_written / 1024:.1f} KiB in all")
@@ -791,8 +1000,13 @@ def run_pipeline(
     overwrite = spec.overwrite if overwrite is None else overwrite
     cluster_options = _with_cluster_override(spec, cluster)
     timings: dict[str, float] = {}
+    skipped: dict[str, str] = {}
     with _timed(timings, "build"):
-        ds, n_items = _build(spec)
+        items = _find_items(spec)
+        if spec.on_error == "skip":
+            bad = _readable.readable(items, spec.load.get("bands"))[1]
+            items = _leave_out(spec, items, bad, skipped)
+        ds, items = _build_skipping(spec, items, skipped)
     _check_outputs(spec, overwrite, ds)
     logger.info("%s: %s", spec.origin, _grid(ds))
     mode = "w" if overwrite else "w-"
@@ -803,10 +1017,9 @@ def run_pipeline(
     outputs: dict[str, list[str]] = {}
     kind = cluster_options.get("kind") or dask.config.get("lazyraster.cluster.kind")
     logger.info("%s: computing on %s", spec.origin, kind)
-    ds = _written_variables(ds, spec)
     with _started(cluster_options) as client:
         with _timed(timings, "persist"):
-            ds = _persist(ds, client, progress_interval)
+            ds = _persist_scenes(spec, ds, items, skipped, client, progress_interval)
         if "zarr" in spec.outputs:
             target = spec.outputs["zarr"]
             _make_parent(target.path)
@@ -832,10 +1045,40 @@ def run_pipeline(
     return RunReport(
         outputs=outputs,
         timings=timings,
-        items=n_items,
+        items=len(items),
         bytes_written=size,
         variables=[str(v) for v in ds.data_vars],
+        skipped=skipped,
     )
+
+
+def _persist_scenes(
+    spec: Spec,
+    ds: xr.Dataset,
+    items: list[pystac.Item],
+    skipped: dict[str, str],
+    client: Any,
+    interval: float,
+) -> xr.Dataset:
+    """Persist the written variables; a file that fails to read is named, or skipped.
+
+    With ``on_error: fail`` the error becomes a :class:`ReadError` naming the file.
+    With ``skip`` its item is left out and the rest computed again: only a file that
+    passed the check before the run (damaged in its middle) costs this second pass.
+    """
+    while True:
+        try:
+            return _persist(_written_variables(ds, spec), client, interval)
+        except LazyrasterError:
+            raise
+        except _readable.READ_ERRORS as err:
+            failure = _readable.unreadable(err, items, spec.load.get("bands"))
+            if failure is None:
+                raise
+            if spec.on_error == "fail":
+                raise failure from None
+        items = _leave_out(spec, items, {str(failure.item): _noted(failure)}, skipped)
+        ds, items = _build_skipping(spec, items, skipped)
 
 
 # --------------------------------------------------------------------------- dry run
@@ -864,6 +1107,8 @@ class Plan:
             lines.append("  (none: the loaded bands are written as they are)")
         lines.append(f"variables: {', '.join(self.variables)}")
         lines.append("outputs:" + ("  (overwrite)" if self.spec.overwrite else ""))
+        if self.spec.on_error == "skip":
+            lines[-1] += "  (on_error: skip: scenes whose files cannot be read are left out)"
         for kind, target in self.spec.outputs.items():
             chosen = ", ".join(target.variables) if target.variables else "all variables"
             lines.append(f"  {kind:<8} {target.path} ({chosen})")
@@ -919,7 +1164,8 @@ def plan_pipeline(
     if overwrite is not None:
         spec = dataclasses.replace(spec, overwrite=overwrite)
     options = _with_cluster_override(spec, cluster)
-    ds, n_items = _build(spec)
+    skipped: dict[str, str] = {}
+    ds, items = _build_skipping(spec, _find_items(spec), skipped)
     _check_outputs(spec, spec.overwrite, ds)
     script = None
     kind = options.get("kind") or dask.config.get("lazyraster.cluster.kind")
@@ -935,7 +1181,7 @@ def plan_pipeline(
             raise SpecError(f"cluster: {err}") from None
     return Plan(
         spec=spec,
-        items=n_items,
+        items=len(items),
         grid=_grid(ds),
         variables=[str(v) for v in ds.data_vars],
         cluster=options,
