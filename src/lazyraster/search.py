@@ -5,6 +5,14 @@ static catalog (local path or URL) is walked with pystac and the same filters ar
 applied client-side, with the same meaning: bbox and geometry intersection, datetime
 ranges against an item's instant or its start/end interval, the *query* extension and
 CQL2 filters (text or JSON, evaluated with the ``cql2`` package).
+
+Catalog JSON is read with :class:`RetryingStacIO`: over HTTP, transient failures
+(connection errors, timeouts, 429 and 5xx answers) are retried as raster reads are,
+with the ``GDAL_HTTP_MAX_RETRY``, ``GDAL_HTTP_RETRY_DELAY`` and ``GDAL_HTTP_TIMEOUT``
+of dask config ``lazyraster.gdal``, and a failure names the URL and the HTTP status.
+A static catalog is walked with cycle detection: a child link back to a catalog that
+contains it is a :class:`~lazyraster.errors.CatalogError` naming the link; a catalog
+or item linked twice is read once.
 """
 
 from __future__ import annotations
@@ -12,16 +20,24 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import os
+import posixpath
 import re
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pystac
+import pystac.stac_io
 import shapely.geometry
+import urllib3
 
-from lazyraster.errors import LazyrasterError
+from lazyraster.config import gdal_options
+from lazyraster.errors import CatalogError, LazyrasterError
 
-__all__ = ["filter_items", "parse_datetime", "read_items", "search"]
+__all__ = ["RetryingStacIO", "filter_items", "parse_datetime", "read_items", "search"]
+
+#: HTTP answers worth asking again: rate limits and server-side failures.
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 
 ITEM_SEARCH_CONFORMANCE = "https://api.stacspec.org/v1.0.0/item-search"
 
@@ -174,19 +190,152 @@ def filter_items(
         yield item
 
 
-def read_items(source: str | os.PathLike[str]) -> Iterator[pystac.Item]:
+class RetryingStacIO(pystac.stac_io.DefaultStacIO):
+    """pystac I/O that retries transient HTTP failures and keeps the status in errors.
+
+    Parameters
+    ----------
+    retries, delay, timeout : optional
+        Attempts after the first, seconds before the first retry (doubling after each),
+        and seconds per request. Default: ``GDAL_HTTP_MAX_RETRY``,
+        ``GDAL_HTTP_RETRY_DELAY`` and ``GDAL_HTTP_TIMEOUT`` of
+        :func:`lazyraster.config.gdal_options`, so catalog JSON is read as rasters are.
+
+    Examples
+    --------
+    >>> io = RetryingStacIO(retries=2, delay=0.1)
+    >>> io.retry.total, io.retry.status_forcelist == TRANSIENT_STATUS
+    (2, True)
+    """
+
+    def __init__(
+        self,
+        *,
+        retries: int | None = None,
+        delay: float | None = None,
+        timeout: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(headers)
+        gdal = gdal_options()
+        self.retry = urllib3.util.Retry(
+            total=int(gdal.get("GDAL_HTTP_MAX_RETRY", 3) if retries is None else retries),
+            backoff_factor=float(
+                gdal.get("GDAL_HTTP_RETRY_DELAY", 0.5) if delay is None else delay
+            ),
+            status_forcelist=TRANSIENT_STATUS,
+            allowed_methods=None,
+            raise_on_status=False,  # the last answer's status goes into our message
+        )
+        self.timeout = float(gdal.get("GDAL_HTTP_TIMEOUT", 30) if timeout is None else timeout)
+        self._http = urllib3.PoolManager()
+
+    def read_text_from_href(self, href: str) -> str:
+        """Read ``href`` as UTF-8 text; over HTTP with retries (see the class)."""
+        if not href.startswith(("http://", "https://")):
+            return str(super().read_text_from_href(href))
+        attempts = f"after {self.retry.total + 1} attempt(s)"
+        try:
+            response = self._http.request(
+                "GET",
+                href,
+                headers={"User-Agent": f"lazyraster (pystac/{pystac.__version__})", **self.headers},
+                retries=self.retry,
+                timeout=self.timeout,
+            )
+        except urllib3.exceptions.HTTPError as err:
+            reason = getattr(err, "reason", None) or err
+            raise CatalogError(
+                f"cannot read {href}: {reason} ({attempts}); check the URL and that the "
+                "server is reachable from here"
+            ) from None
+        if response.status >= 400:
+            again = attempts if response.status in TRANSIENT_STATUS else "not retried"
+            raise CatalogError(
+                f"cannot read {href}: HTTP {response.status} {response.reason} ({again}); "
+                + (
+                    "the server failed: try again later"
+                    if response.status >= 500 or response.status == 429
+                    else "check the link or the URL"
+                )
+            )
+        return str(response.data.decode("utf-8"))
+
+
+def _key(href: str) -> str:
+    """A normalized absolute href: the same file has one key."""
+    if "://" in href and not href.startswith("file://"):
+        parts = urllib.parse.urlsplit(href)
+        return urllib.parse.urlunsplit(parts._replace(path=posixpath.normpath(parts.path)))
+    return os.path.realpath(href.removeprefix("file://"))
+
+
+def _resolve(link: pystac.Link, root: pystac.Catalog) -> pystac.STACObject:
+    """The object ``link`` points to; a read failure is our own error, status and all."""
+    try:
+        return link.resolve_stac_object(root=root).target  # type: ignore[return-value]
+    except pystac.STACError as err:
+        if isinstance(err.__cause__, LazyrasterError):
+            raise err.__cause__ from None
+        raise
+
+
+def _walk(
+    catalog: pystac.Catalog, root: pystac.Catalog, chain: list[str], seen: set[str]
+) -> Iterator[pystac.Item]:
+    """Items of ``catalog`` and its children, depth first, as pystac orders them."""
+    for link in catalog.get_links(pystac.RelType.ITEM):
+        key = _key(link.get_absolute_href() or link.href)
+        if key not in seen:
+            seen.add(key)
+            item = _resolve(link, root)
+            if isinstance(item, pystac.Item):
+                yield item
+    for link in catalog.get_links(pystac.RelType.CHILD):
+        key = _key(link.get_absolute_href() or link.href)
+        if key in chain:
+            cycle = " -> ".join([*chain[chain.index(key) :], key])
+            raise CatalogError(
+                f"{chain[-1]} has a child link to {link.href!r}, which contains it: the "
+                f"catalog links in a cycle ({cycle}). Remove or correct that link."
+            )
+        if key in seen:
+            continue
+        seen.add(key)
+        child = _resolve(link, root)
+        if isinstance(child, pystac.Catalog):
+            yield from _walk(child, root, [*chain, key], seen)
+
+
+def read_items(
+    source: str | os.PathLike[str], *, stac_io: pystac.StacIO | None = None
+) -> Iterator[pystac.Item]:
     """Yield every item of a static catalog, collection, item collection or item file.
+
+    Child and item links are followed once each; a child link back to a catalog
+    above it raises :class:`~lazyraster.errors.CatalogError` naming the link.
+
+    Parameters
+    ----------
+    source : str or path
+        Path or URL of the catalog, collection or item.
+    stac_io : pystac.StacIO, optional
+        Default: a :class:`RetryingStacIO`.
 
     Examples
     --------
     >>> [item.id for item in read_items("catalogs/sample/catalog.json")]  # doctest: +SKIP
     ['S2_L3B_21JXN_20210319']
     """
-    root = pystac.read_file(os.fspath(source))
+    stac_io = stac_io or RetryingStacIO()
+    href = os.fspath(source)
+    root = pystac.read_file(href, stac_io=stac_io)
     if isinstance(root, pystac.Item):
         yield root
     elif isinstance(root, pystac.Catalog):
-        yield from root.get_items(recursive=True)
+        root._stac_io = stac_io  # as Catalog.from_file does: children are read with it
+        key = _key(root.get_self_href() or href)
+        yield from _walk(root, root, [key], {key})
     elif isinstance(root, pystac.ItemCollection):
         yield from root
     else:  # pragma: no cover - pystac.read_file returns one of the above
@@ -196,7 +345,7 @@ def read_items(source: str | os.PathLike[str]) -> Iterator[pystac.Item]:
 def _is_api(source: str) -> bool:
     if not source.startswith(("http://", "https://")):
         return False
-    root = pystac.StacIO.default().read_json(source)
+    root = RetryingStacIO().read_json(source)
     conforms = root.get("conformsTo", [])
     return any(c.startswith(ITEM_SEARCH_CONFORMANCE) for c in conforms)
 
