@@ -6,6 +6,7 @@ on its own.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
@@ -17,6 +18,32 @@ import click
 from lazyraster import __version__
 from lazyraster import catalog as catalog_lib
 from lazyraster.errors import LazyrasterError
+
+#: What to do about an I/O error, by errno.
+_FIXES = {
+    errno.EACCES: "choose a path you may write to, or change its permissions",
+    errno.EPERM: "choose a path you may write to, or change its permissions",
+    errno.EROFS: "the file system is read-only: choose an output path elsewhere",
+    errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+    errno.EDQUOT: "the disk quota is used up: free some space or write elsewhere",
+    errno.ENOENT: "check the path (relative paths start from the working directory)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EISDIR: "the path is a folder: give a file",
+    errno.ECONNREFUSED: "nothing listens there: check the address, or start the server",
+}
+
+
+def _failure(exc: LazyrasterError | OSError) -> click.ClickException:
+    """An expected failure (the package's own errors, I/O) as the one line the CLI prints.
+
+    Other exceptions are bugs and keep their traceback.
+    """
+    if isinstance(exc, LazyrasterError):
+        return click.ClickException(str(exc))
+    text = exc.strerror or str(exc) or type(exc).__name__
+    where = f"{exc.filename}: " if exc.filename else ""
+    fix = _FIXES.get(exc.errno) if exc.errno is not None else None
+    return click.ClickException(f"{where}{text}" + (f"; {fix}" if fix else ""))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,8 +76,8 @@ def demo(catalog: str, out: str, overwrite: bool, collections: tuple[str, ...]) 
 
     try:
         result = run_demo(catalog, out, overwrite=overwrite, collections=list(collections) or None)
-    except (LazyrasterError, FileNotFoundError) as err:
-        raise click.ClickException(str(err)) from err
+    except (LazyrasterError, OSError) as err:
+        raise _failure(err) from None
     click.echo(result.report())
 
 
@@ -90,8 +117,8 @@ def run(
                 progress_interval=progress_interval,
             )
             click.echo(report.summary())
-    except LazyrasterError as exc:
-        raise click.ClickException(str(exc)) from None
+    except (LazyrasterError, OSError) as exc:
+        raise _failure(exc) from None
     finally:
         log.removeHandler(handler)
         log.setLevel(level)

@@ -996,6 +996,14 @@ def _existing_scheduler(
     from distributed import Client
 
     wait = float(_config("connect-timeout") if timeout is None else timeout)
-    with Client(address, timeout=wait, set_as_default=True, **options) as client:
+    try:
+        client = Client(address, timeout=wait, set_as_default=True, **options)
+    except OSError as err:  # refused, unreachable, timed out: distributed says OSError
+        raise ClusterStartError(
+            f"cannot reach the dask scheduler at {address} within {wait:g} s ({err}); "
+            "check the address and that the scheduler runs (dask scheduler), or compute "
+            "here with kind='local' (CLI: --cluster local)"
+        ) from None
+    with client:
         _announce(client)
         yield client

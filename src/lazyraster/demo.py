@@ -20,13 +20,16 @@ from pathlib import Path
 import xarray as xr
 from matplotlib.figure import Figure
 
-from lazyraster.errors import OutputExistsError
+from lazyraster._readable import READ_ERRORS, unreadable
+from lazyraster.errors import LazyrasterError, OutputExistsError
 from lazyraster.load import load
+from lazyraster.search import search
 from lazyraster.write import write_geotiff, write_zarr
 
 __all__ = ["DemoResult", "analyse", "run_demo"]
 
 OUTPUT_NAMES = {"zarr": "ndvi.zarr", "geotiff": "ndvi.tif", "quicklook": "ndvi.png"}
+BANDS = ("red", "nir")
 
 
 @dataclass
@@ -157,6 +160,8 @@ def run_demo(
     ------
     OutputExistsError
         If an output exists and ``overwrite`` is False (nothing is written).
+    ReadError
+        If a scene's file cannot be read; the message names it.
 
     Examples
     --------
@@ -173,10 +178,19 @@ def run_demo(
         )
     mode = "w" if overwrite else "w-"
     timings: dict[str, float] = {}
-    with _timed(timings, "load"):
-        ds = load(catalog, bands=["red", "nir"], collections=collections)
-    with _timed(timings, "analyse"):
-        result = analyse(ds).persist()
+    try:
+        with _timed(timings, "load"):
+            ds = load(catalog, bands=list(BANDS), collections=collections)
+        with _timed(timings, "analyse"):
+            result = analyse(ds).persist()
+    except LazyrasterError:
+        raise
+    except READ_ERRORS as err:
+        items = list(search(catalog, collections=collections))
+        failure = unreadable(err, items, BANDS)
+        if failure is None:
+            raise
+        raise failure from None
     out.mkdir(parents=True, exist_ok=True)
     with _timed(timings, "zarr"):
         write_zarr(result, outputs["zarr"], mode=mode, inputs=[os.fspath(catalog)])

@@ -81,6 +81,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import inspect
 import io
 import logging
@@ -701,7 +702,25 @@ def _geotiff_paths(path: str, ds: xr.Dataset) -> list[str]:
     return [str(p.with_name(f"{p.stem}_{label}{p.suffix}")) for label in labels]
 
 
+def _check_writable(path: str) -> None:
+    """Refuse a local output whose folder cannot be written, before anything is computed."""
+    if "://" in path and not path.startswith("file://"):
+        return  # object stores say so when writing
+    folder = Path(path.removeprefix("file://")).absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
+    if not os.access(folder, os.W_OK):
+        code = errno.EROFS if os.statvfs(folder).f_flag & os.ST_RDONLY else errno.EACCES
+        raise PermissionError(
+            code, f"{os.strerror(code)}, so {path} cannot be written", str(folder)
+        )
+
+
 def _check_outputs(spec: Spec, overwrite: bool, ds: xr.Dataset) -> None:
+    for target in spec.outputs.values():
+        _check_writable(target.path)
     if overwrite:
         return
     paths = []
