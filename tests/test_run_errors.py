@@ -18,6 +18,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import dask
 import numpy as np
 import pystac
 import pytest
@@ -334,3 +335,15 @@ def test_an_output_below_a_file_is_one_line(scenes, tmp_path):
         f"Error: {tmp_path / 'afile'}: Not a directory; a part of the path is a file, not a "
         "folder: choose another path"
     )
+
+
+def test_a_local_cluster_whose_workers_keep_dying_says_so(scenes, tmp_path, killing_step):
+    source, _ = scenes
+    spec = _killing_spec(source, tmp_path / "out", tmp_path / "killed", times=3)
+    spec["cluster"] = {"kind": "local", "workers": 1, "threads_per_worker": 1}
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        pytest.raises(WorkerLostError, match=r"the workers running a task died too often"),
+    ):
+        run_pipeline(spec)
+    assert Path(f"{tmp_path / 'killed'}.1").exists()  # two workers were killed

@@ -174,7 +174,10 @@ def unreadable(
     """
     files = scene_files(items, bands)
     text = _messages(err)
-    named = [f for f in files if f.href in text or f.href.removeprefix("file://") in text]
+    named = sorted(
+        (f for f in files if f.href in text or f.href.removeprefix("file://") in text),
+        key=lambda f: -len(f.href),  # ".../B01.tif" before ".../B0"
+    )
     if named:
         culprit, reason = named[0], reason_of(err)
     else:

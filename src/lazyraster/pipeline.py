@@ -24,6 +24,7 @@ apply, where to write the result and on which cluster to compute::
       geotiff: {path: out/ndvi.tif, variables: [ndvi]}
       overwrite: false
     cluster: {kind: threads}                  # or local, slurm {...}, tcp://host:port
+    on_error: fail                            # or skip: leave out scenes that cannot be read
 
 Top-level keys
 --------------
@@ -33,7 +34,8 @@ Top-level keys
     ``collections`` (str or list), ``bbox`` (four numbers, longitude/latitude),
     ``intersects`` (GeoJSON geometry), ``datetime`` (str or [start, end]), ``query``
     (mapping, the STAC query extension), ``filter`` (CQL2 text or JSON); as in
-    :func:`lazyraster.search`. ``bbox`` also clips the loaded area.
+    :func:`lazyraster.search`. ``bbox`` also clips the loaded area; without it, the
+    bounds of ``intersects`` do.
 ``load`` (mapping)
     ``bands``, ``chunks``, ``resolution``, ``crs``, ``groupby``, ``resampling``,
     ``dtype``, ``scale``, ``fill``, ``gdal``; as in :func:`lazyraster.load`.
@@ -65,8 +67,17 @@ Top-level keys
     (``workers``, ``memory``, ``jobs``, ``adapt``, ``account``, ``partition``, ...).
     Default: dask config ``lazyraster.cluster.kind`` (threads, unless the
     environment says otherwise, as the ``sbatch`` templates do).
+``on_error`` (``fail`` or ``skip``, default ``fail``)
+    What a scene whose file cannot be read (truncated, damaged, gone) does: ``fail``
+    stops the run with a :class:`~lazyraster.errors.ReadError` naming the file;
+    ``skip`` leaves the scene out, logs it and lists it in
+    :attr:`RunReport.skipped`. With ``skip`` every file is checked before the run
+    (opened and its last block decoded, in parallel); a file damaged in its middle is
+    found while computing, and the run then computes once more without it.
 
-Relative paths are relative to the working directory of the run.
+Relative paths are relative to the working directory of the run. A spec file is at
+most :data:`MAX_SPEC_BYTES` long, holds at most :data:`MAX_SPEC_NODES` YAML nodes once
+its aliases are expanded, and no key twice in one mapping.
 
 Everything is checked before any cluster starts or any pixel is read: unknown keys,
 wrong types, unknown steps or step options, missing bands or variables, and existing
@@ -118,6 +129,8 @@ from lazyraster.search import search
 from lazyraster.write import write_geotiff, write_zarr
 
 __all__ = [
+    "MAX_SPEC_BYTES",
+    "MAX_SPEC_NODES",
     "STEPS",
     "Plan",
     "RunReport",
@@ -885,7 +898,7 @@ def _persist(ds: xr.Dataset, client: Any, interval: float) -> xr.Dataset:
     """Persist ``ds`` on the active scheduler, logging progress every ``interval`` s."""
     if client is None:
         return _persist_locally(ds, interval)
-    from distributed import futures_of, wait
+    from distributed import KilledWorker, futures_of, wait
 
     persisted = ds.persist()
     futures = futures_of(persisted)
@@ -901,7 +914,14 @@ def _persist(ds: xr.Dataset, client: Any, interval: float) -> xr.Dataset:
             wait(futures, timeout=max(interval, 0.05))
     for future in futures:
         if future.status == "error":
-            future.result()  # raises the task's exception
+            try:
+                future.result()  # raises the task's exception
+            except KilledWorker as err:
+                raise WorkerLostError(
+                    f"the workers running a task died too often ({err}); they were killed "
+                    "or ran out of memory: give each worker more memory (cluster: memory=) "
+                    "or make the chunks smaller (load: chunks=)"
+                ) from None
     return persisted
 
 
