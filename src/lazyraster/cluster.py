@@ -77,14 +77,7 @@ from dask.utils import format_bytes, parse_bytes
 
 from lazyraster.errors import ClusterConfigError, ClusterStartError
 
-__all__ = [
-    "MASK",
-    "SECRET_NAME",
-    "available_cores",
-    "available_memory",
-    "cluster",
-    "slurm_job_script",
-]
+__all__ = ["SECRET_NAME", "available_cores", "available_memory", "cluster", "slurm_job_script"]
 
 
 #: Job states after which a worker job will never connect.
@@ -147,7 +140,7 @@ SECRET_NAME = re.compile(
     r"_HEADERS$|ACCESS_KEY|_KEY$|_SAS|CONNECTION_STRING",
     re.IGNORECASE,
 )
-MASK = "***"
+_MASK = "***"
 
 
 # --------------------------------------------------------------------------- resources
@@ -396,7 +389,7 @@ def _forwarded(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if prefixes and k.startswith(prefixes)}
 
 
-def job_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+def _job_secrets(environ: Mapping[str, str]) -> dict[str, str]:
     """Credentials the workers need, by name: never to be written into a job script.
 
     The forwarded variables of ``environ`` and the GDAL options of dask config
@@ -406,7 +399,7 @@ def job_secrets(environ: Mapping[str, str]) -> dict[str, str]:
 
     Examples
     --------
-    >>> sorted(job_secrets({"GDAL_HTTP_USERPWD": "ana:pw", "GDAL_CACHEMAX": "64"}))
+    >>> sorted(_job_secrets({"GDAL_HTTP_USERPWD": "ana:pw", "GDAL_CACHEMAX": "64"}))
     ['GDAL_HTTP_USERPWD']
     """
     configured = dask.config.get("lazyraster.gdal", default={}) or {}
@@ -421,14 +414,14 @@ def _forwarded_settings(environ: Mapping[str, str]) -> list[str]:
     Credentials are not written: a comment names each, masked, and the values travel
     in the environment of the job (see :func:`_job_environment`).
     """
-    secrets = job_secrets(environ)
+    secrets = _job_secrets(environ)
     lines = [
         f"export {name}={shlex.quote(value)}"
         for name, value in sorted(_forwarded(environ).items())
         if name not in secrets
     ]
     lines.extend(
-        f"# {name}={MASK} comes with the job's environment (sbatch --export)"
+        f"# {name}={_MASK} comes with the job's environment (sbatch --export)"
         for name in sorted(secrets)
     )
     settings = {"lazyraster": dask.config.get("lazyraster")}
@@ -462,7 +455,7 @@ def _export_option(
 
 def _job_environment(resolved: Mapping[str, Any]) -> tuple[dict[str, str], str]:
     """Environment and ``--export`` value of ``sbatch``: the credentials ride there."""
-    secrets = job_secrets(os.environ)
+    secrets = _job_secrets(os.environ)
     environment = {**os.environ, **secrets}
     return environment, _export_option(resolved, os.environ, sorted(secrets))
 
