@@ -102,10 +102,11 @@ class ValidationReport:
 
 def _bundled(uri: str) -> Traversable | None:
     parts = urllib.parse.urlsplit(uri)
-    if parts.scheme not in ("http", "https") or not parts.path.endswith(".json"):
+    steps = [parts.netloc, *parts.path.strip("/").split("/")]
+    if parts.scheme not in ("http", "https") or any(s in ("", ".", "..") for s in steps):
         return None
-    path = _SCHEMAS.joinpath(parts.netloc, *parts.path.strip("/").split("/"))
-    return path if path.is_file() else None
+    path = _SCHEMAS.joinpath(*steps)
+    return path if path.name.endswith(".json") and path.is_file() else None
 
 
 @functools.cache
@@ -114,16 +115,27 @@ def _schema(uri: str) -> dict[str, Any] | None:
     return None if path is None else json.loads(path.read_text("utf-8"))
 
 
-def _retrieve(uri: str) -> referencing.Resource[Any]:
-    contents = _schema(uri)
-    if contents is None:
-        raise referencing.exceptions.NoSuchResource(ref=uri)
-    return referencing.Resource.from_contents(
-        contents, default_specification=referencing.jsonschema.DRAFT7
-    )
+def _bundled_uris(folder: Traversable, url: str) -> Iterator[str]:
+    for entry in folder.iterdir():
+        if entry.is_dir():
+            yield from _bundled_uris(entry, f"{url}/{entry.name}")
+        elif entry.name.endswith(".json"):
+            yield f"{url}/{entry.name}"
 
 
-_REGISTRY: referencing.Registry[Any] = referencing.Registry(retrieve=_retrieve)  # type: ignore[call-arg]
+def _no_such_schema(uri: str) -> referencing.Resource[Any]:
+    raise referencing.exceptions.NoSuchResource(ref=uri)
+
+
+@functools.cache
+def _registry() -> referencing.Registry[Any]:
+    """Every bundled schema, by its URL, crawled once so that validators share the work."""
+    draft7 = referencing.jsonschema.DRAFT7
+    resources = [
+        (uri, referencing.Resource.from_contents(_schema(uri), default_specification=draft7))
+        for uri in _bundled_uris(_SCHEMAS, "https:/")
+    ]
+    return referencing.Registry(retrieve=_no_such_schema).with_resources(resources).crawl()  # type: ignore[call-arg]
 
 
 @functools.cache
@@ -133,7 +145,7 @@ def _validator(uri: str) -> jsonschema.protocols.Validator | None:
         return None
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
-    return cls(schema, registry=_REGISTRY)
+    return cls(schema, registry=_registry())
 
 
 def _label(uri: str) -> str:
@@ -160,34 +172,51 @@ def _schema_check(uri: str, doc: dict[str, Any], where: str, report: ValidationR
             f"{where}: {_label(uri)} refers to {exc.ref}, which is not bundled"  # type: ignore[attr-defined]
         )
         return True
-    lines = dict.fromkeys(line for error in errors for line in _leaves(error))
+    described = [_alternatives(error) for error in errors]
+    single = {fault for alts in described if len(alts) == 1 for fault in alts[0]}
+    lines: dict[str, None] = {}
+    for alts in described:
+        if len(alts) == 1:
+            lines.update(dict.fromkeys(alts[0]))
+        elif not any(set(alt) <= single for alt in alts):  # else fixing those fixes this
+            lines[" or ".join("; ".join(alt) for alt in alts)] = None
     report.problems.extend(f"{where}: {line} [{_label(uri)}]" for line in lines)
     return True
 
 
-def _discriminated(branch: list[jsonschema.ValidationError]) -> bool:
-    """True when a branch of anyOf/oneOf failed on its ``type`` (it is for another kind)."""
-    return any(e.relative_path and e.relative_path[-1] == "type" for e in branch)
+def _fault(error: jsonschema.ValidationError) -> str:
+    at = "/".join(str(p) for p in error.absolute_path) or "(top)"
+    message, shown = error.message, repr(error.instance)
+    if len(shown) > 60 and message.startswith(shown):  # not the whole geometry or item
+        message = ("{...}" if isinstance(error.instance, dict) else "[...]") + message[len(shown) :]
+    return f"{at}: {message}"
 
 
-def _leaves(error: jsonschema.ValidationError) -> Iterator[str]:
-    """``where: what`` lines for the faults under ``error``, not the whole instance.
+def _alternatives(error: jsonschema.ValidationError) -> tuple[tuple[str, ...], ...]:
+    """The ways to fix ``error``: each a tuple of faults to mend.
 
-    An anyOf/oneOf error is replaced by the errors of its branches, leaving out the
-    branches meant for another type of document (they fail on ``type``).
+    An anyOf/oneOf error is replaced by the faults of each of its branches, leaving
+    out the branches meant for another type of document (they fail on ``type``).
     """
     if not error.context:
-        at = "/".join(str(p) for p in error.absolute_path) or "(top)"
-        message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
-        yield f"{at}: {message}"
-        return
+        return ((_fault(error),),)
     branches: dict[Any, list[jsonschema.ValidationError]] = {}
     for sub in error.context:
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
     kept = [b for b in branches.values() if not _discriminated(b)] or list(branches.values())
+    ways = []
     for branch in kept:
+        faults: list[str] = []
         for sub in branch:
-            yield from _leaves(sub)
+            alts = _alternatives(sub)
+            faults.extend(alts[0] if len(alts) == 1 else [" or ".join("; ".join(a) for a in alts)])
+        ways.append(tuple(dict.fromkeys(faults)))
+    return tuple(dict.fromkeys(ways))
+
+
+def _discriminated(branch: list[jsonschema.ValidationError]) -> bool:
+    """True when a branch of anyOf/oneOf failed on its ``type`` (it is for another kind)."""
+    return any(list(e.relative_path) == ["type"] for e in branch)
 
 
 def _extension_uri(entry: Any, kind: str, version: STACVersionID) -> str | None:
@@ -218,8 +247,8 @@ def _check_schemas(doc: dict[str, Any], where: str, report: ValidationReport) ->
     core = f"https://schemas.stacspec.org/v{version}/{_KINDS.get(kind, 'item')}-spec/json-schema/"
     if _schema(f"{core}{_KINDS.get(kind, 'item')}.json") is None:
         report.warnings.append(
-            f"{where}: unsupported STAC version {version} (lazyraster validates "
-            "1.0.0-rc.1 to 1.1.0; pystac's migrate reads older files)"
+            f"{where}: unsupported STAC version {version} (lazyraster validates STAC "
+            "1.0.0-rc.1 to 1.1.0; pystac reads older files and saves them as 1.1.0)"
         )
         return
     if kind not in _KINDS:
@@ -380,9 +409,10 @@ def _walk(root: Path, problems: list[str]) -> Iterator[tuple[Path, dict[str, Any
     """Yield every document ``root`` reaches through child and item links, once each.
 
     Depth first, without recursion; a child link back to a catalog on the path that led
-    to it is reported as a cycle and not followed.
+    to it (the same file, also through a symlink) is reported as a cycle, not followed.
     """
-    stack: list[tuple[Path, dict[str, Any], tuple[str, ...]]] = [(root, _read(root), ())]
+    Chain = tuple[tuple[str, Path], ...]  # (real path, path as reached) from the root
+    stack: list[tuple[Path, dict[str, Any], Chain]] = [(root, _read(root), ())]
     seen: set[str] = set()
     while stack:
         path, doc, chain = stack.pop()
@@ -391,7 +421,8 @@ def _walk(root: Path, problems: list[str]) -> Iterator[tuple[Path, dict[str, Any
             continue
         seen.add(key)
         yield path, doc
-        chain = (*chain, key)
+        chain = (*chain, (key, path))
+        ancestors = [real for real, _ in chain]
         children = []
         for link in doc.get("links") or []:
             rel = link.get("rel") if isinstance(link, dict) else None
@@ -399,16 +430,17 @@ def _walk(root: Path, problems: list[str]) -> Iterator[tuple[Path, dict[str, Any
             if not isinstance(href, str) or _local_path(href) is None:
                 continue  # remote documents are not walked; hrefs are checked elsewhere
             target = Path(_resolve(href, path))
-            if rel == "child" and os.path.realpath(target) in chain:
-                loop = [*chain[chain.index(os.path.realpath(target)) :], os.path.realpath(target)]
-                problems.append(f"{path}: child link {href!r} makes a cycle: {' -> '.join(loop)}")
-                continue
-            if os.path.realpath(target) in seen:
-                continue
-            try:
-                children.append((target, _read(target), chain))
-            except CatalogError as exc:
-                problems.append(f"{path}: {rel} link {href!r}: {exc}")
+            real = os.path.realpath(target)
+            if rel == "child" and real in ancestors:
+                loop = [str(p) for _, p in chain[ancestors.index(real) :]]
+                problems.append(
+                    f"{path}: child link {href!r} makes a cycle: {' -> '.join(loop)} -> {target}"
+                )
+            elif real not in seen:
+                try:
+                    children.append((target, _read(target), chain))
+                except CatalogError as exc:
+                    problems.append(f"{path}: {rel} link {href!r}: {exc}")
         stack.extend(reversed(children))
 
 
