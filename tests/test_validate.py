@@ -25,7 +25,7 @@ from pystac.serialization.identify import STACVersionID
 from pystac.validation.stac_validator import GetSchemaError, JsonSchemaSTACValidator
 
 from lazyraster.catalog import build_catalog, validate_catalog
-from lazyraster.catalog.samples import write_cog, write_daymet
+from lazyraster.catalog.samples import write_cog, write_safe
 from lazyraster.catalog.validate import _registry, _schema, validate_document
 from lazyraster.cli import main
 from lazyraster.errors import CatalogError
@@ -33,7 +33,6 @@ from lazyraster.errors import CatalogError
 DATA = Path(__file__).parent / "data"
 EXAMPLES = DATA / "stac-examples"
 API_ITEMS = DATA / "stac-api-items"
-DAYMET = "daymet_v4_daily_{region}_{variable}_{year}.nc"
 
 
 class BundledSchemas(JsonSchemaSTACValidator):
@@ -253,30 +252,16 @@ def test_an_unbundled_schema_is_not_checked_never_a_failure():
 
 
 # ------------------------------------------------------- catalogs lazyraster writes
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("inputs")
-    for region in ("na", "pr"):
-        for year in (2020, 2021):
-            for variable in ("tmax", "tmin", "dayl"):
-                name = DAYMET.format(region=region, variable=variable, year=year)
-                write_daymet(root / "daymet" / name, variable=variable, year=year, days=30)
-    return root
-
-
 @pytest.fixture
-def daymet_catalog(inputs, tmp_path) -> Path:
+def built_catalog(tmp_path) -> Path:
+    """A catalog as ``build_catalog`` writes it, over two COGs and a SAFE folder."""
+    write_cog(tmp_path / "cogs" / "20230430_B04.tif")
+    write_cog(tmp_path / "cogs" / "20230430_B08.tif", seed=1)
+    write_safe(tmp_path / "s2", size_10m=6, bands={"10m": ["B04", "B08"], "20m": ["SCL"]})
     out = tmp_path / "stac"
-    report = build_catalog(inputs / "daymet", out, pattern=DAYMET, layout="${region}/${year}",
-                           collection="daymet", checksum=True)  # fmt: skip
-    assert report.ok
+    sources = [tmp_path / "cogs", tmp_path / "s2"]
+    assert build_catalog(sources, out, pattern="{date}_{band}.tif", checksum=True).ok
     return out
-
-
-def item_files(out: Path) -> dict[str, Path]:
-    return {
-        p.stem: p for p in out.rglob("*.json") if json.loads(p.read_text())["type"] == "Feature"
-    }
 
 
 @pytest.mark.xfail(
@@ -284,18 +269,20 @@ def item_files(out: Path) -> dict[str, Path]:
     reason="the builder writes proj:epsg next to proj:code and lists projection v2.0.0, "
     "whose schema forbids proj:epsg (pystac rejects these items too)",
 )
-def test_validate_accepts_what_build_writes(daymet_catalog):
-    report = validate_catalog(daymet_catalog)
+def test_validate_accepts_what_build_writes(built_catalog):
+    report = validate_catalog(built_catalog)
     assert report.ok, report.problems
 
 
-def test_build_output_fails_only_on_proj_epsg(daymet_catalog):
-    report = validate_catalog(daymet_catalog, checksum=True)
-    assert report.objects == 1 + 1 + 2 + 4 + 4 and report.assets == 12
+def test_build_output_fails_only_on_proj_epsg(built_catalog):
+    report = validate_catalog(built_catalog, checksum=True)
+    docs = [json.loads(p.read_text()) for p in built_catalog.glob("*.json")]
+    assert report.objects == len(docs) == 3
+    assert report.assets == sum(len(d.get("assets", {})) for d in docs)
     assert report.problems
     assert all("'proj:epsg' does not match" in p for p in report.problems), report.problems
-    for path in item_files(daymet_catalog).values():
-        assert pystac_verdict(json.loads(path.read_text())) is False
+    for doc in docs:
+        assert pystac_verdict(doc) is (doc["type"] == "Catalog")
 
 
 def pystac_catalog(folder: Path) -> tuple[Path, Path]:
@@ -530,3 +517,27 @@ def test_cli_no_hrefs_skips_links_and_files(runner, tmp_path):
     )
     result = runner.invoke(main, ["catalog", "validate", "stac", "--no-hrefs"])
     assert result.exit_code == 0 and result.output == "valid: 2 STAC objects, 0 asset hrefs\n"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(links=5), "links: 5 is not of type 'array'"),
+        (lambda d: d.update(assets=["a"]), "assets: ['a'] is not of type 'object'"),
+        (lambda d: d.update(properties="x"), "properties: 'x' is not of type 'object'"),
+        (lambda d: d["links"].append("up"), "links/2: 'up' is not of type 'object'"),
+        (lambda d: d["assets"].update(red=3), "assets/red: 3 is not of type 'object'"),
+        (lambda d: d.update(stac_extensions=[{}]), "stac_extensions/0: {} is not of type"),
+    ],
+)
+def test_hostile_shapes_are_reported_not_raised(tmp_path, change, message):
+    item_path, _ = pystac_catalog(tmp_path)
+    edit(item_path, change)
+    report = validate_catalog(tmp_path / "stac", checksum=True)
+    assert any(message in p for p in report.problems), report.problems
+
+
+def test_deeply_nested_json_is_a_one_line_error(tmp_path):
+    (tmp_path / "catalog.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CatalogError, match="is not a readable STAC JSON file"):
+        validate_catalog(tmp_path)

@@ -36,6 +36,7 @@ from pystac import STACObjectType
 from pystac.serialization.identify import STACVersionID
 from pystac.validation.schema_uri_map import OldExtensionSchemaUriMap
 
+from lazyraster.catalog import _tree
 from lazyraster.errors import CatalogError
 
 __all__ = ["ValidationReport", "validate_catalog", "validate_document"]
@@ -227,9 +228,15 @@ def _extension_uri(entry: Any, kind: str, version: STACVersionID) -> str | None:
     return OldExtensionSchemaUriMap.get_extension_schema_uri(entry, _OBJECT_TYPES[kind], version)
 
 
+def _field(doc: dict[str, Any], name: str, kind: type) -> Any:
+    """``doc[name]`` when it is of ``kind``, else empty (the core schema reports it)."""
+    value = doc.get(name)
+    return value if isinstance(value, kind) else kind()
+
+
 def _used_prefixes(doc: dict[str, Any]) -> set[str]:
-    keys = set(doc.get("properties") or {})
-    for asset in (doc.get("assets") or {}).values():
+    keys = set(_field(doc, "properties", dict))
+    for asset in _field(doc, "assets", dict).values():
         if isinstance(asset, dict):
             keys |= set(asset)
     return {k.split(":", 1)[0] for k in keys if ":" in k}
@@ -378,12 +385,12 @@ def _check_file(
 def _check_hrefs(
     path: Path, doc: dict[str, Any], where: str, checksum: bool, report: ValidationReport
 ) -> None:
-    for link in doc.get("links") or []:
+    for link in _field(doc, "links", list):
         if isinstance(link, dict) and link.get("rel") in _LINKS_THAT_RESOLVE:
             href = link.get("href")
             if not isinstance(href, str) or not _exists(_resolve(href, path)):
                 report.problems.append(f"{where}: {link.get('rel')} link {href!r} does not resolve")
-    for key, asset in (doc.get("assets") or {}).items():
+    for key, asset in _field(doc, "assets", dict).items():
         href = asset.get("href") if isinstance(asset, dict) else None
         if not isinstance(href, str):
             continue  # the core schema reports it
@@ -398,7 +405,7 @@ def _check_hrefs(
 def _read(path: Path) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise CatalogError(f"{path} is not a readable STAC JSON file ({exc})") from None
     if not isinstance(doc, dict):
         raise CatalogError(f"{path} is not a readable STAC JSON file (not a JSON object)")
@@ -424,7 +431,7 @@ def _walk(root: Path, problems: list[str]) -> Iterator[tuple[Path, dict[str, Any
         chain = (*chain, (key, path))
         ancestors = [real for real, _ in chain]
         children = []
-        for link in doc.get("links") or []:
+        for link in _field(doc, "links", list):
             rel = link.get("rel") if isinstance(link, dict) else None
             href = link.get("href") if rel in ("child", "item") else None
             if not isinstance(href, str) or _local_path(href) is None:
@@ -462,18 +469,6 @@ def _documents(start: Path, problems: list[str]) -> Iterator[tuple[Path, str, di
         return
     for path, document in _walk(start, problems):
         yield path, str(path), document
-
-
-def _start(catalog: str | os.PathLike[str]) -> Path:
-    path = Path(catalog)
-    if path.is_dir():
-        path = path / "catalog.json"
-    if not path.is_file():
-        raise CatalogError(
-            f"no catalog at {catalog}: give a catalog folder, its catalog.json, an item or "
-            "an item collection (build a catalog with `lazyraster catalog build`)"
-        )
-    return path
 
 
 def validate_catalog(
@@ -526,7 +521,7 @@ def validate_catalog(
     >>> report.ok, report.objects, report.assets
     (True, 2, 0)
     """
-    start = _start(catalog)
+    start = _tree.root_file(catalog)
     report = ValidationReport()
     for path, where, doc in _documents(start, report.problems):
         report.objects += 1
