@@ -11,11 +11,15 @@ import csv
 import hashlib
 import json
 import shutil
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import jsonschema_specifications
 import pystac
 import pytest
+import referencing
 from click.testing import CliRunner
 from pystac.extensions.eo import Band, EOExtension
 from pystac.extensions.file import FileExtension
@@ -26,7 +30,13 @@ from pystac.validation.stac_validator import GetSchemaError, JsonSchemaSTACValid
 
 from lazyraster.catalog import build_catalog, validate_catalog
 from lazyraster.catalog.samples import write_cog, write_safe
-from lazyraster.catalog.validate import _registry, _schema, validate_document
+from lazyraster.catalog.validate import (
+    _bundled_uris,
+    _registry,
+    _schema,
+    _validator,
+    validate_document,
+)
 from lazyraster.cli import main
 from lazyraster.errors import CatalogError
 
@@ -541,3 +551,41 @@ def test_deeply_nested_json_is_a_one_line_error(tmp_path):
     (tmp_path / "catalog.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(CatalogError, match="is not a readable STAC JSON file"):
         validate_catalog(tmp_path)
+
+
+def test_every_bundled_schema_is_valid_and_resolves_offline():
+    """Each file is a valid draft-07 schema at its URL, and every $ref it makes resolves."""
+    folder = resources.files("lazyraster.catalog").joinpath("schemas")
+    uris = list(_bundled_uris(folder, "https:/"))
+    assert len(uris) == 118
+    resolver = _registry().combine(jsonschema_specifications.REGISTRY).resolver()
+    for uri in uris:
+        schema = _schema(uri)
+        jsonschema.Draft7Validator.check_schema(schema)
+        base = resolver.in_subresource(referencing.Resource.from_contents(schema))
+        stack = [schema]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                if isinstance(node.get("$ref"), str):
+                    base.lookup(node["$ref"])  # raises Unresolvable if it is not bundled
+                stack.extend(node.values())
+            elif isinstance(node, list):
+                stack.extend(node)
+
+
+def test_a_schema_refering_to_an_unbundled_one_is_not_checked(monkeypatch):
+    from lazyraster.catalog import validate as module
+
+    uri = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+    broken = jsonschema.Draft7Validator(
+        {"$ref": "https://example.org/x.json"}, registry=_registry()
+    )
+    monkeypatch.setattr(module, "_validator", lambda u: broken if u == uri else _validator(u))
+    doc = json.loads((EXAMPLES / "1.1.0/core-item.json").read_text())
+    doc["stac_extensions"] = [uri]
+    report = validate_document(doc)
+    assert report.ok and report.unchecked_extensions == []
+    assert report.warnings == [
+        "document: projection v2.0.0 refers to https://example.org/x.json, which is not bundled"
+    ]

@@ -150,13 +150,12 @@ def _validator(uri: str) -> jsonschema.protocols.Validator | None:
 
 
 def _label(uri: str) -> str:
-    """Short name of a schema in messages: ``projection v2.0.0``, ``STAC 1.1.0 item``."""
-    parts = urllib.parse.urlsplit(uri).path.strip("/").split("/")
-    if "stac-extensions" in uri and len(parts) >= 2:
-        return f"{parts[-3]} {parts[-2]}" if len(parts) >= 3 else parts[-2]
-    if "schemas.stacspec.org" in uri and parts:
-        name = parts[-1].removesuffix(".json")
-        kind = parts[2] if "extensions" in parts else name
+    """Short name of a bundled schema: ``projection v2.0.0``, ``STAC 1.1.0 item``."""
+    host, *parts = uri.split("://", 1)[1].split("/")
+    if host == "stac-extensions.github.io":
+        return f"{parts[0]} {parts[1]}"
+    if host == "schemas.stacspec.org":
+        kind = parts[2] if parts[1] == "extensions" else parts[-1].removesuffix(".json")
         return f"STAC {parts[0].removeprefix('v')} {kind}"
     return uri
 
@@ -167,7 +166,7 @@ def _schema_check(uri: str, doc: dict[str, Any], where: str, report: ValidationR
     if validator is None:
         return False
     try:
-        errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+        errors = sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
     except referencing.exceptions.Unresolvable as exc:
         report.warnings.append(
             f"{where}: {_label(uri)} refers to {exc.ref}, which is not bundled"  # type: ignore[attr-defined]
