@@ -493,6 +493,18 @@ def test_cli_on_real_examples_and_api_items(runner):
     assert result.output.count("warning: ") == 2 and "unsupported STAC version 0.9.0" in (
         result.output
     )
+    assert result.output.endswith(
+        "valid: 2 STAC objects, 0 asset hrefs (2 warning(s), see above)\n"
+    )
+
+    landsat = API_ITEMS / "planetarycomputer__landsat-c2-l2.json"
+    result = runner.invoke(main, ["catalog", "validate", str(landsat), "--no-hrefs"])
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [
+        "not checked (no bundled schema): "
+        "https://landsat.usgs.gov/stac/landsat-extension/v1.1.1/schema.json",
+        "valid: 7 STAC objects, 0 asset hrefs (1 extension schema(s) not checked, see above)",
+    ]
 
 
 def test_cli_reports_a_cycle_and_a_bad_file_then_exits_non_zero(runner, tmp_path):

@@ -246,7 +246,11 @@ def catalog_validate(catalog_path: Path, no_hrefs: bool, checksum: bool) -> None
         click.echo(f"not checked (no bundled schema): {uri}", err=True)
     if not report.ok:
         raise click.ClickException(f"{len(report.problems)} problem(s) in {catalog_path}")
-    click.echo(f"valid: {report.objects} STAC objects, {report.assets} asset hrefs")
+    caveats = [f"{len(report.warnings)} warning(s)"] if report.warnings else []
+    if report.unchecked_extensions:
+        caveats.append(f"{len(report.unchecked_extensions)} extension schema(s) not checked")
+    suffix = f" ({', '.join(caveats)}, see above)" if caveats else ""
+    click.echo(f"valid: {report.objects} STAC objects, {report.assets} asset hrefs{suffix}")
 
 
 @catalog.command("localize")
