@@ -1,4 +1,4 @@
-"""describe, validate and localize, and the ``lazyraster catalog`` command line."""
+"""describe and localize, and the ``lazyraster catalog`` command line (validate: test_validate)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,8 @@ import os
 import threading
 from pathlib import Path
 
-import pystac
 import pytest
 from click.testing import CliRunner
-from pystac.extensions.eo import Band, EOExtension
-from pystac.extensions.file import FileExtension
-from pystac.extensions.projection import ProjectionExtension
-from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 
 from lazyraster.catalog import (
     build_catalog,
@@ -86,77 +81,6 @@ def test_describe_counts_span_bbox_and_assets(daymet_catalog, inputs):
     assert group["bbox"][0] == west
     text = format_description(summary)
     assert "collection daymet: 4 item(s)" in text and "      Catalog 2020 (1 items)" in text
-
-
-# ----------------------------------------------------------------------------- validate
-def test_validate_accepts_what_build_writes(daymet_catalog, inputs, tmp_path):
-    report = validate_catalog(daymet_catalog)
-    assert report.ok, report.problems
-    assert report.objects == 1 + 1 + 2 + 4 + 4 and report.assets == 12
-    out = tmp_path / "mixed"
-    build_catalog([inputs / "cogs", inputs / "s2"], out, pattern="{date}_{band}.tif")
-    report = validate_catalog(out)
-    assert report.ok, report.problems
-
-
-def test_validate_accepts_a_pystac_written_item(tmp_path):
-    """The bundled schemas must accept what pystac itself writes with these extensions."""
-    data = write_cog(tmp_path / "a.tif")
-    props = {"start_datetime": "2020-01-01T00:00:00Z", "end_datetime": "2020-12-31T00:00:00Z"}
-    point = {"type": "Point", "coordinates": [4.4, 51.4]}
-    item = pystac.Item("a", point, [4.4, 51.4, 4.4, 51.4], None, {**props, "eo:cloud_cover": 3.0})
-    asset = pystac.Asset(str(data), media_type=pystac.MediaType.COG, roles=["data"])
-    item.add_asset("red", asset)
-    ProjectionExtension.ext(asset, add_if_missing=True).apply(
-        code="EPSG:32631", shape=[32, 32], transform=[10, 0, 600000, 0, -10, 5700000]
-    )
-    EOExtension.ext(asset, add_if_missing=True).apply(bands=[Band.create("B04", common_name="red")])
-    RasterExtension.ext(asset, add_if_missing=True).apply(
-        bands=[RasterBand.create(nodata=0, data_type=DataType.UINT16, scale=1e-4, offset=-0.1)]
-    )
-    FileExtension.ext(asset, add_if_missing=True).apply(size=data.stat().st_size)
-    catalog = pystac.Catalog("c", "made by pystac")
-    catalog.add_item(item)
-    catalog.normalize_and_save(str(tmp_path / "stac"), pystac.CatalogType.SELF_CONTAINED)
-    report = validate_catalog(tmp_path / "stac")
-    assert report.ok, report.problems
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (lambda d: d["properties"].update(datetime="30/04/2023"), "properties/datetime"),
-        (lambda d: d["properties"].pop("start_datetime"), "'start_datetime' is a required"),
-        (lambda d: d["assets"]["tmax"].update({"proj:shape": [6]}), "[projection-v2.0.0.json]"),
-        (lambda d: d["assets"]["tmax"].update({"file:checksum": "XYZ"}), "[file-v2.1.0.json]"),
-        (
-            lambda d: d["assets"]["tmax"].update({"eo:bands": [{"common_name": "infrared"}]}),
-            "does not list the eo extension",
-        ),
-        (lambda d: d["assets"]["tmax"].update(href="../nowhere.nc"), "does not resolve"),
-        (lambda d: d.pop("bbox"), "'bbox' is a required property"),
-    ],
-)
-def test_validate_reports_each_fault(daymet_catalog, change, message):
-    path = item_files(daymet_catalog)["daymet_v4_daily_na_2020"]
-    doc = json.loads(path.read_text())
-    change(doc)
-    path.write_text(json.dumps(doc))
-    report = validate_catalog(daymet_catalog)
-    assert not report.ok
-    assert len(report.problems) == 1, report.problems
-    assert report.problems[0].startswith(str(path)) and message in report.problems[0]
-
-
-def test_validate_reports_missing_child_and_unknown_extension(daymet_catalog):
-    path = item_files(daymet_catalog)["daymet_v4_daily_pr_2021"]
-    doc = json.loads(path.read_text())
-    doc["stac_extensions"].append("https://example.org/unknown/v1.0.0/schema.json")
-    path.write_text(json.dumps(doc))
-    (daymet_catalog / "daymet" / "na" / "2020" / "catalog.json").unlink()
-    report = validate_catalog(daymet_catalog)
-    assert report.unchecked_extensions == ["https://example.org/unknown/v1.0.0/schema.json"]
-    assert any("child link './2020/catalog.json'" in p for p in report.problems)
 
 
 # ----------------------------------------------------------------------------- localize

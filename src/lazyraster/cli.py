@@ -251,20 +251,33 @@ def catalog_describe(catalog_path: Path, as_json: bool) -> None:
 
 @catalog.command("validate")
 @click.argument("catalog_path", metavar="CATALOG", type=click.Path(exists=True, path_type=Path))
-@click.option("--no-hrefs", is_flag=True, help="Skip the check that hrefs resolve.")
-def catalog_validate(catalog_path: Path, no_hrefs: bool) -> None:
-    """Validate CATALOG against the bundled STAC schemas, offline; check hrefs resolve."""
+@click.option("--no-hrefs", is_flag=True, help="Skip the check that hrefs and files resolve.")
+@click.option("--checksum", is_flag=True, help="Check file:checksum of local files (reads all).")
+def catalog_validate(catalog_path: Path, no_hrefs: bool, checksum: bool) -> None:
+    """Validate CATALOG (or an item, or an item collection) offline; check its files.
+
+    Schemas are the bundled copies of the STAC core and extension schemas; a schema not
+    bundled, or a STAC version before 1.0.0-rc.1, is listed as not checked.
+    """
     try:
-        report = catalog_lib.validate_catalog(catalog_path, check_hrefs=not no_hrefs)
+        report = catalog_lib.validate_catalog(
+            catalog_path, check_hrefs=not no_hrefs, checksum=checksum
+        )
     except LazyrasterError as exc:
         raise click.ClickException(str(exc)) from None
     for problem in report.problems:
         click.echo(problem, err=True)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     for uri in report.unchecked_extensions:
         click.echo(f"not checked (no bundled schema): {uri}", err=True)
     if not report.ok:
         raise click.ClickException(f"{len(report.problems)} problem(s) in {catalog_path}")
-    click.echo(f"valid: {report.objects} STAC objects, {report.assets} asset hrefs")
+    caveats = [f"{len(report.warnings)} warning(s)"] if report.warnings else []
+    if report.unchecked_extensions:
+        caveats.append(f"{len(report.unchecked_extensions)} extension schema(s) not checked")
+    suffix = f" ({', '.join(caveats)}, see above)" if caveats else ""
+    click.echo(f"valid: {report.objects} STAC objects, {report.assets} asset hrefs{suffix}")
 
 
 @catalog.command("localize")
