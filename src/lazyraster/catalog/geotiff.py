@@ -116,14 +116,15 @@ def check_decodes(src: Any, path: Path) -> None:
     """Raise :class:`ReadProblem` unless an open raster is complete and decodes.
 
     Checks that the file is not cut short (TIFF: the last block lies within the file;
-    JPEG2000: every box and the codestream end within it), then decodes the smallest
-    overview, or the first block when there is none: a few kilobytes of pixels.
+    JPEG2000: every box and the codestream end within it), then decodes a little: the
+    smallest overview of a TIFF that has overviews (stored apart, a few kB), else the
+    first block or tile (a JPEG2000 overview would decode every tile).
     """
     _check_complete(src, path)
     if src.driver.startswith("JP2"):
         _check_jp2_complete(path)
     try:
-        factors = src.overviews(1)
+        factors = src.overviews(1) if src.driver == "GTiff" else []
         if factors:
             small = (src.count, max(1, src.height // factors[-1]), max(1, src.width // factors[-1]))
             src.read(out_shape=small)
