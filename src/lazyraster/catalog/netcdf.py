@@ -91,7 +91,7 @@ def parse_crs(value: str | rasterio.crs.CRS | None) -> rasterio.crs.CRS | None:
         return value
     try:
         return rasterio.crs.CRS.from_user_input(value)
-    except rasterio.errors.CRSError:
+    except (rasterio.errors.CRSError, ValueError):
         raise ValueError(
             f"CRS {value!r} is not understood: give it as EPSG:XXXX, WKT or PROJ text"
         ) from None
