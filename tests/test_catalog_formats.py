@@ -291,3 +291,26 @@ def test_cli_crs_option(unmapped, tmp_path):
     )
     assert missing.exit_code == EXIT_SKIPPED
     assert "--crs" in missing.stderr
+
+
+def test_unchanged_files_are_not_decoded_again(two_safes, tmp_path, monkeypatch):
+    """The checks cost nothing on a re-run: unchanged items are kept without reading."""
+    from lazyraster.catalog import geotiff, sentinel2
+
+    folder, _, _ = two_safes
+    write_cog(tmp_path / "cogs" / "20230430_B04.tif")
+    original = geotiff.check_decodes
+    opened: list[str] = []
+
+    def counting(src, path):
+        opened.append(path.name)
+        return original(src, path)
+
+    monkeypatch.setattr(sentinel2, "check_decodes", counting)
+    monkeypatch.setattr(geotiff, "check_decodes", counting)
+    sources = [folder, tmp_path / "cogs"]
+    first = build_catalog(sources, tmp_path / "stac", pattern="{date}_{band}.tif")
+    assert first.ok and len(opened) == 2 * 36 + 1
+    opened.clear()
+    again = build_catalog(sources, tmp_path / "stac", pattern="{date}_{band}.tif")
+    assert again.ok and len(again.unchanged) == 3 and opened == []
