@@ -24,7 +24,6 @@ import datetime as _dt
 import math
 import re
 import xml.etree.ElementTree as ET
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +58,6 @@ _DESCRIPTIONS = {
 MGRS_EXT = "https://stac-extensions.github.io/mgrs/v1.0.0/schema.json"
 GRID_EXT = "https://stac-extensions.github.io/grid/v1.1.0/schema.json"
 S2_EXT = "https://stac-extensions.github.io/sentinel-2/v1.0.0/schema.json"
-#: Band files checked at once within one product (GDAL releases the GIL while decoding).
-_CHECK_THREADS = 4
 #: Elements of ``MTD_MSIL2A.xml`` read as text (the first occurrence of each).
 _TEXT_FIELDS = frozenset(
     [
@@ -321,13 +318,6 @@ def _refuse_level1c(path: Path, item_id: str, meta: dict[str, Any]) -> None:
         )
 
 
-def _check_bands(files: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """Headers of every band file, read and decoded a few at a time."""
-    keys = list(files)
-    with ThreadPoolExecutor(max_workers=min(_CHECK_THREADS, len(keys))) as pool:
-        return dict(zip(keys, pool.map(_read_band, (files[k] for k in keys)), strict=True))
-
-
 def _mgrs_fields(tile: str) -> dict[str, Any]:
     return {
         "mgrs:utm_zone": int(tile[:2]),
@@ -401,10 +391,9 @@ def safe_item(path: Path, *, checksum: bool = False) -> dict[str, Any]:
     boxes = []
     codes = set()
     tile_grids = read_tile_grids(next(iter(files.values())).parents[2] / "MTD_TL.xml")
-    headers = _check_bands(files)
     for key, image in files.items():
         band, res = key.split("_")[0], int(key.split("_")[1].rstrip("m"))
-        header = headers[key]
+        header = _read_band(image)
         if res in tile_grids:
             _check_grid(image, header, tile_grids[res])
         crs, transform, shape = header["crs"], header["transform"], header["shape"]
