@@ -119,6 +119,17 @@ def check_decodes(src: Any, path: Path) -> None:
     JPEG2000: every box and the codestream end within it), then decodes a little: the
     smallest overview of a TIFF that has overviews (stored apart, a few kB), else the
     first block or tile (a JPEG2000 overview would decode every tile).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from lazyraster.catalog.samples import write_cog
+    >>> path = write_cog(pathlib.Path(tempfile.mkdtemp()) / "a.tif", shape=(256, 256))
+    >>> _ = path.write_bytes(path.read_bytes()[:-1000])
+    >>> with rasterio.open(path) as src:  # doctest: +ELLIPSIS
+    ...     check_decodes(src, path)
+    Traceback (most recent call last):
+    lazyraster.catalog._stac.ReadProblem: truncated: its last block ends at byte ...
     """
     _check_complete(src, path)
     if src.driver.startswith("JP2"):

@@ -75,7 +75,7 @@ def _cf_crs(attrs_json: str) -> rasterio.crs.CRS:
     return rasterio.crs.CRS.from_wkt(crs.to_wkt())
 
 
-class MissingCRS(ReadProblem):
+class _MissingCRS(ReadProblem):
     """A netCDF file has no CF grid mapping and no CRS was given."""
 
 
@@ -125,7 +125,7 @@ def _crs(
         return given
     if x.name in ("lon", "longitude"):
         return rasterio.crs.CRS.from_epsg(4326)
-    raise MissingCRS("has no CF grid mapping")
+    raise _MissingCRS("has no CF grid mapping")
 
 
 def read_netcdf(
@@ -233,7 +233,7 @@ def netcdf_item(
     for key, path in files.items():
         try:
             asset, info = read_netcdf(path, checksum=checksum, crs=given)
-        except MissingCRS:
+        except _MissingCRS:
             lacking.append(path.name)
             continue
         if key == "data" and len(info["variables"]) == 1:
