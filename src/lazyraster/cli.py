@@ -198,6 +198,11 @@ def catalog() -> None:
     help="Datetime of items that get none from their files.",
 )
 @click.option("--bands", callback=_keys, help="Band names of the GeoTIFFs, e.g. red,nir.")
+@click.option(
+    "--crs",
+    callback=_check(catalog_lib.netcdf.parse_crs, "EPSG:3035"),
+    help="CRS of netCDF files without a CF grid mapping, e.g. EPSG:3035.",
+)
 @click.option("--checksum", is_flag=True, help="Write file:checksum (reads every byte).")
 @click.option("--prune", is_flag=True, help="Remove items whose files have vanished.")
 @click.option("--strict", is_flag=True, help="Fail on the first bad file instead of skipping.")

@@ -304,7 +304,9 @@ def _units(
     return units
 
 
-def _read_unit(unit: _Unit, checksum: bool, band_names: Sequence[str] | None) -> dict[str, Any]:
+def _read_unit(
+    unit: _Unit, checksum: bool, band_names: Sequence[str] | None, crs: Any = None
+) -> dict[str, Any]:
     _stac.check_item_id(unit.item_id)
     if unit.kind == "safe":
         assert unit.source is not None
@@ -312,7 +314,7 @@ def _read_unit(unit: _Unit, checksum: bool, band_names: Sequence[str] | None) ->
     files = dict(sorted(unit.files.items()))
     if unit.kind == "netcdf":
         return netcdf.netcdf_item(
-            unit.item_id, files, fields=unit.fields, when=unit.when, checksum=checksum
+            unit.item_id, files, fields=unit.fields, when=unit.when, checksum=checksum, crs=crs
         )
     return geotiff.raster_item(
         unit.item_id,
@@ -546,6 +548,7 @@ def build_catalog(
     pattern: str | None = None,
     datetime: str | _dt.datetime | None = None,
     bands: Sequence[str] | None = None,
+    crs: str | None = None,
     checksum: bool = False,
     prune: bool = False,
     strict: bool = False,
@@ -589,6 +592,8 @@ def build_catalog(
         Time of items that get none from their files or the pattern.
     bands : sequence of str, optional
         Band names of every GeoTIFF, in band order (default: the band descriptions).
+    crs : str, optional
+        CRS (``EPSG:XXXX``, WKT or PROJ text) of netCDF files without a CF grid mapping.
     checksum : bool
         Write ``file:checksum`` (SHA2-256 multihash) for every asset; reads every byte.
     prune : bool
@@ -653,6 +658,7 @@ def build_catalog(
     if collection is not None:
         _stac.check_item_id(collection)
     when = _stac.parse_datetime(datetime) if isinstance(datetime, str) else datetime
+    netcdf_crs = netcdf.parse_crs(crs)
     catalog_id = id or out_path.name
     existing = _existing_items(out_path)
     report = BuildReport(out_path)
@@ -699,7 +705,7 @@ def build_catalog(
         try:
             # no directory listing per file opened (sidecar files are not looked for)
             with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
-                return _read_unit(unit, checksum, bands)
+                return _read_unit(unit, checksum, bands, netcdf_crs)
         except ReadProblem as exc:
             return Problem(str(unit.source), str(exc))
         except Exception as exc:  # an unreadable file must not stop the scan

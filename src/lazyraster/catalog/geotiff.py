@@ -9,6 +9,7 @@ from typing import Any
 
 import rasterio
 import rasterio.errors
+from rasterio.windows import Window
 
 from lazyraster.catalog import _stac
 from lazyraster.catalog._stac import ReadProblem
@@ -70,6 +71,81 @@ def _check_complete(src: Any, path: Path) -> None:
             )
 
 
+def _check_jp2_complete(path: Path) -> None:
+    """Raise if a JPEG2000 file's boxes or codestream stop short (truncated copy).
+
+    A JP2 file is a sequence of boxes, each starting with its length; the codestream
+    box (``jp2c``, or the whole file for a raw codestream) ends with the EOC marker
+    ``FF D9``. Reads a few bytes per box, never the image data.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if head[:4] == b"\xff\x4f\xff\x51":  # a raw J2K codestream
+            codestream_end = size
+        else:
+            codestream_end, pos = None, 0
+            while pos < size:
+                f.seek(pos)
+                header = f.read(16)
+                if len(header) < 8:
+                    raise ReadProblem(f"truncated: a JPEG2000 box header at byte {pos} is cut")
+                length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+                if length == 1:
+                    length = int.from_bytes(header[8:16], "big")
+                elif length == 0:
+                    length = size - pos
+                if length < 8 or pos + length > size:
+                    raise ReadProblem(
+                        f"truncated: its JPEG2000 box {kind.decode('latin-1')!r} at byte {pos} "
+                        f"ends at byte {pos + length} but the file has {size} bytes; copy it again"
+                    )
+                pos += length
+                if kind == b"jp2c":
+                    codestream_end = pos
+            if codestream_end is None:
+                raise ReadProblem("has no JPEG2000 codestream box; copy it again")
+        f.seek(codestream_end - 2)
+        if f.read(2) != b"\xff\xd9":
+            raise ReadProblem(
+                "truncated: its JPEG2000 codestream does not end with the EOC marker; copy it again"
+            )
+
+
+def check_decodes(src: Any, path: Path) -> None:
+    """Raise :class:`ReadProblem` unless an open raster is complete and decodes.
+
+    Checks that the file is not cut short (TIFF: the last block lies within the file;
+    JPEG2000: every box and the codestream end within it), then decodes a little: the
+    smallest overview of a TIFF that has overviews (stored apart, a few kB), else the
+    first block or tile (a JPEG2000 overview would decode every tile).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from lazyraster.catalog.samples import write_cog
+    >>> path = write_cog(pathlib.Path(tempfile.mkdtemp()) / "a.tif", shape=(256, 256))
+    >>> _ = path.write_bytes(path.read_bytes()[:-1000])
+    >>> with rasterio.open(path) as src:  # doctest: +ELLIPSIS
+    ...     check_decodes(src, path)
+    Traceback (most recent call last):
+    lazyraster.catalog._stac.ReadProblem: truncated: its last block ends at byte ...
+    """
+    _check_complete(src, path)
+    if src.driver.startswith("JP2"):
+        _check_jp2_complete(path)
+    try:
+        factors = src.overviews(1) if src.driver == "GTiff" else []
+        if factors:
+            small = (src.count, max(1, src.height // factors[-1]), max(1, src.width // factors[-1]))
+            src.read(out_shape=small)
+        else:
+            rows, cols = src.block_shapes[0]
+            src.read(window=Window(0, 0, min(cols, src.width), min(rows, src.height)))
+    except rasterio.errors.RasterioError as exc:
+        raise ReadProblem(f"cannot be decoded ({_first_line(exc)}); copy it again") from None
+
+
 def read_raster(
     path: Path, *, band_names: Sequence[str] | None = None, checksum: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -85,7 +161,7 @@ def read_raster(
         with rasterio.open(path) as src:
             if src.crs is None:
                 raise ReadProblem("has no CRS; write one with `rio edit-info --crs EPSG:XXXX`")
-            _check_complete(src, path)
+            check_decodes(src, path)
             count = src.count
             names = list(band_names) if band_names else None
             if names is not None and len(names) != count:

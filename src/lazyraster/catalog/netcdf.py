@@ -2,8 +2,11 @@
 
 The grid comes from the 1-D ``x``/``y`` (or ``lon``/``lat``) coordinates and its CRS
 from the CF grid mapping variable named by the data variables' ``grid_mapping``
-attribute (WGS84 when the grid is plain latitude/longitude). ``start_datetime`` and
-``end_datetime`` come from the time axis, or from its CF ``bounds`` when present.
+attribute, else from the CRS the caller gives (``catalog build --crs``), else WGS84
+when the grid is plain latitude/longitude. Each file is opened and the first and last
+value of every gridded variable decoded, so a truncated file is found when cataloguing.
+``start_datetime`` and ``end_datetime`` come from the time axis, or from its CF
+``bounds`` when present.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import numpy as np
 import pyproj
 import rasterio.crs
+import rasterio.errors
 import xarray as xr
 from affine import Affine
 
@@ -71,7 +75,31 @@ def _cf_crs(attrs_json: str) -> rasterio.crs.CRS:
     return rasterio.crs.CRS.from_wkt(crs.to_wkt())
 
 
-def _crs(ds: xr.Dataset, data_vars: list[str], x: xr.DataArray) -> rasterio.crs.CRS:
+class _MissingCRS(ReadProblem):
+    """A netCDF file has no CF grid mapping and no CRS was given."""
+
+
+def parse_crs(value: str | rasterio.crs.CRS | None) -> rasterio.crs.CRS | None:
+    """A CRS from ``EPSG:XXXX``, WKT or PROJ text; None stays None.
+
+    Examples
+    --------
+    >>> parse_crs("EPSG:3035").to_epsg()
+    3035
+    """
+    if value is None or isinstance(value, rasterio.crs.CRS):
+        return value
+    try:
+        return rasterio.crs.CRS.from_user_input(value)
+    except (rasterio.errors.CRSError, ValueError):
+        raise ValueError(
+            f"CRS {value!r} is not understood: give it as EPSG:XXXX, WKT or PROJ text"
+        ) from None
+
+
+def _crs(
+    ds: xr.Dataset, data_vars: list[str], x: xr.DataArray, given: rasterio.crs.CRS | None
+) -> rasterio.crs.CRS:
     mapping_names = {ds[v].attrs.get("grid_mapping") for v in data_vars} - {None}
     mapping_names |= {ds[v].encoding.get("grid_mapping") for v in data_vars} - {None}
     if len(mapping_names) > 1:
@@ -82,21 +110,31 @@ def _crs(ds: xr.Dataset, data_vars: list[str], x: xr.DataArray) -> rasterio.crs.
             raise ReadProblem(f"grid mapping variable {name!r} is missing")
         key = json.dumps(dict(ds[name].attrs), sort_keys=True, default=_jsonable)
         try:
-            return _cf_crs(key)
+            stated = _cf_crs(key)
         except pyproj.exceptions.CRSError as exc:
             raise ReadProblem(
                 f"grid mapping {name!r} is not a valid CF grid mapping ({exc})"
             ) from None
+        if given is not None and given != stated:
+            raise ReadProblem(
+                f"its grid mapping {name!r} says {stated.to_string()} but --crs says "
+                f"{given.to_string()}; leave --crs out for files that state their CRS"
+            )
+        return stated
+    if given is not None:
+        return given
     if x.name in ("lon", "longitude"):
         return rasterio.crs.CRS.from_epsg(4326)
-    raise ReadProblem(
-        "has no CF grid mapping: add a grid_mapping attribute to its variables "
-        "(see the CF conventions) or use lat/lon axes"
-    )
+    raise _MissingCRS("has no CF grid mapping")
 
 
-def read_netcdf(path: Path, *, checksum: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_netcdf(
+    path: Path, *, checksum: bool = False, crs: rasterio.crs.CRS | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read one netCDF file's header: its asset and what the item needs from it.
+
+    ``crs`` is the CRS of a file without a CF grid mapping. The first and last value
+    of every gridded variable are decoded, so that a truncated file is reported here.
 
     Returns
     -------
@@ -105,12 +143,28 @@ def read_netcdf(path: Path, *, checksum: bool = False) -> tuple[dict[str, Any], 
         data variables) and ``start``/``end`` datetimes (None without a time axis).
     """
     with _NETCDF_LOCK:
-        asset, info = _read_netcdf(path)
+        asset, info = _read_netcdf(path, crs)
     asset.update(_stac.file_fields(path, checksum=checksum))
     return asset, info
 
 
-def _read_netcdf(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _decode_ends(ds: xr.Dataset, data_vars: list[str]) -> None:
+    """Decode the first and last value of each variable (its first and last chunk)."""
+    for name in data_vars:
+        var = ds[name].variable
+        try:
+            for index in (0, -1):
+                np.asarray(var[(index,) * var.ndim].values)
+        except Exception as exc:  # netCDF-C and HDF5 raise many kinds of errors
+            raise ReadProblem(
+                f"variable {name!r} cannot be decoded ({type(exc).__name__}: {exc}); "
+                "the file is truncated or damaged: copy it again"
+            ) from None
+
+
+def _read_netcdf(
+    path: Path, given: rasterio.crs.CRS | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         ds = xr.open_dataset(path, decode_times=True, cache=False, decode_timedelta=False)
     except Exception as exc:  # netCDF libraries raise many kinds of errors
@@ -122,7 +176,8 @@ def _read_netcdf(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         data_vars = sorted(v for v in ds.data_vars if x.name in ds[v].dims and y.name in ds[v].dims)
         if not data_vars:
             raise ReadProblem(f"has no variable on the ({y.name}, {x.name}) grid")
-        crs = _crs(ds, data_vars, x)
+        crs = _crs(ds, data_vars, x, given)
+        _decode_ends(ds, data_vars)
         x0, dx = _spacing(x)
         y0, dy = _spacing(y)
         transform = Affine(dx, 0.0, x0 - dx / 2, 0.0, dy, y0 - dy / 2)
@@ -161,17 +216,26 @@ def netcdf_item(
     fields: Mapping[str, str],
     when: _dt.datetime | tuple[_dt.datetime, _dt.datetime] | None = None,
     checksum: bool = False,
+    crs: str | rasterio.crs.CRS | None = None,
 ) -> dict[str, Any]:
     """Make the item of one netCDF file or of a group (one asset per variable file).
 
     The asset key is the group's ``{variable}`` (or ``{band}``) field when files are
     grouped, else the file's data variable when it has one, else ``data``. The time
-    span comes from the files' time axes, else from ``when``.
+    span comes from the files' time axes, else from ``when``. ``crs`` is the CRS of
+    files without a CF grid mapping (``catalog build --crs``); when it is needed and
+    not given, the message names every file of the group that lacks one.
     """
+    given = parse_crs(crs)
     assets: dict[str, dict[str, Any]] = {}
     boxes, starts, ends, codes = [], [], [], set()
+    lacking = []
     for key, path in files.items():
-        asset, info = read_netcdf(path, checksum=checksum)
+        try:
+            asset, info = read_netcdf(path, checksum=checksum, crs=given)
+        except _MissingCRS:
+            lacking.append(path.name)
+            continue
         if key == "data" and len(info["variables"]) == 1:
             key = info["variables"][0]
         assets[key] = asset
@@ -180,6 +244,14 @@ def netcdf_item(
         if info["start"] is not None:
             starts.append(info["start"])
             ends.append(info["end"])
+    if lacking:
+        names = ", ".join(path.name for path in files.values())
+        which = "any of its files" if len(lacking) == len(files) else ", ".join(lacking)
+        raise ReadProblem(
+            f"has no CF grid mapping in {which} (files: {names}): give their CRS with "
+            "`catalog build --crs EPSG:XXXX` (build_catalog(crs=...)), or add a grid_mapping "
+            "attribute to their variables (CF conventions), or use lat/lon axes"
+        )
     properties: dict[str, Any] = {"datetime": None}
     if starts:
         start, end = min(starts), max(ends)
