@@ -6,19 +6,108 @@ reader reads the file's native dtype (for Sentinel-2, uint16: half the bytes of
 float32) and turns it into the output dtype with nodata -> fill, ``* scale + offset``
 in a single numba loop that releases the GIL, so dask threads decode in parallel.
 
-It relies on stackstac 0.5's reader classes (``AutoParallelRioReader`` and the dataset
-wrappers it opens); the tests of :func:`lazyraster.load` pin its behaviour.
+It also does what stackstac's reader cannot:
+
+- read one band of a multi-band file (NAIP's red, green, blue, nir in one GeoTIFF), so
+  that each band of such an asset is a variable of its own;
+- take nodata from the catalog (``raster:bands`` says 0 where ESA's JP2s carry no
+  nodata tag), falling back on the file's tag;
+- work on a CRS without an EPSG code (a WKT, PROJJSON or ``IAU_2015:...`` code), which
+  stackstac would only accept as an EPSG integer;
+- fail with one line that names the file and the reason.
+
+:func:`source_url` packs the band and the nodata into the URL stackstac hands to the
+reader (stackstac passes nothing else per asset); the reader unpacks it. It relies on
+stackstac 0.5's reader classes; the tests of :func:`lazyraster.load` pin its behaviour.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import zlib
 from typing import Any
 
 import numba
 import numpy as np
-from stackstac.rio_reader import AutoParallelRioReader, NodataReader
+from rasterio.crs import CRS
+from rasterio.vrt import WarpedVRT
+from stackstac.rio_reader import (
+    MULTITHREADED_DRIVER_ALLOWLIST,
+    AutoParallelRioReader,
+    SelfCleaningDatasetReader,
+    SingleThreadedRioDataset,
+    ThreadLocalRioDataset,
+)
 
-__all__ = ["Reader"]
+from lazyraster.errors import RasterReadError
+
+__all__ = ["CRSKey", "Reader", "crs_key", "source_url"]
+
+_SEPARATOR = "\x00lazyraster:"
+
+
+class CRSKey(int):
+    """A CRS as the integer stackstac wants for its ``epsg`` arguments.
+
+    An EPSG CRS is its code. Another CRS gets a number outside the EPSG range, derived
+    from its WKT, and carries the WKT: rasterio (which builds the warped VRT) takes
+    any object with ``to_wkt``.
+    """
+
+    wkt: str
+
+    def __new__(cls, value: int, wkt: str) -> CRSKey:
+        key = super().__new__(cls, value)
+        key.wkt = wkt
+        return key
+
+    def __getnewargs__(self) -> tuple[int, str]:
+        return int(self), self.wkt
+
+    def to_wkt(self, *args: Any, **kwargs: Any) -> str:
+        """The CRS's WKT (rasterio calls this)."""
+        return self.wkt
+
+    def to_crs(self) -> CRS:
+        """The CRS as a rasterio CRS."""
+        return CRS.from_wkt(self.wkt)
+
+
+def crs_key(crs: CRS) -> int:
+    """The EPSG code of ``crs``, else a :class:`CRSKey` standing for it.
+
+    Examples
+    --------
+    >>> crs_key(CRS.from_epsg(32631))
+    32631
+    >>> key = crs_key(CRS.from_user_input("IAU_2015:30100"))
+    >>> key > 10**9, key.to_crs() == CRS.from_user_input("IAU_2015:30100")
+    (True, True)
+    """
+    epsg = crs.to_epsg()
+    if epsg is not None:
+        return int(epsg)
+    wkt = crs.to_wkt()
+    return CRSKey(2_000_000_000 + zlib.crc32(wkt.encode()) % 100_000_000, wkt)
+
+
+def as_crs(key: int) -> CRS:
+    """The rasterio CRS of an EPSG code or a :class:`CRSKey`."""
+    return key.to_crs() if isinstance(key, CRSKey) else CRS.from_epsg(key)
+
+
+def source_url(href: str, *, band: int, nodata: float | None) -> str:
+    """Pack the band to read and the catalog's nodata into the URL given to :class:`Reader`.
+
+    ``band`` is 1-based; ``nodata`` None means: the file's nodata tag.
+
+    Examples
+    --------
+    >>> Reader.unpack(source_url("https://x/a.tif", band=2, nodata=0))
+    ('https://x/a.tif', 2, 0)
+    """
+    return href + _SEPARATOR + json.dumps({"band": band, "nodata": nodata})
 
 
 @numba.njit(nogil=True, cache=True)
@@ -39,32 +128,104 @@ def _decode(
     return out
 
 
-def _nodata_of(source: Any) -> float | None:
-    reader = getattr(source, "vrt", None) or getattr(source, "ds", None) or source.dataset
-    return reader.nodata
+def _reason(err: BaseException) -> str:
+    """The first line of an error, without rasterio's and GDAL's repetitions."""
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
+def _fits(nodata: float, dtype: np.dtype) -> bool:
+    """Whether ``nodata`` can occur in data of ``dtype`` (255 in uint8 can; -9999 cannot)."""
+    if math.isnan(nodata) or math.isinf(nodata):
+        return dtype.kind == "f"
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return float(nodata).is_integer() and info.min <= nodata <= info.max
+    return True
 
 
 class Reader(AutoParallelRioReader):
-    """stackstac reader with a fused decode (see the module docstring)."""
+    """stackstac reader with a fused decode, band selection and catalog nodata."""
+
+    def __init__(self, *, url: str, **kwargs: Any) -> None:
+        self._packed_url = url
+        href, self._band, self._catalog_nodata = self.unpack(url)
+        super().__init__(url=href, **kwargs)
+
+    @staticmethod
+    def unpack(url: str) -> tuple[str, int, float | None]:
+        """Split a :func:`source_url` into (href, band, catalog nodata)."""
+        href, _, packed = url.partition(_SEPARATOR)
+        fields = json.loads(packed) if packed else {}
+        return href, int(fields.get("band", 1)), fields.get("nodata")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "url": self._packed_url}
+
+    def _fail(self, what: str, err: BaseException) -> RasterReadError:
+        return RasterReadError(f"cannot {what} {self.url}: {_reason(err)}")
 
     def _open(self) -> Any:
-        source = super()._open()
-        self._nodata = None if isinstance(source, NodataReader) else _nodata_of(source)
-        return source
+        with self.gdal_env.open:
+            try:
+                ds = SelfCleaningDatasetReader(self.url, sharing=False)
+            except Exception as err:
+                raise self._fail("open", err) from err
+            if not 1 <= self._band <= ds.count:
+                count = ds.count
+                ds.close()
+                raise RasterReadError(
+                    f"cannot read band {self._band} of {self.url}: the file has {count} "
+                    "band(s) but its STAC asset lists more; rebuild the catalog"
+                )
+            nodata = self._catalog_nodata
+            if nodata is None:
+                nodata = ds.nodatavals[self._band - 1]
+            dtype = np.dtype(ds.dtypes[self._band - 1])
+            self._nodata = float(nodata) if nodata is not None else None
+            if self._nodata is not None and not _fits(self._nodata, dtype):
+                self._nodata = None  # a value the data cannot hold never matches
+            self._count = ds.count
+            height, width = self.spec.shape
+            crs = as_crs(self.spec.epsg)
+            native = (
+                ds.crs == crs
+                and ds.transform == self.spec.transform
+                and (ds.height, ds.width) == (height, width)
+            )
+            vrt = None
+            self._warped = not native
+            if not native:
+                with self.gdal_env.open_vrt:
+                    vrt = WarpedVRT(
+                        ds,
+                        sharing=False,
+                        resampling=self.resampling,
+                        crs=crs,
+                        transform=self.spec.transform,
+                        height=height,
+                        width=width,
+                        src_nodata=self._nodata,
+                        nodata=self._nodata,
+                        add_alpha=self._nodata is None,
+                    )
+        if ds.driver in MULTITHREADED_DRIVER_ALLOWLIST:
+            return ThreadLocalRioDataset(self.gdal_env, ds, vrt=vrt)
+        return SingleThreadedRioDataset(self.gdal_env, ds, vrt=vrt)
 
     def read(self, window: Any, **kwargs: Any) -> np.ndarray:
         """Read ``window`` as ``self.dtype``: nodata -> fill, then scale and offset."""
-        source = self.dataset
-        if isinstance(source, NodataReader):
-            return source.read(window)
+        source = self.dataset  # opens the file on first use
+        # a warped VRT without nodata adds an alpha band after the file's bands
+        has_alpha = self._warped and self._nodata is None
+        indexes = [self._band, self._count + 1] if has_alpha else [self._band]
         try:
-            raw = source.read(window=window, masked=False, **kwargs)
+            raw = source.read(window=window, masked=False, indexes=indexes, **kwargs)
         except Exception as err:
-            raise RuntimeError(f"Error reading {window} from {self.url!r}: {err!r}") from err
+            raise self._fail("read", err) from err
         out = np.empty(raw.shape[1:], dtype=self.dtype)
         kind = self.dtype.type
         scale, offset = self.scale_offset
-        has_alpha = raw.shape[0] == 2  # a warped VRT adds alpha when the file has no nodata
         alpha = raw[1] if has_alpha else raw[0, :1, :1]
         nodata = self._nodata
         return _decode(

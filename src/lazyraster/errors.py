@@ -44,3 +44,7 @@ class ClusterStartError(LazyrasterError, RuntimeError):
 
 class SpecError(LazyrasterError, ValueError):
     """A pipeline spec is not valid: unknown key or step, wrong type, missing entry."""
+
+
+class RasterReadError(LazyrasterError, RuntimeError):
+    """A raster file could not be opened or decoded when its pixels were computed."""
