@@ -366,8 +366,8 @@ def _stackstac_dict(
         assets[band.key] = fields
     d["assets"] = assets
     crs = _crs_of(d["properties"])
-    if crs is not None:
-        d["properties"]["proj:epsg"] = crs_key(crs)
+    if crs is not None:  # a new dict: the item's own properties must not change
+        d["properties"] = {**d["properties"], "proj:epsg": crs_key(crs)}
     return d
 
 
