@@ -244,10 +244,16 @@ def _data_assets(item: pystac.Item) -> dict[str, pystac.Asset]:
     }
 
 
-def _pixel_size(asset: pystac.Asset) -> float:
+def _transform_of(item: pystac.Item | None, asset: pystac.Asset) -> list[float] | None:
+    """The asset's ``proj:transform``, else its item's."""
     transform = asset.extra_fields.get("proj:transform")
-    if transform is None and asset.owner is not None:
-        transform = asset.owner.properties.get("proj:transform")
+    if transform is None and item is not None:
+        transform = item.properties.get("proj:transform")
+    return transform
+
+
+def _pixel_size(asset: pystac.Asset) -> float:
+    transform = _transform_of(asset.owner, asset)
     return abs(transform[0]) if transform else math.inf
 
 
@@ -557,6 +563,17 @@ def _common_crs(items: Sequence[pystac.Item], chosen: Mapping[str, _Band], out: 
         raise MissingCRSError(
             f"the items are in several CRSs ({found}); pass crs= to load them onto one grid"
         )
+    for item in items:
+        for band in chosen.values():
+            asset = item.assets.get(band.asset)
+            transform = None if asset is None else _transform_of(item, asset)
+            if transform is not None and (transform[1] != 0 or transform[3] != 0):
+                raise ValueError(
+                    f"item {item.id!r}: asset {band.asset!r} has proj:transform "
+                    f"{list(transform[:6])}, which is not north-up (rotated, or written in "
+                    "GDAL's order c, a, b, f, d, e instead of STAC's a, b, c, d, e, f); fix "
+                    "the catalog, or drop proj:transform to read the grid from the file"
+                )
     target = out if out is not None else next(iter(keys), None)
     odd = [k for k in keys if k != target and (isinstance(k, CRSKey) or isinstance(target, CRSKey))]
     if odd:
