@@ -27,7 +27,7 @@ from tests.conftest import ROOT
 from tests.services import NginxForTest
 
 import lazyraster
-from lazyraster.errors import MissingCRSError
+from lazyraster.errors import MissingCRSError, RasterReadError
 
 # pystac's migration of storage v1 fields cannot parse the rewritten hrefs; harmless here
 pytestmark = pytest.mark.filterwarnings("ignore:Could not parse bucket:UserWarning")
@@ -224,3 +224,34 @@ def test_what_cannot_load_says_why():
         bare["properties"].pop(field)
     with pytest.raises(MissingCRSError, match=r"pass crs="):
         lazyraster.load([pystac.Item.from_dict(bare)], bands=["red"])
+
+
+def test_sentinel_1_grd_in_radar_geometry_is_refused_not_all_nan(nginx):
+    """Earth Search's GRD items state a lon/lat grid, but the files carry only ground
+    control points (radar geometry): loading them must fail, naming the file, rather
+    than warp nothing into an all-NaN array."""
+    from rasterio.control import GroundControlPoint
+
+    item = read_item("earth-search__sentinel-1-grd")
+    localize(item, {"hh"}, nginx.root, nginx)
+    path = Path(item["assets"]["hh"]["_local"])
+    with rasterio.open(path) as src:
+        data, (rows, cols) = src.read(), src.shape
+    a = Affine(*item["properties"]["proj:transform"][:6])
+    corners = [(0, 0), (0, cols), (rows, 0), (rows, cols)]
+    gcps = [GroundControlPoint(r, c, *(a * (c, r))) for r, c in corners]
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=cols,
+        height=rows,
+        count=1,
+        dtype=data.dtype,
+        gcps=gcps,
+        crs=CRS.from_epsg(4326),
+    ) as dst:
+        dst.write(data)
+    ds = lazyraster.load([pystac.Item.from_dict(item)], bands=["hh"])
+    with pytest.raises(RasterReadError, match=r"hh\.tif: it has ground control points"):
+        ds.hh.compute()

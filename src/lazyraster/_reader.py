@@ -171,6 +171,19 @@ class Reader(AutoParallelRioReader):
                 ds = SelfCleaningDatasetReader(self.url, sharing=False)
             except Exception as err:
                 raise self._fail("open", err) from err
+            if ds.crs is None:
+                gcps = bool(ds.gcps[0])
+                ds.close()
+                raise RasterReadError(
+                    f"cannot read {self.url}: "
+                    + (
+                        "it has ground control points but no geotransform (radar geometry, "
+                        "as Sentinel-1 GRD); use a geocoded product (such as sentinel-1-rtc) "
+                        "or warp it with gdalwarp first"
+                        if gcps
+                        else "it has no CRS; write one with `rio edit-info --crs EPSG:XXXX`"
+                    )
+                )
             if not 1 <= self._band <= ds.count:
                 count = ds.count
                 ds.close()
