@@ -452,3 +452,29 @@ def test_nan_nodata_and_values_the_dtype_cannot_hold(tmp_path):
     item = make_item("i", {"v": {"href": ints, "raster:bands": [{"nodata": -9999}]}})
     assert (lazyraster.load([item]).v.values == 7).all()  # -9999 is no uint16: no mask
     assert math.isfinite(float(lazyraster.load([item]).v.max()))
+
+
+def test_bands_of_a_multi_band_file_are_fetched_once(tmp_path, nginx):
+    """Loading all four bands of a pixel-interleaved file fetches the bytes loading one
+    band does (nginx's log counts them): one open, one decode per block for the group."""
+    from tests.services import NginxForTest
+
+    assert isinstance(nginx, NginxForTest)
+    rng = np.random.default_rng(9)
+    data = rng.integers(1, 255, (4, 512, 512), dtype=np.uint8)
+    path = write_raster(nginx.root / "naip.tif", data, BLOCKSIZE=128, INTERLEAVE="PIXEL")
+    eo = [{"common_name": n} for n in ("red", "green", "blue", "nir")]
+    item = make_item("naip", {"image": {"href": path, "eo:bands": eo}})
+    item.assets["image"].href = nginx.url_for(path)
+
+    def fetched(bands):
+        start = nginx.server.log_position()
+        ds = lazyraster.load([item], bands=bands, chunks=256).compute()
+        got = [e for e in nginx.server.requests(start) if e.uri.endswith("naip.tif")]
+        return ds, sum(e.bytes for e in got if e.method == "GET")
+
+    _, one_bytes = fetched(["red"])
+    four, four_bytes = fetched(["red", "green", "blue", "nir"])
+    for i, name in enumerate(("red", "green", "blue", "nir")):
+        np.testing.assert_array_equal(four[name].isel(time=0).values, data[i].astype(np.float32))
+    assert 0 < four_bytes <= one_bytes * 1.05

@@ -25,7 +25,11 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import weakref
 import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numba
@@ -97,17 +101,20 @@ def as_crs(key: int) -> CRS:
     return key.to_crs() if isinstance(key, CRSKey) else CRS.from_epsg(key)
 
 
-def source_url(href: str, *, band: int, nodata: float | None) -> str:
+def source_url(href: str, *, band: int, nodata: float | None, group: Sequence[int] = ()) -> str:
     """Pack the band to read and the catalog's nodata into the URL given to :class:`Reader`.
 
-    ``band`` is 1-based; ``nodata`` None means: the file's nodata tag.
+    ``band`` is 1-based; ``nodata`` None means: the file's nodata tag. ``group`` lists
+    the bands of the file (``band`` among them) that are loaded with this nodata: they
+    are read together, in one call per window.
 
     Examples
     --------
-    >>> Reader.unpack(source_url("https://x/a.tif", band=2, nodata=0))
-    ('https://x/a.tif', 2, 0)
+    >>> Reader.unpack(source_url("https://x/a.tif", band=2, nodata=0, group=[2, 4]))
+    ('https://x/a.tif', 2, 0, (2, 4))
     """
-    return href + _SEPARATOR + json.dumps({"band": band, "nodata": nodata})
+    packed = {"band": band, "nodata": nodata, "group": list(group) or [band]}
+    return href + _SEPARATOR + json.dumps(packed)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -144,20 +151,39 @@ def _fits(nodata: float, dtype: np.dtype) -> bool:
     return True
 
 
+@dataclass
+class _Shared:
+    """An open file shared by the readers of its bands, and what they need to know."""
+
+    dataset: Any
+    count: int
+    warped: bool
+    nodata: float | None
+    recent: threading.local = field(default_factory=threading.local)
+
+
+#: Open files by (href, nodata, grid, resampling, GDAL env): the readers of the bands of
+#: one file share its datasets, so GDAL's block cache decodes a pixel-interleaved block
+#: once for all of its bands. An entry goes when its last reader does.
+_SHARED: weakref.WeakValueDictionary[tuple, _Shared] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
 class Reader(AutoParallelRioReader):
     """stackstac reader with a fused decode, band selection and catalog nodata."""
 
     def __init__(self, *, url: str, **kwargs: Any) -> None:
         self._packed_url = url
-        href, self._band, self._catalog_nodata = self.unpack(url)
+        href, self._band, self._catalog_nodata, self._group = self.unpack(url)
         super().__init__(url=href, **kwargs)
 
     @staticmethod
-    def unpack(url: str) -> tuple[str, int, float | None]:
-        """Split a :func:`source_url` into (href, band, catalog nodata)."""
+    def unpack(url: str) -> tuple[str, int, float | None, tuple[int, ...]]:
+        """Split a :func:`source_url` into (href, band, catalog nodata, band group)."""
         href, _, packed = url.partition(_SEPARATOR)
         fields = json.loads(packed) if packed else {}
-        return href, int(fields.get("band", 1)), fields.get("nodata")
+        band = int(fields.get("band", 1))
+        return href, band, fields.get("nodata"), tuple(fields.get("group", [band]))
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "url": self._packed_url}
@@ -166,6 +192,30 @@ class Reader(AutoParallelRioReader):
         return RasterReadError(f"cannot {what} {self.url}: {_reason(err)}")
 
     def _open(self) -> Any:
+        env = self.gdal_env
+        key = (
+            self.url,
+            self._catalog_nodata,
+            self._group,
+            (self.spec.epsg, tuple(self.spec.bounds), tuple(self.spec.resolutions_xy)),
+            self.resampling,
+            json.dumps([env._always, env._open, env._open_vrt, env._read], default=str),
+        )
+        with _SHARED_LOCK:
+            shared = _SHARED.get(key)
+            if shared is None:
+                shared = _SHARED[key] = self._open_shared()
+        self._shared = shared  # keeps the shared dataset alive while this reader lives
+        self._count, self._warped, self._nodata = shared.count, shared.warped, shared.nodata
+        if not all(1 <= band <= shared.count for band in self._group):
+            raise RasterReadError(
+                f"cannot read band {self._band} of {self.url}: the file has {shared.count} "
+                "band(s) but its STAC asset lists more; rebuild the catalog"
+            )
+        return shared.dataset
+
+    def _open_shared(self) -> _Shared:
+        """Open the file (and a warped VRT onto the output grid where it differs)."""
         with self.gdal_env.open:
             try:
                 ds = SelfCleaningDatasetReader(self.url, sharing=False)
@@ -184,21 +234,13 @@ class Reader(AutoParallelRioReader):
                         else "it has no CRS; write one with `rio edit-info --crs EPSG:XXXX`"
                     )
                 )
-            if not 1 <= self._band <= ds.count:
-                count = ds.count
-                ds.close()
-                raise RasterReadError(
-                    f"cannot read band {self._band} of {self.url}: the file has {count} "
-                    "band(s) but its STAC asset lists more; rebuild the catalog"
-                )
             nodata = self._catalog_nodata
             if nodata is None:
-                nodata = ds.nodatavals[self._band - 1]
-            dtype = np.dtype(ds.dtypes[self._band - 1])
-            self._nodata = float(nodata) if nodata is not None else None
-            if self._nodata is not None and not _fits(self._nodata, dtype):
-                self._nodata = None  # a value the data cannot hold never matches
-            self._count = ds.count
+                nodata = ds.nodatavals[min(self._band, ds.count) - 1]
+            dtype = np.dtype(ds.dtypes[min(self._band, ds.count) - 1])
+            nodata = float(nodata) if nodata is not None else None
+            if nodata is not None and not _fits(nodata, dtype):
+                nodata = None  # a value the data cannot hold never matches
             height, width = self.spec.shape
             crs = as_crs(self.spec.epsg)
             native = (
@@ -207,7 +249,6 @@ class Reader(AutoParallelRioReader):
                 and (ds.height, ds.width) == (height, width)
             )
             vrt = None
-            self._warped = not native
             if not native:
                 with self.gdal_env.open_vrt:
                     vrt = WarpedVRT(
@@ -218,31 +259,60 @@ class Reader(AutoParallelRioReader):
                         transform=self.spec.transform,
                         height=height,
                         width=width,
-                        src_nodata=self._nodata,
-                        nodata=self._nodata,
-                        add_alpha=self._nodata is None,
+                        src_nodata=nodata,
+                        nodata=nodata,
+                        add_alpha=nodata is None,
                     )
-        if ds.driver in MULTITHREADED_DRIVER_ALLOWLIST:
-            return ThreadLocalRioDataset(self.gdal_env, ds, vrt=vrt)
-        return SingleThreadedRioDataset(self.gdal_env, ds, vrt=vrt)
+        wrapper = (
+            ThreadLocalRioDataset
+            if ds.driver in MULTITHREADED_DRIVER_ALLOWLIST
+            else SingleThreadedRioDataset
+        )
+        return _Shared(wrapper(self.gdal_env, ds, vrt=vrt), ds.count, not native, nodata)
+
+    def _read_group(self, source: Any, window: Any, indexes: list[int]) -> np.ndarray:
+        """Read the bands ``indexes`` of ``window`` in one call, shared by their readers.
+
+        GDAL decodes a pixel-interleaved block for all its bands whichever one is asked
+        for; one call for the bands of the group decodes it once. stackstac's task reads
+        the group's bands one after the other in one thread: the first reader reads
+        them all, and the result waits (per thread) until each band has taken its own.
+        """
+        recent = self._shared.recent
+        entry = getattr(recent, "entry", None)
+        where = (window.col_off, window.row_off, window.width, window.height)
+        if entry is None or entry[0] != where or self._band not in entry[2]:
+            try:
+                raw = source.read(window=window, masked=False, indexes=indexes)
+            except Exception as err:
+                raise self._fail("read", err) from err
+            entry = recent.entry = (where, raw, set(self._group))
+        entry[2].discard(self._band)
+        if not entry[2]:
+            recent.entry = None
+        return entry[1]
+
+    def close(self) -> None:
+        """Let go of the file; it closes when no reader of it is left."""
+        with self._dataset_lock:
+            self._dataset = None
+            self._shared = None
 
     def read(self, window: Any, **kwargs: Any) -> np.ndarray:
         """Read ``window`` as ``self.dtype``: nodata -> fill, then scale and offset."""
         source = self.dataset  # opens the file on first use
         # a warped VRT without nodata adds an alpha band after the file's bands
         has_alpha = self._warped and self._nodata is None
-        indexes = [self._band, self._count + 1] if has_alpha else [self._band]
-        try:
-            raw = source.read(window=window, masked=False, indexes=indexes, **kwargs)
-        except Exception as err:
-            raise self._fail("read", err) from err
-        out = np.empty(raw.shape[1:], dtype=self.dtype)
+        group = list(self._group)
+        raw = self._read_group(source, window, [*group, self._count + 1] if has_alpha else group)
+        data = raw[group.index(self._band)]
+        out = np.empty(data.shape, dtype=self.dtype)
         kind = self.dtype.type
         scale, offset = self.scale_offset
-        alpha = raw[1] if has_alpha else raw[0, :1, :1]
+        alpha = raw[-1] if has_alpha else data[:1, :1]
         nodata = self._nodata
         return _decode(
-            raw[0],
+            data,
             raw.dtype.type(nodata) if nodata is not None else raw.dtype.type(0),
             nodata is not None,
             alpha,

@@ -17,6 +17,8 @@ float32.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 import json
 import math
 import os
@@ -304,7 +306,15 @@ def _select_bands(items: Sequence[pystac.Item], bands: Sequence[str] | None) -> 
     return chosen
 
 
-def _normalize_chunks(chunks: int | Mapping[str, int] | None) -> tuple[int, int, int, int]:
+def _normalize_chunks(
+    chunks: int | Mapping[str, int] | None, bands: Sequence[_Band] = ()
+) -> tuple[int, int | tuple[int, ...], int, int]:
+    """Stackstac's (time, band, y, x) chunks.
+
+    Along ``band``, the bands of one multi-band asset share a chunk: one task reads
+    them one after the other from one open file, so GDAL decodes a pixel-interleaved
+    block once for all of them (see :mod:`lazyraster._reader`).
+    """
     merged = dict(DEFAULT_CHUNKS)
     if isinstance(chunks, int):
         merged.update(y=chunks, x=chunks)
@@ -313,7 +323,9 @@ def _normalize_chunks(chunks: int | Mapping[str, int] | None) -> tuple[int, int,
         if unknown:
             raise ValueError(f"chunks may name time, y and x, not {sorted(unknown)}")
         merged.update(chunks)
-    return (merged["time"], 1, merged["y"], merged["x"])
+    groups = tuple(len(list(g)) for _, g in itertools.groupby(bands, key=lambda b: b.asset))
+    band = groups if any(n > 1 for n in groups) else 1
+    return (merged["time"], band, merged["y"], merged["x"])
 
 
 def _output_crs(crs: Any) -> int | None:
@@ -350,15 +362,27 @@ def _stackstac_dict(
     Python floats).
     """
     d = item.to_dict(include_self_link=False, transform_hrefs=False)
+    values = {  # nodata of each band: load(nodata=...), else the catalog's
+        name: nodata[name]
+        if name in nodata
+        else _number(_band_fields(d["assets"][band.asset])[band.index - 1]["nodata"])
+        for name, band in chosen.items()
+        if band.asset in item.assets
+    }
     assets = {}
     for name, band in chosen.items():
         if band.asset not in item.assets:
             continue
         fields = dict(d["assets"][band.asset])
         per_band = _band_fields(fields)[band.index - 1]
-        value = nodata[name] if name in nodata else _number(per_band["nodata"])
+        value = values[name]
+        group = [
+            b.index
+            for n, b in chosen.items()
+            if b.asset == band.asset and json.dumps(values[n]) == json.dumps(value)
+        ]
         fields["href"] = source_url(
-            item.assets[band.asset].get_absolute_href(), band=band.index, nodata=value
+            item.assets[band.asset].get_absolute_href(), band=band.index, nodata=value, group=group
         )
         fields["raster:bands"] = [
             {
@@ -747,7 +771,8 @@ def load(
     snap = bounds is None
     if snap and bbox is not None and isinstance(epsg, CRSKey):  # stackstac cannot transform
         bounds = transform_bounds("EPSG:4326", as_crs(epsg), *bbox)
-    data = stackstac.stack(
+    stack = functools.partial(
+        stackstac.stack,
         stac_dicts,
         assets=keys,
         epsg=epsg,
@@ -756,7 +781,6 @@ def load(
         bounds_latlon=bbox if bounds is None else None,
         snap_bounds=snap,
         resampling=Resampling[resampling or "nearest"],
-        chunksize=_normalize_chunks(chunks),
         dtype=dtype,
         fill_value=dtype.type(fill),
         rescale=scale,
@@ -768,6 +792,15 @@ def load(
         errors_as_nodata=(),
         reader=Reader,
     )
+    try:
+        data = stack(chunksize=_normalize_chunks(chunks, list(chosen.values())))
+    except ValueError as err:
+        if "Chunks do not add up" not in str(err):
+            raise
+        # stackstac left out assets outside the bounds, so the band groups no longer fit
+        data = stack(chunksize=_normalize_chunks(chunks))
+        keys = list(data.band.values)
+        chosen = {n: b for n, b in chosen.items() if b.key in keys}
     _check_grid_size(data.shape)
     out = as_crs(data.attrs["spec"].epsg)
     ds = data.to_dataset(dim="band").rename_vars({b.key: n for n, b in chosen.items()})
