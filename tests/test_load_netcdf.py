@@ -126,8 +126,9 @@ def no_grid_mapping(tmp_path_factory):
 
 def test_netcdf_without_grid_mapping_takes_crs_from_load(no_grid_mapping):
     item, truth, path = no_grid_mapping
-    with pytest.raises(lazyraster.errors.MissingCRSError, match=r"tmin_2021\.nc.*pass crs="):
+    with pytest.raises(lazyraster.errors.MissingCRSError, match=r"tmin_2021\.nc.*pass crs=") as e:
         lazyraster.load([item], bands=["tmin"])
+    assert str(path) in str(e.value)  # the whole path of every file of the item
     lcc = CRS.from_cf(DAYMET_LCC)
     ds = lazyraster.load([item], bands=["tmin"], crs=lcc.to_wkt())
     assert CRS(ds.rio.crs.to_wkt()).equals(lcc)
