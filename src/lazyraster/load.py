@@ -10,8 +10,11 @@ written the rioxarray way (``spatial_ref`` coordinate, ``ds.rio.crs``).
 Rasters (GeoTIFF, COG, JPEG2000) are read by stackstac. This module handles the traps
 between pystac and stackstac: relative hrefs, ``proj:code`` without ``proj:epsg``
 (pystac drops ``proj:epsg`` when it reads projection v2.0 items, stackstac reads only
-``proj:epsg``), per-item scale and offset, and stackstac's refusal to rescale into
-float32.
+``proj:epsg``), CRSs without an EPSG code, per-item scale and offset, stackstac's
+refusal to rescale into float32, multi-band assets (split into one stackstac asset per
+band), and nodata that only the catalog states (ESA's JP2s carry no nodata tag). What
+the reader needs per band (band index, nodata) travels in the URL it is given; see
+:mod:`lazyraster._reader`.
 """
 
 from __future__ import annotations
@@ -771,6 +774,12 @@ def load(
     snap = bounds is None
     if snap and bbox is not None and isinstance(epsg, CRSKey):  # stackstac cannot transform
         bounds = transform_bounds("EPSG:4326", as_crs(epsg), *bbox)
+    extent = bounds
+    if extent is None and bbox is not None and epsg is not None:
+        extent = transform_bounds("EPSG:4326", as_crs(epsg), *bbox)
+    if extent is not None and res is not None:  # refuse a huge grid before building it
+        left, bottom, right, top = extent
+        _check_grid_size((math.ceil((top - bottom) / res[1]), math.ceil((right - left) / res[0])))
     stack = functools.partial(
         stackstac.stack,
         stac_dicts,
