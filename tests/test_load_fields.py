@@ -484,3 +484,32 @@ def test_bands_of_a_multi_band_file_are_fetched_once(tmp_path, nginx):
     for i, name in enumerate(("red", "green", "blue", "nir")):
         np.testing.assert_array_equal(four[name].isel(time=0).values, data[i].astype(np.float32))
     assert 0 < four_bytes <= one_bytes * 1.05
+
+
+def test_catalog_build_over_a_crs_without_epsg_then_load(tmp_path, dn):
+    """issue 14: such a CRS was catalogued (as proj:wkt2) but could not be loaded."""
+    from click.testing import CliRunner
+
+    from lazyraster.cli import main
+
+    custom = CRS.from_proj4("+proj=laea +lat_0=52 +lon_0=11.5 +x_0=4321000 +y_0=3210000 +ellps=GRS80")
+    assert custom.to_epsg() is None
+    src = tmp_path / "src"
+    src.mkdir()
+    path = write_raster(
+        src / "scene_20230501.tif",
+        dn[:1],
+        crs=custom,
+        transform=from_origin(3900000, 3100000, 10, 10),
+    )
+    out = tmp_path / "catalog"
+    result = CliRunner().invoke(
+        main,
+        ["catalog", "build", str(src), "--out", str(out), "--datetime", "2023-05-01T00:00:00Z"],
+    )
+    assert result.exit_code == 0, result.output
+    ds = lazyraster.load(out / "catalog.json")
+    (name,) = ds.data_vars
+    assert ds.rio.crs == custom
+    assert ds.rio.transform() == from_origin(3900000, 3100000, 10, 10)
+    np.testing.assert_array_equal(ds[name].isel(time=0).values, reference(path))
