@@ -443,6 +443,10 @@ def test_a_band_missing_from_one_item_is_an_error_unless_missing_nan(tmp_path, d
     np.testing.assert_array_equal(ds.B08.isel(time=0).values, reference(a))
     # by default, only the bands every item has
     assert list(lazyraster.load(items).data_vars) == ["B04"]
+    disjoint = [items[0].clone(), make_item("other", {"B11": {"href": a}}, when=WHEN)]
+    del disjoint[0].assets["B04"]
+    with pytest.raises(MissingBandError, match=r"no data asset in common.*missing=\"nan\""):
+        lazyraster.load(disjoint)
     with pytest.raises(ValueError, match="missing must be"):
         lazyraster.load(items, missing="skip")
 
@@ -492,7 +496,9 @@ def test_catalog_build_over_a_crs_without_epsg_then_load(tmp_path, dn):
 
     from lazyraster.cli import main
 
-    custom = CRS.from_proj4("+proj=laea +lat_0=52 +lon_0=11.5 +x_0=4321000 +y_0=3210000 +ellps=GRS80")
+    custom = CRS.from_proj4(
+        "+proj=laea +lat_0=52 +lon_0=11.5 +x_0=4321000 +y_0=3210000 +ellps=GRS80"
+    )
     assert custom.to_epsg() is None
     src = tmp_path / "src"
     src.mkdir()

@@ -150,6 +150,7 @@ def test_netcdf_without_grid_mapping_takes_crs_from_load(no_grid_mapping):
 )
 def test_netcdf_refuses_options_it_would_ignore(daymet, option):
     items, _ = daymet
+    lazyraster.load(items, bands=["tmin"], fill=np.float32("nan"))  # NaN is what it gives
     (name,) = option
     with pytest.raises(ValueError, match=rf"{name}=.*not supported for netCDF/Zarr"):
         lazyraster.load(items, bands=["tmin"], **option)

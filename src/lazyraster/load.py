@@ -24,6 +24,7 @@ import functools
 import itertools
 import json
 import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -737,7 +738,13 @@ def load(
     items = sorted(items, key=lambda item: (_item_time(item), item.id))
     chosen = _select_bands(items, bands)
     if bands is None and missing == "error":  # by default, the bands every item has
-        chosen = {n: b for n, b in chosen.items() if all(b.asset in i.assets for i in items)}
+        every = {n: b for n, b in chosen.items() if all(b.asset in i.assets for i in items)}
+        if chosen and not every:
+            raise MissingBandError(
+                f"the items have no data asset in common (they have {', '.join(chosen)}); "
+                'pass bands=[...] with missing="nan", or load the items apart'
+            )
+        chosen = every
     _check_complete(items, chosen, missing)
     kinds = {
         _asset_kind(i.assets[b.asset])
@@ -750,7 +757,7 @@ def load(
         refused.update(
             {k: v for k, v in (("scale", scale), ("nodata", nodata)) if v not in (True, None)}
         )
-        if not (isinstance(fill, float) and math.isnan(fill)):
+        if not (isinstance(fill, numbers.Real) and math.isnan(fill)):
             refused["fill"] = fill
         if refused:
             raise ValueError(
