@@ -418,8 +418,34 @@ def test_integer_bands_need_scale():
     dn = xr.Dataset({"red": ("x", np.array([100], np.uint16)), "nir": ("x", np.array([900], "u2"))})
     with pytest.raises(ValueError, match="scale=1e-4"):
         ix.index(dn, "SAVI")
-    # normalized differences do not depend on the scale: allowed on DN
-    assert float(ix.ndvi(dn)[0]) == pytest.approx(0.8)
+    # NDVI too: with an offset (baseline 04.00) the ratio of raw DNs is wrong
+    for compute in (ix.ndvi, lambda ds: ix.index(ds, "NDVI"), lambda ds: ds.geo.ndvi()):
+        with pytest.raises(ValueError, match=r"'nir'.*integers.*scale=.*scale=True"):
+            compute(dn)
+
+
+def test_ndvi_of_dn_with_declared_scale_equals_numpy_reference(backend):
+    """Baseline 04.00 DNs: reflectance = DN * 1e-4 - 0.1, 0 = nodata."""
+    rng = np.random.default_rng(3)
+    red = rng.integers(1000, 4000, (7, 9), dtype=np.uint16)
+    nir = rng.integers(1000, 9000, (7, 9), dtype=np.uint16)
+    red[0, :3] = 0
+    ds = backend(xr.Dataset({"red": (("y", "x"), red), "nir": (("y", "x"), nir)}))
+    r = red.astype(np.float64) * 1e-4 - 0.1
+    n = nir.astype(np.float64) * 1e-4 - 0.1
+    expected = (n - r) / (n + r)
+    expected[red == 0] = np.nan
+    for got in (
+        ix.ndvi(ds, scale=1e-4, offset=-0.1, nodata=0),
+        ds.geo.ndvi(scale=1e-4, offset=-0.1, nodata=0),
+        ix.index(ds, "NDVI", scale=1e-4, offset=-0.1, nodata=0),
+    ):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got.values, expected, rtol=1e-5)
+        assert np.isnan(got.values[0, :3]).all()
+    # the raw-DN ratio, what ndvi() used to return, is off by far more than rounding
+    raw = (nir.astype(float) - red) / (nir.astype(float) + red)
+    assert np.nanmax(np.abs(raw[red > 0] - expected[red > 0])) > 0.05
 
 
 @pytest.mark.parametrize(

@@ -99,3 +99,58 @@ def test_mixed_raster_and_netcdf_assets_are_refused(daymet, tmp_path):
     item.add_asset("B04", pystac.Asset(str(tmp_path / "x.tif"), media_type=pystac.MediaType.COG))
     with pytest.raises(ValueError, match="together"):
         lazyraster.load([item], bands=["tmin", "B04"])
+
+
+@pytest.fixture(scope="module")
+def no_grid_mapping(tmp_path_factory):
+    """A Daymet-like netCDF without its CF grid mapping, in an item without proj fields."""
+    root = tmp_path_factory.mktemp("nogm")
+    ds = daymet_like(2021)
+    plain = ds[["tmin"]].drop_vars("lambert_conformal_conic", errors="ignore")
+    plain["tmin"].attrs.pop("grid_mapping")
+    path = root / "tmin_2021.nc"
+    plain.to_netcdf(path, engine="h5netcdf")
+    item = pystac.Item(
+        "nogm_2021",
+        geometry={"type": "Point", "coordinates": [-100, 45]},
+        bbox=[-101, 44, -99, 46],
+        datetime=None,
+        properties={
+            "start_datetime": "2021-01-01T12:00:00Z",
+            "end_datetime": "2021-12-31T12:00:00Z",
+        },
+    )
+    item.add_asset("tmin", pystac.Asset(str(path), media_type="application/x-netcdf"))
+    return item, ds, path
+
+
+def test_netcdf_without_grid_mapping_takes_crs_from_load(no_grid_mapping):
+    item, truth, path = no_grid_mapping
+    with pytest.raises(lazyraster.errors.MissingCRSError, match=r"tmin_2021\.nc.*pass crs=") as e:
+        lazyraster.load([item], bands=["tmin"])
+    assert str(path) in str(e.value)  # the whole path of every file of the item
+    lcc = CRS.from_cf(DAYMET_LCC)
+    ds = lazyraster.load([item], bands=["tmin"], crs=lcc.to_wkt())
+    assert CRS(ds.rio.crs.to_wkt()).equals(lcc)
+    np.testing.assert_array_equal(ds.tmin.values, truth.tmin.values)
+    assert ds.rio.transform().a == 1000.0
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"groupby": "solar_day"},
+        {"dtype": "float64"},
+        {"scale": False},
+        {"fill": -9999.0},
+        {"gdal": {"GDAL_CACHEMAX": 64}},
+        {"resampling": "bilinear"},
+        {"nodata": 0},
+    ],
+)
+def test_netcdf_refuses_options_it_would_ignore(daymet, option):
+    items, _ = daymet
+    lazyraster.load(items, bands=["tmin"], fill=np.float32("nan"))  # NaN is what it gives
+    (name,) = option
+    with pytest.raises(ValueError, match=rf"{name}=.*not supported for netCDF/Zarr"):
+        lazyraster.load(items, bands=["tmin"], **option)

@@ -544,7 +544,8 @@ def _evaluate(
                 f"band(s) {', '.join(repr(str(arrays[s].name)) for s in ints)} hold integers: "
                 "spectral indices need reflectance. Pass scale= (and offset=, nodata=), "
                 "e.g. scale=1e-4, offset=-0.1, nodata=0 for Sentinel-2 L2A from "
-                "processing baseline 04.00, or load the bands with lazyraster.load()."
+                "processing baseline 04.00, or load the bands with "
+                "lazyraster.load(..., scale=True), which applies the catalog's scale and offset."
             )
     program = _expression.compile_program(trees, symbols)
     is_band = [s in band_symbols for s in symbols]
@@ -614,18 +615,29 @@ def normalized_difference(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
     return out.rename(a.name)
 
 
-def ndvi(ds: xr.Dataset, *, red: str = "red", nir: str = "nir") -> xr.DataArray:
+def ndvi(
+    ds: xr.Dataset,
+    *,
+    red: str = "red",
+    nir: str = "nir",
+    scale: float | None = None,
+    offset: float = 0.0,
+    nodata: float | None = None,
+) -> xr.DataArray:
     """Compute the Normalized Difference Vegetation Index, ``(nir - red) / (nir + red)``.
 
     Parameters
     ----------
     ds : xarray.Dataset
         Reflectance bands named by STAC common name; nodata already NaN (as
-        :func:`lazyraster.load` returns them). Integer digital numbers work too (the
-        ratio does not depend on the scale), but their nodata must be NaN-free zeros
-        or masked first.
+        :func:`lazyraster.load` returns them).
     red, nir : str, keyword-only
         Names of the red and near-infrared variables.
+    scale, offset, nodata : float, keyword-only
+        For digital numbers: each band is read as ``DN * scale + offset``, NaN where
+        ``DN == nodata``. Required (at least ``scale``) for integer bands: with an
+        offset (Sentinel-2 L2A from baseline 04.00: ``scale=1e-4, offset=-0.1,
+        nodata=0``) the ratio of raw DNs is wrong.
 
     Returns
     -------
@@ -637,6 +649,8 @@ def ndvi(ds: xr.Dataset, *, red: str = "red", nir: str = "nir") -> xr.DataArray:
     ------
     MissingBandError
         If ``ds`` has no ``red`` or ``nir`` variable.
+    ValueError
+        For integer bands without ``scale=``.
 
     Examples
     --------
@@ -644,10 +658,16 @@ def ndvi(ds: xr.Dataset, *, red: str = "red", nir: str = "nir") -> xr.DataArray:
     >>> ds = xr.Dataset({"red": ("x", np.array([0.1, 0.2])), "nir": ("x", np.array([0.5, 0.2]))})
     >>> ndvi(ds).round(3).values
     array([0.667, 0.   ], dtype=float32)
+    >>> dn = xr.Dataset({"red": ("x", [2000]), "nir": ("x", [6000])}).astype("uint16")
+    >>> ndvi(dn, scale=1e-4, offset=-0.1, nodata=0).round(3).values
+    array([0.667], dtype=float32)
     """
-    out = normalized_difference(
-        _band_for(ds, "N", {"N": nir}, "ndvi", "nir=<variable name>"),
-        _band_for(ds, "R", {"R": red}, "ndvi", "red=<variable name>"),
+    bands = {
+        "a": _band_for(ds, "N", {"N": nir}, "ndvi", "nir=<variable name>"),
+        "b": _band_for(ds, "R", {"R": red}, "ndvi", "red=<variable name>"),
+    }
+    (out,) = _evaluate(
+        [_ND_TREE], bands, band_symbols=["a", "b"], scale=scale, offset=offset, nodata=nodata
     )
     out.attrs = {
         **ds.attrs,

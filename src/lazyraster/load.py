@@ -10,33 +10,44 @@ written the rioxarray way (``spatial_ref`` coordinate, ``ds.rio.crs``).
 Rasters (GeoTIFF, COG, JPEG2000) are read by stackstac. This module handles the traps
 between pystac and stackstac: relative hrefs, ``proj:code`` without ``proj:epsg``
 (pystac drops ``proj:epsg`` when it reads projection v2.0 items, stackstac reads only
-``proj:epsg``), per-item scale and offset, and stackstac's refusal to rescale into
-float32.
+``proj:epsg``), CRSs without an EPSG code, per-item scale and offset, stackstac's
+refusal to rescale into float32, multi-band assets (split into one stackstac asset per
+band), and nodata that only the catalog states (ESA's JP2s carry no nodata tag). What
+the reader needs per band (band index, nodata) travels in the URL it is given; see
+:mod:`lazyraster._reader`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
+import json
 import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import dask
 import fsspec
 import numpy as np
 import pystac
 import rioxarray  # noqa: F401  (registers .rio)
 import stackstac
 import xarray as xr
+from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.errors import CRSError
 from rasterio.warp import transform_bounds
 
-from lazyraster._reader import Reader
+from lazyraster._reader import CRSKey, Reader, as_crs, crs_key, source_url
 from lazyraster.config import gdal_options
 from lazyraster.errors import EmptyResultError, MissingBandError, MissingCRSError
 from lazyraster.search import filter_items, search
 
-__all__ = ["load", "resolve_items"]
+__all__ = ["check_bbox", "load", "resolve_items"]
 
 RASTER_MEDIA_TYPES = frozenset(
     {
@@ -123,50 +134,109 @@ def _item_time(item: pystac.Item) -> dt.datetime:
     return time
 
 
-def _epsg_of(fields: Mapping[str, Any]) -> int | None:
-    """EPSG code from ``proj:epsg`` or an ``EPSG:n`` ``proj:code``, else None."""
+def _crs_of(fields: Mapping[str, Any]) -> CRS | None:
+    """The CRS of ``proj:epsg``, ``proj:code``, ``proj:wkt2`` or ``proj:projjson``.
+
+    Projection extension v1.x and v2.0; ``proj:code`` of any authority PROJ knows
+    (``IAU_2015:30100``). None when there is none of them.
+    """
     if fields.get("proj:epsg") is not None:
-        return int(fields["proj:epsg"])
-    code = fields.get("proj:code")
-    if isinstance(code, str) and code.upper().startswith("EPSG:"):
-        return int(code.split(":", 1)[1])
+        return CRS.from_epsg(int(fields["proj:epsg"]))
+    for field in ("proj:code", "proj:wkt2", "proj:projjson"):
+        value = fields.get(field)
+        if not value:
+            continue
+        try:
+            return CRS.from_user_input(json.dumps(value) if isinstance(value, dict) else value)
+        except CRSError as err:
+            raise MissingCRSError(
+                f"{field} {str(value)[:60]!r} is not a CRS PROJ knows ({err}); fix the "
+                "catalog, or pass crs= to load"
+            ) from None
     return None
 
 
-def _stackstac_dict(item: pystac.Item, dtype: np.dtype) -> dict[str, Any]:
-    """The item as a dict stackstac can read.
+def _number(value: Any) -> float | None:
+    """A STAC nodata value (a number, or "nan", "inf", "-inf") as a float."""
+    return None if value is None else float(value)
 
-    Hrefs are made absolute, ``proj:epsg`` is filled in from ``proj:code``, and
-    ``raster:bands`` scale and offset become scalars of the output dtype (stackstac
-    refuses to rescale into float32 when they are Python floats).
+
+@dataclass(frozen=True)
+class _Band:
+    """One band of one asset: where it is read from and what the catalog says of it."""
+
+    asset: str
+    index: int  # 1-based band of the file
+    count: int  # bands of the asset
+    name: str  # common name, else band name, else the asset key
+    fallback: str  # variable name when another band takes ``name``
+    size: float  # pixel size, for the finest-resolution rule
+
+    @property
+    def key(self) -> str:
+        """Key of the band among stackstac's assets."""
+        return self.asset if self.count == 1 else f"{self.asset}#{self.index}"
+
+
+def _band_fields(asset: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per-band fields of an asset: name, common name, nodata, scale and offset.
+
+    Read from ``raster:bands`` and ``eo:bands`` (raster and eo v1.x) and from STAC 1.1
+    ``bands`` with ``eo:common_name``, ``nodata``, ``raster:scale``/``raster:offset``
+    (eo and raster v2.0); fields on the asset itself apply to each of its bands.
     """
-    d = item.to_dict(include_self_link=False, transform_hrefs=False)
-    for asset_key, asset in d["assets"].items():
-        asset["href"] = item.assets[asset_key].get_absolute_href()
-        epsg = _epsg_of(asset)
-        if epsg is not None:
-            asset["proj:epsg"] = epsg
-        if asset.get("raster:bands"):  # new dicts: the item's own must not change
-            asset["raster:bands"] = [
-                {
-                    **band,
-                    "scale": dtype.type(band.get("scale", 1)),
-                    "offset": dtype.type(band.get("offset", 0)),
-                }
-                for band in asset["raster:bands"]
-            ]
-    epsg = _epsg_of(d["properties"])
-    if epsg is not None:
-        d["properties"]["proj:epsg"] = epsg
-    return d
+    raster = asset.get("raster:bands") or []
+    eo = asset.get("eo:bands") or []
+    common = asset.get("bands") or []
+    count = max(len(raster), len(eo), len(common), 1)
+
+    def pick(i: int, *sources: tuple[list, str]) -> Any:
+        for source, field in sources:
+            if i < len(source) and source[i].get(field) is not None:
+                return source[i][field]
+        return None
+
+    out = []
+    for i in range(count):
+        band = {
+            "name": pick(i, (eo, "name"), (common, "name"), (raster, "name")),
+            "common_name": pick(i, (eo, "common_name"), (common, "eo:common_name")),
+            "nodata": pick(i, (raster, "nodata"), (common, "nodata")),
+            "scale": pick(i, (raster, "scale"), (common, "raster:scale")),
+            "offset": pick(i, (raster, "offset"), (common, "raster:offset")),
+        }
+        if count == 1 and band["common_name"] is None:
+            band["common_name"] = asset.get("eo:common_name")
+        for field, asset_field in (
+            ("nodata", "nodata"),
+            ("scale", "raster:scale"),
+            ("offset", "raster:offset"),
+        ):
+            if band[field] is None:
+                band[field] = asset.get(asset_field)
+        out.append(band)
+    return out
 
 
-def _band_name(asset: pystac.Asset, key: str) -> str:
-    """The asset's single band's common name, else its band name, else the asset key."""
-    bands = asset.extra_fields.get("eo:bands") or asset.extra_fields.get("bands") or []
-    if len(bands) == 1:
-        return str(bands[0].get("common_name") or bands[0].get("name") or key)
-    return key
+def _bands_of(key: str, asset: pystac.Asset) -> list[_Band]:
+    fields = _band_fields(asset.extra_fields) if _asset_kind(asset) == "raster" else [{}]
+    size = _pixel_size(asset)
+    if len(fields) == 1:
+        name = fields[0].get("common_name") or fields[0].get("name") or key
+        return [_Band(key, 1, 1, str(name), key, size)]
+    labels = [str(f["name"] or f["common_name"] or i + 1) for i, f in enumerate(fields)]
+    unique = len(set(labels)) == len(labels)
+    return [
+        _Band(
+            key,
+            i + 1,
+            len(fields),
+            str(f["common_name"] or f["name"] or f"{key}_{i + 1}"),
+            f"{key}_{labels[i] if unique else i + 1}",
+            size,
+        )
+        for i, f in enumerate(fields)
+    ]
 
 
 def _data_assets(item: pystac.Item) -> dict[str, pystac.Asset]:
@@ -180,56 +250,75 @@ def _data_assets(item: pystac.Item) -> dict[str, pystac.Asset]:
     }
 
 
-def _band_count(asset: pystac.Asset) -> int:
-    fields = asset.extra_fields
-    return max(len(fields.get("raster:bands") or [0]), len(fields.get("eo:bands") or [0]))
+def _transform_of(item: pystac.Item | None, asset: pystac.Asset) -> list[float] | None:
+    """The asset's ``proj:transform``, else its item's."""
+    transform = asset.extra_fields.get("proj:transform")
+    if transform is None and item is not None:
+        transform = item.properties.get("proj:transform")
+    return transform
 
 
 def _pixel_size(asset: pystac.Asset) -> float:
-    transform = asset.extra_fields.get("proj:transform")
-    if transform is None and asset.owner is not None:
-        transform = asset.owner.properties.get("proj:transform")
+    transform = _transform_of(asset.owner, asset)
     return abs(transform[0]) if transform else math.inf
 
 
-def _select_assets(items: Sequence[pystac.Item], bands: Sequence[str] | None) -> dict[str, str]:
-    """Map asset key -> variable name for the requested bands.
+def _select_bands(items: Sequence[pystac.Item], bands: Sequence[str] | None) -> dict[str, _Band]:
+    """Map variable name -> band for the requested bands.
 
     Variables are named by common name (else the band's ``name``, else the asset key).
-    Where several assets share a name (Sentinel-2's red at 10, 20 and 60 m, or SCL at
-    20 and 60 m), the finest resolution takes the name and the others keep their asset
-    keys. A requested band may be an asset key or such a name. Without ``bands``, every
-    single-band data asset is chosen (multi-band assets such as a true-colour image must
-    be asked for by key).
+    Where several bands share a name (Sentinel-2's red at 10, 20 and 60 m, or the red
+    of a true-colour image), a single-band asset wins over a band of a multi-band one,
+    then the finest resolution; the others are named by their asset key (and, in a
+    multi-band asset, the band's name: ``visual_B04``). A requested band may be a
+    variable name, such a common name, or an asset key (all the bands of the asset).
+    Without ``bands``, every single-band data asset is chosen, and each multi-band asset
+    whose bands all keep their own names (NAIP's red, green, blue, nir; not a
+    true-colour copy of bands that exist on their own).
     """
-    names: dict[str, str] = {}
-    sizes: dict[str, float] = {}
-    counts: dict[str, int] = {}
+    per_asset: dict[str, list[_Band]] = {}
     for item in items:
         for key, asset in _data_assets(item).items():
-            names.setdefault(key, _band_name(asset, key))
-            sizes[key] = min(sizes.get(key, math.inf), _pixel_size(asset))
-            counts[key] = max(counts.get(key, 1), _band_count(asset))
-    finest: dict[str, str] = {}
-    for key in sorted(names, key=lambda k: (sizes[k], k)):
-        finest.setdefault(names[key], key)
-    variable = {key: name if finest[name] == key else key for key, name in names.items()}
+            if key not in per_asset:
+                per_asset[key] = _bands_of(key, asset)
+    candidates = [band for group in per_asset.values() for band in group]
+    winners: dict[str, _Band] = {}
+    for band in sorted(candidates, key=lambda b: (b.count > 1, b.size, b.asset, b.index)):
+        winners.setdefault(band.name, band)
+    named = {
+        (winners[band.name] is band and band.name) or band.fallback: band for band in candidates
+    }
     if bands is None:
-        return {key: variable[key] for key in names if counts[key] == 1}
-    chosen = {}
-    for band in bands:
-        key = band if band in names else finest.get(band)
-        if key is None:
-            have = ", ".join(f"{n} ({k})" if n != k else k for k, n in variable.items())
+        return {
+            name: band
+            for name, band in named.items()
+            if band.count == 1 or all(winners[b.name] is b for b in per_asset[band.asset])
+        }
+    chosen: dict[str, _Band] = {}
+    for request in bands:
+        if request in per_asset:
+            group = per_asset[request]
+            chosen.update({n: b for n, b in named.items() if b in group})
+        elif request in named:
+            chosen[request] = named[request]
+        else:
+            have = ", ".join(f"{n} ({b.asset})" if n != b.asset else n for n, b in named.items())
             raise MissingBandError(
-                f"band {band!r} is not among the items' data assets; they have: {have}. "
+                f"band {request!r} is not among the items' data assets; they have: {have}. "
                 "Name bands by STAC common name or by asset key."
             )
-        chosen[key] = variable[key]
     return chosen
 
 
-def _normalize_chunks(chunks: int | Mapping[str, int] | None) -> tuple[int, int, int, int]:
+def _normalize_chunks(
+    chunks: int | Mapping[str, int] | None, bands: Sequence[_Band] = ()
+) -> tuple[int, int | tuple[int, ...], int, int]:
+    """Stackstac's (time, band, y, x) chunks.
+
+    Along ``band``, the bands of one multi-band asset share a chunk: one task reads
+    them one after the other from one open file, so GDAL decodes a pixel-interleaved
+    block once for all of them (see :mod:`lazyraster._reader`).
+    """
     merged = dict(DEFAULT_CHUNKS)
     if isinstance(chunks, int):
         merged.update(y=chunks, x=chunks)
@@ -238,20 +327,82 @@ def _normalize_chunks(chunks: int | Mapping[str, int] | None) -> tuple[int, int,
         if unknown:
             raise ValueError(f"chunks may name time, y and x, not {sorted(unknown)}")
         merged.update(chunks)
-    return (merged["time"], 1, merged["y"], merged["x"])
+    groups = tuple(len(list(g)) for _, g in itertools.groupby(bands, key=lambda b: b.asset))
+    band = groups if any(n > 1 for n in groups) else 1
+    return (merged["time"], band, merged["y"], merged["x"])
 
 
-def _output_epsg(crs: Any) -> int | None:
+def _output_crs(crs: Any) -> int | None:
+    """The output CRS as stackstac's integer key (see :func:`lazyraster._reader.crs_key`)."""
     if crs is None:
         return None
-    if isinstance(crs, int):
-        return crs
-    from pyproj import CRS
+    try:
+        return crs_key(CRS.from_user_input(crs))
+    except CRSError as err:
+        raise MissingCRSError(
+            f"crs={crs!r} is not a CRS PROJ knows ({err}); pass an EPSG code such as 32631, "
+            "an 'AUTHORITY:CODE' string, a WKT or a pyproj.CRS"
+        ) from None
 
-    epsg = CRS.from_user_input(crs).to_epsg()
-    if epsg is None:
-        raise MissingCRSError(f"CRS {crs!r} has no EPSG code; pass an EPSG code such as 32631")
-    return epsg
+
+def _item_crs_key(item: pystac.Item, key: str) -> int | None:
+    """CRS key of an asset (its own ``proj:*`` fields, else the item's), or None."""
+    crs = _crs_of(item.assets[key].extra_fields) or _crs_of(item.properties)
+    return crs_key(crs) if crs is not None else None
+
+
+def _stackstac_dict(
+    item: pystac.Item,
+    dtype: np.dtype,
+    chosen: Mapping[str, _Band],
+    nodata: Mapping[str, float | None],
+) -> dict[str, Any]:
+    """The item as a dict stackstac can read, with one single-band asset per band.
+
+    Hrefs are made absolute and carry the band to read and its nodata (see
+    :func:`lazyraster._reader.source_url`); ``proj:epsg`` is the CRS key of whatever
+    ``proj:*`` field the item has; ``raster:bands`` holds the band's scale and offset as
+    scalars of the output dtype (stackstac refuses to rescale into float32 when they are
+    Python floats).
+    """
+    d = item.to_dict(include_self_link=False, transform_hrefs=False)
+    values = {  # nodata of each band: load(nodata=...), else the catalog's
+        name: nodata[name]
+        if name in nodata
+        else _number(_band_fields(d["assets"][band.asset])[band.index - 1]["nodata"])
+        for name, band in chosen.items()
+        if band.asset in item.assets
+    }
+    assets = {}
+    for name, band in chosen.items():
+        if band.asset not in item.assets:
+            continue
+        fields = dict(d["assets"][band.asset])
+        per_band = _band_fields(fields)[band.index - 1]
+        value = values[name]
+        group = [
+            b.index
+            for n, b in chosen.items()
+            if b.asset == band.asset and json.dumps(values[n]) == json.dumps(value)
+        ]
+        fields["href"] = source_url(
+            item.assets[band.asset].get_absolute_href(), band=band.index, nodata=value, group=group
+        )
+        fields["raster:bands"] = [
+            {
+                "scale": dtype.type(1 if per_band["scale"] is None else per_band["scale"]),
+                "offset": dtype.type(0 if per_band["offset"] is None else per_band["offset"]),
+            }
+        ]
+        key = _item_crs_key(item, band.asset)
+        if key is not None:
+            fields["proj:epsg"] = key
+        assets[band.key] = fields
+    d["assets"] = assets
+    crs = _crs_of(d["properties"])
+    if crs is not None:  # a new dict: the item's own properties must not change
+        d["properties"] = {**d["properties"], "proj:epsg": crs_key(crs)}
+    return d
 
 
 def _native_grids(items: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[tuple]:
@@ -267,47 +418,51 @@ def _native_grids(items: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[
             transform = asset.get("proj:transform", props.get("proj:transform"))
             shape = asset.get("proj:shape", props.get("proj:shape"))
             if epsg is not None and transform is not None and shape is not None:
-                grids.append((int(epsg), tuple(transform[:6]), tuple(shape)))
+                grids.append((epsg, tuple(transform[:6]), tuple(shape)))
     return grids
 
 
 def _aligned_bounds(
     grids: list[tuple], epsg: int | None, resolution: float | None, bbox: Sequence[float] | None
-) -> tuple[tuple[float, float, float, float] | None, int | None, float | None]:
+) -> tuple[tuple[float, float, float, float] | None, int | None, tuple[float, float] | None]:
     """Output bounds aligned to the assets' own pixel grid, where there is one.
 
     stackstac snaps bounds to multiples of the resolution, which shifts a grid whose
     origin is not such a multiple by part of a pixel (and resamples every pixel). When
     the output CRS and resolution are those of the assets, align the bounds to the
-    assets' origin instead, so that pixels are read as they are.
+    assets' origin instead, so that pixels are read as they are. Pixels need not be
+    square (Copernicus DEM's are 10 times wider than high near the poles).
     """
+    res = (resolution, resolution) if resolution is not None else None
     if not grids:
-        return None, epsg, resolution
+        return None, epsg, res
     epsgs = {g[0] for g in grids}
     out_epsg = epsg if epsg is not None else (epsgs.pop() if len(epsgs) == 1 else None)
     if out_epsg is None:
-        return None, epsg, resolution
+        return None, epsg, res
     native = [g for g in grids if g[0] == out_epsg and g[1][1] == 0 and g[1][3] == 0]
-    res = (
-        resolution
-        if resolution is not None
-        else (min(abs(g[1][0]) for g in native) if native else None)
-    )
-    anchors = {(g[1][2] % res, g[1][5] % res) for g in native if abs(g[1][0]) == res}
-    if res is None or len(anchors) != 1:
+    if res is None and native:
+        finest = min(native, key=lambda g: abs(g[1][0]))
+        res = (abs(finest[1][0]), abs(finest[1][4]))
+    if res is None:
+        return None, out_epsg, res
+    rx, ry = res
+    same = [g for g in native if (abs(g[1][0]), abs(g[1][4])) == (rx, ry)]
+    anchors = {(g[1][2] % rx, g[1][5] % ry) for g in same}
+    if len(anchors) != 1:
         return None, out_epsg, res
     ax, ay = anchors.pop()
     if bbox is not None:
-        left, bottom, right, top = transform_bounds("EPSG:4326", f"EPSG:{out_epsg}", *bbox)
+        left, bottom, right, top = transform_bounds("EPSG:4326", as_crs(out_epsg), *bbox)
     else:
         left = min(g[1][2] for g in native)
         top = max(g[1][5] for g in native)
         right = max(g[1][2] + g[1][0] * g[2][1] for g in native)
         bottom = min(g[1][5] + g[1][4] * g[2][0] for g in native)
-    left = ax + math.floor((left - ax) / res) * res
-    bottom = ay + math.floor((bottom - ay) / res) * res
-    right = ax + math.ceil((right - ax) / res) * res
-    top = ay + math.ceil((top - ay) / res) * res
+    left = ax + math.floor(round((left - ax) / rx, 6)) * rx
+    bottom = ay + math.floor(round((bottom - ay) / ry, 6)) * ry
+    right = ax + math.ceil(round((right - ax) / rx, 6)) * rx
+    top = ay + math.ceil(round((top - ay) / ry, 6)) * ry
     return (left, bottom, right, top), out_epsg, res
 
 
@@ -330,6 +485,145 @@ def _mosaic_solar_days(ds: xr.Dataset, items: Sequence[pystac.Item]) -> xr.Datas
     return grouped.assign_coords(id=("time", joined))
 
 
+def check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
+    """Check a (west, south, east, north) box in longitude/latitude degrees.
+
+    Examples
+    --------
+    >>> check_bbox([5, 52, 5.2, 52.1])
+    (5.0, 52.0, 5.2, 52.1)
+    >>> check_bbox((5, 52.1, 5.2, 52))
+    Traceback (most recent call last):
+    ...
+    ValueError: bbox (5.0, 52.1, 5.2, 52.0): south 52.1 is not below north 52.0; \
+give bbox as (west, south, east, north)
+    """
+    try:
+        values = tuple(float(v) for v in bbox)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"bbox must be 4 numbers (west, south, east, north), not {bbox!r}"
+        ) from None
+    if len(values) != 4 or not all(map(math.isfinite, values)):
+        raise ValueError(f"bbox must be 4 finite numbers (west, south, east, north), not {bbox!r}")
+    west, south, east, north = values
+    for name, value, limit in (("west", west, 180), ("east", east, 180)):
+        if not -limit <= value <= limit:
+            raise ValueError(
+                f"bbox {values}: {name} {value} is not a longitude in -180..180; bbox is in "
+                "degrees (west, south, east, north), not in the CRS's units"
+            )
+    for name, value in (("south", south), ("north", north)):
+        if not -90 <= value <= 90:
+            raise ValueError(
+                f"bbox {values}: {name} {value} is not a latitude in -90..90; bbox is "
+                "(west, south, east, north) in degrees"
+            )
+    if south >= north:
+        raise ValueError(
+            f"bbox {values}: south {south} is not below north {north}; give bbox as "
+            "(west, south, east, north)"
+        )
+    if west > east:
+        raise ValueError(
+            f"bbox {values} crosses the antimeridian (west {west} > east {east}); load "
+            f"the two sides separately, bbox=({west}, {south}, 180, {north}) and "
+            f"bbox=(-180, {south}, {east}, {north})"
+        )
+    if west == east:
+        raise ValueError(f"bbox {values}: west equals east; the box has no width")
+    return values
+
+
+def _nodata_overrides(
+    nodata: float | Mapping[str, float] | None, chosen: Mapping[str, _Band]
+) -> dict[str, float | None]:
+    """Variable name -> nodata given by ``load(nodata=...)``."""
+    if nodata is None:
+        return {}
+    if not isinstance(nodata, Mapping):
+        return {name: _number(nodata) for name in chosen}
+    out = {}
+    for label, value in nodata.items():
+        names = [n for n, b in chosen.items() if label in (n, b.asset)]
+        if not names:
+            raise MissingBandError(
+                f"nodata= names {label!r}, which is not a loaded band; the bands are "
+                f"{', '.join(chosen)}"
+            )
+        out.update({name: _number(value) for name in names})
+    return out
+
+
+def _check_complete(
+    items: Sequence[pystac.Item], chosen: Mapping[str, _Band], missing: str
+) -> None:
+    """Refuse an item that lacks one of the chosen bands, unless ``missing="nan"``."""
+    if missing == "nan":
+        return
+    for item in items:
+        absent = sorted({n for n, b in chosen.items() if b.asset not in item.assets})
+        if absent:
+            raise MissingBandError(
+                f"item {item.id!r} has no asset for band(s) {', '.join(absent)} (the other "
+                "items have it); leave the item out, choose other bands=, or pass "
+                'missing="nan" to load that band as NaN there'
+            )
+
+
+def _common_crs(items: Sequence[pystac.Item], chosen: Mapping[str, _Band], out: int | None) -> None:
+    """Check that the assets' CRSs allow an output grid, before stackstac guesses."""
+    keys = {}
+    for item in items:
+        for band in chosen.values():
+            if band.asset not in item.assets:
+                continue
+            key = _item_crs_key(item, band.asset)
+            if key is None and out is None:
+                raise MissingCRSError(
+                    f"item {item.id!r}: asset {band.asset!r} has no proj:code, proj:epsg, "
+                    "proj:wkt2 or proj:projjson; pass crs= (e.g. crs='EPSG:32631') to load"
+                )
+            keys.setdefault(key, item.id)
+    keys.pop(None, None)
+    if out is None and len(keys) > 1:
+        found = ", ".join(f"{as_crs(k).to_string()} ({i})" for k, i in keys.items())
+        raise MissingCRSError(
+            f"the items are in several CRSs ({found}); pass crs= to load them onto one grid"
+        )
+    for item in items:
+        for band in chosen.values():
+            asset = item.assets.get(band.asset)
+            transform = None if asset is None else _transform_of(item, asset)
+            if transform is not None and (transform[1] != 0 or transform[3] != 0):
+                raise ValueError(
+                    f"item {item.id!r}: asset {band.asset!r} has proj:transform "
+                    f"{list(transform[:6])}, which is not north-up (rotated, or written in "
+                    "GDAL's order c, a, b, f, d, e instead of STAC's a, b, c, d, e, f); fix "
+                    "the catalog, or drop proj:transform to read the grid from the file"
+                )
+    target = out if out is not None else next(iter(keys), None)
+    odd = [k for k in keys if k != target and (isinstance(k, CRSKey) or isinstance(target, CRSKey))]
+    if odd:
+        raise MissingCRSError(
+            f"cannot reproject between {as_crs(odd[0]).to_string()[:80]} and "
+            f"{as_crs(target).to_string()[:80]}, which have no EPSG code; load on the "
+            "assets' own CRS (leave crs= unset) and reproject with ds.rio.reproject"
+        )
+
+
+def _check_grid_size(shape: Sequence[int]) -> None:
+    limit = int(dask.config.get("lazyraster.load.max-pixels"))
+    height, width = shape[-2:]
+    if height * width > limit:
+        raise ValueError(
+            f"the requested grid is {height} x {width} = {height * width:,} pixels per band "
+            f"and time step, more than lazyraster.load.max-pixels ({limit:,}); narrow bbox=, "
+            "coarsen resolution=, or raise the limit with "
+            "dask.config.set({'lazyraster.load.max-pixels': N})"
+        )
+
+
 def load(
     source: ItemsLike,
     *,
@@ -343,10 +637,12 @@ def load(
     resolution: float | None = None,
     chunks: int | Mapping[str, int] | None = None,
     groupby: str | None = None,
-    resampling: str = "nearest",
-    dtype: Any = "float32",
+    resampling: str | None = None,
+    dtype: Any = None,
     scale: bool = True,
     fill: float = np.nan,
+    nodata: float | Mapping[str, float] | None = None,
+    missing: str = "error",
     gdal: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Load STAC items as a lazy Dataset with dims (time, y, x) and one variable per band.
@@ -356,14 +652,17 @@ def load(
     source : str, path, pystac.ItemCollection or sequence of pystac.Item
         A STAC API URL, a static catalog, collection or item (path or URL), or items.
     bands : sequence of str, optional
-        Bands to load, by STAC common name (``"red"``) or asset key (``"B04"``).
-        Default: every raster asset.
+        Bands to load, by STAC common name (``"red"``) or asset key (``"B04"``; the key
+        of a multi-band asset loads each of its bands). Default: every single-band
+        raster asset, and the multi-band assets whose bands have names of their own.
     collections, datetime, query, filter : optional
         Which items to load, as in :func:`lazyraster.search`.
     bbox : (west, south, east, north), optional
         Area to load, in longitude/latitude degrees; also selects the items.
     crs : int, str or pyproj.CRS, optional
-        Output CRS (must have an EPSG code). Default: the items' common CRS.
+        Output CRS (an EPSG code, ``"AUTHORITY:CODE"``, WKT or PROJJSON). Default: the
+        items' common CRS. For netCDF/Zarr assets: the CRS of files that carry no CF
+        grid mapping.
     resolution : float, optional
         Output pixel size in CRS units. Default: the finest of the assets.
     chunks : int or dict, optional
@@ -372,15 +671,22 @@ def load(
     groupby : {None, "solar_day"}
         ``"solar_day"`` mosaics the items of one local solar day (neighbouring tiles of
         one overpass) into one time step; the first valid pixel wins.
-    resampling : str
-        Rasterio resampling name used when reprojecting or resampling.
-    dtype : dtype
+    resampling : str, optional
+        Rasterio resampling name used when reprojecting or resampling (``"nearest"``).
+    dtype : dtype, optional
         Floating output dtype (float32 by default).
     scale : bool
         Apply ``raster:bands`` scale and offset (per item, so Sentinel-2 processing
         baselines with different offsets come out alike).
     fill : float
         Value for nodata and for pixels outside an item's footprint.
+    nodata : float or dict, optional
+        Nodata of the DNs, overriding the catalog: one value for every band, or a dict
+        band (variable name or asset key) -> value. Default: ``raster:bands`` ``nodata``
+        (or STAC 1.1 ``nodata``), else the file's nodata tag, else none.
+    missing : {"error", "nan"}
+        What to do when an item has no asset for a chosen band: raise (default), or
+        load that band as ``fill`` there.
     gdal : dict, optional
         GDAL configuration options on top of ``lazyraster.gdal`` in dask's config
         (see ``lazyraster.yaml``). They travel with the tasks to every worker.
@@ -396,7 +702,13 @@ def load(
     EmptyResultError
         If no item passes the filters.
     MissingBandError
-        If a requested band is not among the items' raster assets.
+        If a requested band is not among the items' raster assets, or an item lacks
+        one (unless ``missing="nan"``).
+    MissingCRSError
+        If the assets' CRS is not known (pass ``crs=``) or differs between items.
+    ValueError
+        For a bbox that is not (west, south, east, north) in degrees, or a grid larger
+        than ``lazyraster.load.max-pixels``.
 
     Examples
     --------
@@ -404,11 +716,16 @@ def load(
     >>> ds = lazyraster.load("catalogs/sample/catalog.json", bands=["red", "nir"])  # doctest: +SKIP
     >>> ds.geo.ndvi()  # doctest: +SKIP
     """
-    dtype = np.dtype(dtype)
+    options = {"groupby": groupby, "resampling": resampling, "dtype": dtype, "gdal": gdal}
+    dtype = np.dtype("float32" if dtype is None else dtype)
     if dtype.kind != "f":
         raise TypeError(f"dtype must be a floating dtype to hold NaN nodata, not {dtype}")
     if groupby not in (None, "solar_day"):
         raise ValueError(f"groupby must be None or 'solar_day', not {groupby!r}")
+    if missing not in ("error", "nan"):
+        raise ValueError(f"missing must be 'error' or 'nan', not {missing!r}")
+    if bbox is not None:
+        bbox = check_bbox(bbox)
     items = resolve_items(
         source, collections=collections, bbox=bbox, datetime=datetime, query=query, filter=filter
     )
@@ -419,30 +736,67 @@ def load(
             "collection names, widen bbox or datetime, or relax query/filter"
         )
     items = sorted(items, key=lambda item: (_item_time(item), item.id))
-    assets = _select_assets(items, bands)
-    kinds = {_asset_kind(i.assets[key]) for i in items for key in assets if key in i.assets}
+    chosen = _select_bands(items, bands)
+    if bands is None and missing == "error":  # by default, the bands every item has
+        every = {n: b for n, b in chosen.items() if all(b.asset in i.assets for i in items)}
+        if chosen and not every:
+            raise MissingBandError(
+                f"the items have no data asset in common (they have {', '.join(chosen)}); "
+                'pass bands=[...] with missing="nan", or load the items apart'
+            )
+        chosen = every
+    _check_complete(items, chosen, missing)
+    kinds = {
+        _asset_kind(i.assets[b.asset])
+        for i in items
+        for b in chosen.values()
+        if b.asset in i.assets
+    }
     if kinds == {"array"}:
+        refused = {k: v for k, v in options.items() if v is not None}
+        refused.update(
+            {k: v for k, v in (("scale", scale), ("nodata", nodata)) if v not in (True, None)}
+        )
+        if not (isinstance(fill, numbers.Real) and math.isnan(fill)):
+            refused["fill"] = fill
+        if refused:
+            raise ValueError(
+                f"{', '.join(f'{k}={v!r}' for k, v in refused.items())}: not supported for "
+                "netCDF/Zarr assets, which xarray decodes as their CF attributes say (scale, "
+                "offset, _FillValue -> NaN) on their own grid; leave these options unset"
+            )
+        assets = {b.asset: name for name, b in chosen.items()}
         return _load_arrays(items, assets, chunks=chunks, bbox=bbox, crs=crs, resolution=resolution)
     if kinds != {"raster"}:
         raise ValueError(
             "cannot load raster (GeoTIFF/JPEG2000) and array (netCDF/Zarr) assets together; "
             "choose one kind with bands=[...]"
         )
-    keys = list(assets)
-    stac_dicts = [_stackstac_dict(item, dtype) for item in items]
-    bounds, epsg, resolution = _aligned_bounds(
-        _native_grids(stac_dicts, keys), _output_epsg(crs), resolution, bbox
-    )
-    data = stackstac.stack(
+    out_crs = _output_crs(crs)
+    _common_crs(items, chosen, out_crs)
+    overrides = _nodata_overrides(nodata, chosen)
+    stac_dicts = [_stackstac_dict(item, dtype, chosen, overrides) for item in items]
+    keys = [band.key for band in chosen.values()]
+    bounds, epsg, res = _aligned_bounds(_native_grids(stac_dicts, keys), out_crs, resolution, bbox)
+    snap = bounds is None
+    if snap and bbox is not None and isinstance(epsg, CRSKey):  # stackstac cannot transform
+        bounds = transform_bounds("EPSG:4326", as_crs(epsg), *bbox)
+    extent = bounds
+    if extent is None and bbox is not None and epsg is not None:
+        extent = transform_bounds("EPSG:4326", as_crs(epsg), *bbox)
+    if extent is not None and res is not None:  # refuse a huge grid before building it
+        left, bottom, right, top = extent
+        _check_grid_size((math.ceil((top - bottom) / res[1]), math.ceil((right - left) / res[0])))
+    stack = functools.partial(
+        stackstac.stack,
         stac_dicts,
         assets=keys,
         epsg=epsg,
-        resolution=resolution,
+        resolution=res,
         bounds=bounds,
-        bounds_latlon=tuple(bbox) if bbox is not None and bounds is None else None,
-        snap_bounds=bounds is None,
-        resampling=Resampling[resampling],
-        chunksize=_normalize_chunks(chunks),
+        bounds_latlon=bbox if bounds is None else None,
+        snap_bounds=snap,
+        resampling=Resampling[resampling or "nearest"],
         dtype=dtype,
         fill_value=dtype.type(fill),
         rescale=scale,
@@ -454,15 +808,27 @@ def load(
         errors_as_nodata=(),
         reader=Reader,
     )
-    epsg = int(data.attrs["crs"].split(":")[1])
-    ds = data.to_dataset(dim="band").rename_vars(assets)
+    try:
+        data = stack(chunksize=_normalize_chunks(chunks, list(chosen.values())))
+    except ValueError as err:
+        if "Chunks do not add up" not in str(err):
+            raise
+        # stackstac left out assets outside the bounds, so the band groups no longer fit
+        data = stack(chunksize=_normalize_chunks(chunks))
+        keys = list(data.band.values)
+        chosen = {n: b for n, b in chosen.items() if b.key in keys}
+    _check_grid_size(data.shape)
+    out = as_crs(data.attrs["spec"].epsg)
+    ds = data.to_dataset(dim="band").rename_vars({b.key: n for n, b in chosen.items()})
     ds = ds.drop_vars([c for c in ds.coords if c not in {"time", "y", "x", "id"}])
     ds.attrs = {}
-    for key, name in assets.items():
-        ds[name].attrs = {"long_name": name, "stac_asset": key}
+    for name, band in chosen.items():
+        ds[name].attrs = {"long_name": name, "stac_asset": band.asset}
+        if band.count > 1:
+            ds[name].attrs["stac_band"] = band.index
     if groupby == "solar_day":
         ds = _mosaic_solar_days(ds, items)
-    return ds.rio.write_crs(f"EPSG:{epsg}")
+    return ds.rio.write_crs(out)
 
 
 def _asset_kind(asset: pystac.Asset) -> str:
@@ -493,15 +859,6 @@ def _open_array_asset(asset: pystac.Asset, key: str, chunks: Mapping[str, int]) 
     return ds.rio.write_crs(crs) if crs is not None else ds
 
 
-def _item_crs(item: pystac.Item) -> Any:
-    props = item.properties
-    for field in ("proj:code", "proj:wkt2", "proj:projjson"):
-        if props.get(field):
-            return props[field]
-    epsg = _epsg_of(props)
-    return f"EPSG:{epsg}" if epsg is not None else None
-
-
 def _load_arrays(
     items: Sequence[pystac.Item],
     assets: Mapping[str, str],
@@ -511,12 +868,17 @@ def _load_arrays(
     crs: Any,
     resolution: float | None,
 ) -> xr.Dataset:
-    """netCDF/Zarr assets through xarray + fsspec, concatenated along time across items."""
-    if crs is not None or resolution is not None:
+    """netCDF/Zarr assets through xarray + fsspec, concatenated along time across items.
+
+    The CRS is the files' CF grid mapping, else the item's ``proj:*`` fields, else
+    ``crs``; a ``crs`` that contradicts the files is refused.
+    """
+    if resolution is not None:
         raise ValueError(
-            "netCDF/Zarr assets are loaded on their own grid; leave crs and resolution "
-            "unset (reproject afterwards with ds.rio.reproject if needed)"
+            "netCDF/Zarr assets are loaded on their own grid; leave resolution unset "
+            "(resample afterwards with ds.rio.reproject if needed)"
         )
+    given = _output_crs(crs)
     sizes = {"y": 1024, "x": 1024}  # time: whole files, so one chunk per file (year)
     if isinstance(chunks, int):
         sizes = {"y": chunks, "x": chunks}
@@ -528,11 +890,26 @@ def _load_arrays(
             _open_array_asset(item.assets[key], key, sizes) for key in assets if key in item.assets
         ]
         part = xr.merge(opened, compat="override", join="exact", combine_attrs="drop_conflicts")
-        crs_of_item = part.rio.crs or _item_crs(item)
-        if crs_of_item is None:
+        stated = part.rio.crs or _crs_of(item.properties)
+        if (
+            stated is not None
+            and given is not None
+            and crs_key(CRS.from_user_input(stated)) != given
+        ):
             raise MissingCRSError(
-                f"item {item.id!r}: no CF grid mapping in its files and no proj:code, "
-                "proj:wkt2 or proj:projjson; add one to the catalog"
+                f"item {item.id!r}: its files (CF grid mapping) or proj fields give a CRS "
+                f"other than crs={crs!r}; netCDF/Zarr assets are loaded on their own grid: "
+                "leave crs= unset and reproject afterwards with ds.rio.reproject"
+            )
+        crs_of_item = stated if stated is not None else crs
+        if crs_of_item is None:
+            hrefs = ", ".join(
+                item.assets[k].get_absolute_href() for k in assets if k in item.assets
+            )
+            raise MissingCRSError(
+                f"item {item.id!r}: no CF grid mapping in its files ({hrefs}) and no "
+                "proj:code, proj:wkt2 or proj:projjson; pass crs= to load (e.g. "
+                "crs='EPSG:4326') or add one to the catalog"
             )
         parts.append(part.rio.write_crs(crs_of_item))
     try:
