@@ -304,7 +304,7 @@ def test_a_truncated_file_fails_in_one_line_naming_it(tmp_path, driver, suffix):
         f"cannot open {path}: "
     )
     assert "\n" not in message and "Window(" not in message and "CPLE_" not in message
-    assert isinstance(failure.value, LazyrasterError) and isinstance(failure.value, RuntimeError)
+    assert isinstance(failure.value, LazyrasterError) and isinstance(failure.value, OSError)
 
 
 def test_a_missing_file_fails_in_one_line_naming_it(tmp_path, dn):

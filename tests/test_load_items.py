@@ -11,6 +11,7 @@ import xarray as xr
 from rasterio.transform import from_origin
 
 import lazyraster
+from lazyraster.errors import ReadError
 from lazyraster.testing import raise_if_dask_computes, raster_item, write_cog
 
 RES = 10.0
@@ -139,7 +140,7 @@ def test_missing_file_raises_an_error_naming_it(items, tmp_path):
     broken = items[2].clone()
     broken.assets["B04"].href = str(tmp_path / "gone.tif")
     ds = lazyraster.load([broken], bands=["red"])
-    with pytest.raises(RuntimeError, match=r"gone\.tif"):
+    with pytest.raises(ReadError, match=r"^cannot open \S*gone\.tif: No such file"):
         ds.red.compute()
 
 
@@ -147,7 +148,7 @@ def test_gdal_options_reach_process_workers(items):
     ds = lazyraster.load(items[2:], bands=["red"], gdal={"GDAL_SKIP": "GTiff,COG"})
     with (
         dask.config.set(scheduler="processes", num_workers=2),
-        pytest.raises(RuntimeError, match=r"late_B04\.tif"),
+        pytest.raises(ReadError, match=r"late_B04\.tif"),
     ):
         ds.red.compute()  # GTiff is skipped in the worker process: the option arrived
     ok = lazyraster.load(items[2:], bands=["red"])

@@ -30,7 +30,7 @@ from lazyraster.config import gdal_options
 from lazyraster.errors import ReadError
 from lazyraster.load import ARRAY_MEDIA_TYPES, RASTER_MEDIA_TYPES
 
-__all__ = ["SceneFile", "readable", "scene_files", "unreadable"]
+__all__ = ["SceneFile", "readable", "scene_files", "unreadable", "with_item"]
 
 #: What reading a damaged file raises: GDAL (through rasterio), HDF5/netCDF and fsspec
 #: errors are OSErrors or RuntimeErrors; a file that is not what its extension says
@@ -194,3 +194,12 @@ def unreadable(
         item=culprit.item,
         reason=reason,
     )
+
+
+def with_item(
+    err: ReadError, items: Sequence[pystac.Item], bands: Sequence[str] | None
+) -> ReadError:
+    """``err`` naming the item and asset of its file too (the reader knows only the file)."""
+    if err.item is not None:
+        return err
+    return unreadable(err, items, bands) or err

@@ -136,9 +136,19 @@ def _decode(
 
 
 def _reason(err: BaseException) -> str:
-    """The first line of an error, without rasterio's and GDAL's repetitions."""
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
+    """The first line of the innermost informative error that ``err`` was raised from.
+
+    rasterio raises "Read failed. See previous exception for details." from GDAL's own
+    error (which says which block failed and why); that one is the reason.
+    """
+    lines: list[str] = []
+    current: BaseException | None = err
+    while current is not None and len(lines) < 16:
+        text = str(current).strip() or type(current).__name__
+        if "See previous exception" not in text:
+            lines.append(text.splitlines()[0])
+        current = current.__cause__ or current.__context__
+    return lines[-1] if lines else type(err).__name__
 
 
 def _fits(nodata: float, dtype: np.dtype) -> bool:
@@ -189,7 +199,7 @@ class Reader(AutoParallelRioReader):
         return {**super().__getstate__(), "url": self._packed_url}
 
     def _fail(self, what: str, err: BaseException) -> ReadError:
-        reason = _reason(err)
+        reason = _reason(err).removeprefix(f"{self.url}: ").removeprefix(f"'{self.url}' ")
         return ReadError(f"cannot {what} {self.url}: {reason}", href=self.url, reason=reason)
 
     def _open(self) -> Any:

@@ -20,8 +20,8 @@ from pathlib import Path
 import xarray as xr
 from matplotlib.figure import Figure
 
-from lazyraster._readable import READ_ERRORS, unreadable
-from lazyraster.errors import LazyrasterError, OutputExistsError
+from lazyraster._readable import READ_ERRORS, unreadable, with_item
+from lazyraster.errors import LazyrasterError, OutputExistsError, ReadError
 from lazyraster.load import load
 from lazyraster.search import search
 from lazyraster.write import write_geotiff, write_zarr
@@ -183,6 +183,8 @@ def run_demo(
             ds = load(catalog, bands=list(BANDS), collections=collections)
         with _timed(timings, "analyse"):
             result = analyse(ds).persist()
+    except ReadError as err:
+        raise with_item(err, list(search(catalog, collections=collections)), BANDS) from None
     except LazyrasterError:
         raise
     except READ_ERRORS as err:

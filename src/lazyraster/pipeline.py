@@ -787,6 +787,8 @@ def _build(spec: Spec, items: Sequence[pystac.Item]) -> xr.Dataset:
         load_options["bbox"] = bbox
     try:
         ds = load(list(items), **load_options)
+    except ReadError as err:
+        raise _readable.with_item(err, items, spec.load.get("bands")) from None
     except LazyrasterError:
         raise
     except (TypeError, ValueError) as err:
@@ -1108,6 +1110,10 @@ def _persist_scenes(
     while True:
         try:
             return _persist(_written_variables(ds, spec), client, interval)
+        except ReadError as err:
+            failure = _readable.with_item(err, items, spec.load.get("bands"))
+            if spec.on_error == "fail" or failure.item is None:
+                raise failure from None
         except LazyrasterError:
             raise
         except _readable.READ_ERRORS as err:
