@@ -37,7 +37,16 @@ import secrets
 import shutil
 from collections.abc import Iterator
 
-__all__ = ["FileLock", "Temporary", "commit", "discard", "output_lock", "remove", "replacing", "sweep"]
+__all__ = [
+    "FileLock",
+    "Temporary",
+    "commit",
+    "discard",
+    "output_lock",
+    "remove",
+    "replacing",
+    "sweep",
+]
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
