@@ -3,18 +3,22 @@
 Both writers share three rules:
 
 - **Refuse to overwrite.** An existing output is an :class:`~lazyraster.errors.OutputExistsError`
-  unless ``mode="w"`` is given (``--overwrite`` on the command line).
-- **Atomic on local file systems.** The output is written under a hidden sibling name
-  (``.<name>.tmp-<id>``) and renamed into place only once it is complete, so a crash, a
-  killed job or an exception in a task leaves either the previous output or nothing
-  under the final name. With ``mode="w"`` the previous output is renamed aside
-  (``.<name>.old-<id>``) only once the new one is complete, and removed after the new one
-  is in place. When a task raises, the writer removes its temporary output, but tasks
-  still running on other workers may write a block into it afterwards. The next write
-  of the same output that succeeds removes such ``.<name>.tmp-*`` leftovers (so two
-  writes of one output must not run at the same time, which would race anyway). A
-  ``.<name>.old-*`` (from a job killed between two renames, which holds the previous
-  output) is kept; it is never read by lazyraster and is safe to delete.
+  unless ``mode="w"`` is given (``--overwrite`` on the command line). Even then only
+  what lazyraster writes is replaced: a Zarr store (a folder with ``zarr.json``,
+  ``.zgroup`` or ``.zarray``, or an empty folder) or a TIFF file; anything else (a
+  folder of other files, a link) is refused, naming the path.
+- **Atomic on local file systems** (one mechanism, :mod:`lazyraster._atomic`). The
+  output is written under a hidden sibling ``.<name>.tmp-<random hex>`` that the writing
+  process holds locked (``fcntl.flock`` on ``.<name>.tmp-<hex>.lock``), and committed
+  once complete under the output's lock ``.<name>.lock``: a rename, or an atomic
+  exchange with the previous output, which is then removed. A crash, a killed job or an
+  exception in a task leaves either the previous output or nothing under the final
+  name. Concurrent writers of one output, in any processes, commit one after the other
+  (with ``mode="w"`` the last one's output stays; with ``"w-"`` the later ones are
+  refused); each commit removes the temporaries that no live writer holds (left by a
+  killed writer, or by a task still running when a write failed), never a live one's.
+  A full disk raises an ``OSError`` (``ENOSPC``) naming the output, after removing the
+  temporary.
 - **Lazy and scheduler-agnostic.** Tasks receive paths and URLs, never open file handles,
   so the same graph runs on threads, processes, a ``LocalCluster`` or SLURM workers
   (which must see the output's file system). ``compute=False`` returns a
@@ -27,7 +31,8 @@ to the final prefix first and the Zarr metadata documents last (the root ``zarr.
 ``.zgroup`` at the very end), so a reader never sees a store that opens until every
 chunk is there; the temporary prefix is deleted last, so nothing is lost if the copy is
 interrupted. With ``mode="w"`` the old output is deleted (metadata first) before the
-copy starts. Append and region writes go into an existing store in place: they are
+copy starts. Remote stores have no lock: two writers of one remote store at the same
+time are not serialised. Append and region writes go into an existing store in place: they are
 not atomic, but rewriting a region is idempotent, which is what resuming needs.
 
 GeoTIFFs are not written through ``rioxarray``'s ``to_raster``, which serialises dask
@@ -383,7 +388,8 @@ def write_zarr(
         time, run ``zarr.consolidate_metadata(store)`` once they are all done.
     mode : {"w-", "w"}
         ``"w-"`` refuses with :class:`~lazyraster.errors.OutputExistsError` if the
-        target exists; ``"w"`` replaces it once the new output is complete.
+        target exists; ``"w"`` replaces it once the new output is complete, if it is
+        a Zarr store (or an empty folder), and refuses anything else.
     chunks : mapping of dim to int, optional
         Zarr chunk sizes of the named dimensions; the data are rechunked to match.
         Other dimensions keep their dask chunks (irregular ones are evened out to their
@@ -421,7 +427,9 @@ def write_zarr(
     Raises
     ------
     OutputExistsError
-        If the target exists and ``mode`` is not ``"w"``.
+        If the target exists and ``mode`` is not ``"w"``, or is not a Zarr store.
+    OSError
+        ``ENOSPC`` when the disk is full (the previous output is unchanged).
     FileNotFoundError
         For a region write into a store that does not exist.
 
@@ -1081,7 +1089,7 @@ def write_geotiff(
     compute : bool
         If ``False``, return a :class:`dask.delayed.Delayed` that writes the file(s).
     mode : {"w-", "w"}
-        Refuse (default) or replace an existing output.
+        Refuse (default) or replace an existing output; only a TIFF file is replaced.
     per : hashable, optional
         Write one file per step of this dimension (e.g. ``"time"``). ``path`` is a
         pattern with ``{}`` (``"ndvi_{}.tif"``) or gets ``_<step>`` before its suffix;
@@ -1104,7 +1112,9 @@ def write_geotiff(
     Raises
     ------
     OutputExistsError
-        If an output exists and ``mode`` is not ``"w"``.
+        If an output exists and ``mode`` is not ``"w"``, or is not a TIFF file.
+    OSError
+        ``ENOSPC`` when the disk is full (the previous output is unchanged).
     MissingCRSError
         If ``obj`` has no CRS.
 
