@@ -13,6 +13,8 @@ import hashlib
 import http.server
 import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 from tests.test_catalog_tools import DAYMET, daymet_catalog, inputs, item_files
 
+import lazyraster
 from lazyraster.catalog import build_catalog, localize_catalog, validate_catalog
 from lazyraster.catalog.samples import write_cog
 from lazyraster.cli import main
@@ -234,6 +237,29 @@ def test_a_catalog_that_links_to_itself_is_walked_once(scene, tmp_path):
     root.write_text(json.dumps(doc))
     report = localize_catalog(tmp_path / "stac", assets=["nir"], to=tmp_path / "local")
     assert report.ok and len(report.copied) == 1
+
+
+LOCALIZE = (
+    "import sys; from lazyraster.catalog import localize_catalog; "
+    "r = localize_catalog(sys.argv[1], assets=['red', 'nir'], to=sys.argv[2], workers=2); "
+    "sys.exit(0 if r.ok else 1)"
+)
+
+
+def test_concurrent_runs_into_one_folder_leave_whole_copies(scene, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(lazyraster.__file__).resolve().parents[1])}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOCALIZE, str(tmp_path / "stac"), str(tmp_path / "local")],
+            env=env,
+        )
+        for _ in range(3)
+    ]
+    assert [run.wait() for run in runs] == [0, 0, 0]
+    for key, folder in (("red", "d1"), ("nir", "d2")):
+        copy = href_target(scene, key)
+        assert copy.read_bytes() == (tmp_path / "stac" / folder / "band.tif").read_bytes()
+        assert sorted(os.listdir(copy.parent)) == ["band.tif"]  # no temporary or lock left
 
 
 # ------------------------------------------------------------------ command line

@@ -377,7 +377,8 @@ def localize_catalog(
                 continue
             (report.copied if status == "copied" else report.skipped).append(task.dest)
             task.item.assets[task.key].href = _relative(task.dest, task.item)
-            done_items[task.item.get_self_href() or task.item.id] = task.item
-    for item in done_items.values():
-        item.save_object(include_self_link=False)
+            done_items[task.item.get_self_href()] = task.item
+    for href, item in done_items.items():  # atomically: another run may read it meanwhile
+        with _atomic.replacing(href) as tmp:
+            item.save_object(include_self_link=False, dest_href=tmp.path)
     return report
