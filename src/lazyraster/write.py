@@ -32,8 +32,8 @@ to the final prefix first and the Zarr metadata documents last (the root ``zarr.
 chunk is there; the temporary prefix is deleted last, so nothing is lost if the copy is
 interrupted. With ``mode="w"`` the old output is deleted (metadata first) before the
 copy starts. Remote stores have no lock: two writers of one remote store at the same
-time are not serialised. Append and region writes go into an existing store in place: they are
-not atomic, but rewriting a region is idempotent, which is what resuming needs.
+time are not serialised. Append and region writes go into an existing store in place:
+they are not atomic, but rewriting a region is idempotent, which is what resuming needs.
 
 GeoTIFFs are not written through ``rioxarray``'s ``to_raster``, which serialises dask
 writes behind one lock and, in COG mode, can build overviews before the data are in
@@ -251,7 +251,12 @@ def _release(tmp: str) -> None:
 
 
 def _hold(target: str) -> str:
-    """Name and lock a new local temporary for ``target``; see :mod:`lazyraster._atomic`."""
+    """Name and lock a new local temporary for ``target``; see :mod:`lazyraster._atomic`.
+
+    Dead temporaries of ``target`` are removed first, so that the space they hold (after a
+    full disk, say) is free for this write.
+    """
+    _atomic.sweep(target)
     held = _atomic.Temporary.beside(target)
     _HELD[held.path] = held
     return held.path
@@ -857,13 +862,11 @@ def _level_tiles(
     return [cells[i] for i in grid.ravel()]
 
 
-def _finish_geotiff(
+def _assemble_geotiff(
     written: Sequence[_Written],
     *,
     shape: tuple[int, int, int],
     tmpdir: str,
-    target: str,
-    mode: str,
     cog: bool,
     profile: Mapping[str, Any],
     factors: Sequence[int],
@@ -872,34 +875,40 @@ def _finish_geotiff(
     descriptions: Sequence[str],
     tags: Mapping[str, str],
 ) -> str:
-    """Assemble the tasks' tiles into the final GeoTIFF and move it into place.
+    """Assemble the tasks' tiles into ``tmpdir/out.tif``; return its path.
 
     The full-resolution IFD (georeferencing, nodata, metadata, band descriptions) is
     GDAL's, taken from an empty (sparse) file of the full size.
     """
-    try:
-        _, height, width = shape
-        tile = profile["blockxsize"]
-        template = os.path.join(tmpdir, "template.tif")
-        full = {"width": width, "height": height, "nodata": nodata, "sparse_ok": True}
-        with rasterio.open(template, "w", **full, **profile, **georef) as dst:
-            dst.update_tags(**tags)
-            dst.descriptions = tuple(descriptions)
-        (main,) = _tiff.read_ifds(template)
+    _, height, width = shape
+    tile = profile["blockxsize"]
+    template = os.path.join(tmpdir, "template.tif")
+    full = {"width": width, "height": height, "nodata": nodata, "sparse_ok": True}
+    with rasterio.open(template, "w", **full, **profile, **georef) as dst:
+        dst.update_tags(**tags)
+        dst.descriptions = tuple(descriptions)
+    (main,) = _tiff.read_ifds(template)
 
-        by_level: list[list[tuple[_TileLevel, tuple[int, int]]]] = [
-            [] for _ in range(len(factors) + 1)
-        ]
-        for tile_levels, first, (y0, x0) in written:
-            for k, tiles in enumerate(tile_levels, start=first):
-                by_level[k].append((tiles, (y0 >> k, x0 >> k)))
-        levels = []
-        for k, f in enumerate((1, *factors)):
-            size = (-(-height // f), -(-width // f))
-            ifd = main if k == 0 else _tiff.overview_ifd(main, size)
-            levels.append(_tiff.Image(ifd, _level_tiles(by_level[k], size, tile)))
-        out = os.path.join(tmpdir, "out.tif")
-        _tiff.write_tiff(out, levels, cog=cog)
+    by_level: list[list[tuple[_TileLevel, tuple[int, int]]]] = [[] for _ in range(len(factors) + 1)]
+    for tile_levels, first, (y0, x0) in written:
+        for k, tiles in enumerate(tile_levels, start=first):
+            by_level[k].append((tiles, (y0 >> k, x0 >> k)))
+    levels = []
+    for k, f in enumerate((1, *factors)):
+        size = (-(-height // f), -(-width // f))
+        ifd = main if k == 0 else _tiff.overview_ifd(main, size)
+        levels.append(_tiff.Image(ifd, _level_tiles(by_level[k], size, tile)))
+    out = os.path.join(tmpdir, "out.tif")
+    _tiff.write_tiff(out, levels, cog=cog)
+    return out
+
+
+def _finish_geotiff(
+    written: Sequence[_Written], *, tmpdir: str, target: str, mode: str, **assembly: Any
+) -> str:
+    """Assemble the final GeoTIFF and commit it under the output's lock."""
+    try:
+        out = _assemble_geotiff(written, tmpdir=tmpdir, **assembly)
         with _atomic.output_lock(target):
             if mode == "w":
                 if os.path.lexists(target):
