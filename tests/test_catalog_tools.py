@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import http.server
 import json
-import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,12 +12,9 @@ from lazyraster.catalog import (
     build_catalog,
     describe_catalog,
     format_description,
-    localize_catalog,
-    validate_catalog,
 )
 from lazyraster.catalog.samples import write_cog, write_daymet, write_safe
 from lazyraster.cli import EXIT_SKIPPED, main
-from lazyraster.errors import CatalogError
 
 DAYMET = "daymet_v4_daily_{region}_{variable}_{year}.nc"
 
@@ -83,94 +75,6 @@ def test_describe_counts_span_bbox_and_assets(daymet_catalog, inputs):
     assert "collection daymet: 4 item(s)" in text and "      Catalog 2020 (1 items)" in text
 
 
-# ----------------------------------------------------------------------------- localize
-def test_localize_copies_verifies_rewrites_and_resumes(daymet_catalog, tmp_path):
-    to = tmp_path / "local"
-    report = localize_catalog(daymet_catalog, assets=["tmin", "tmax"], to=to, workers=3)
-    assert report.ok and len(report.copied) == 8 and report.skipped == []
-    for item_id, path in item_files(daymet_catalog).items():
-        doc = json.loads(path.read_text())
-        for key in ("tmin", "tmax"):
-            asset = doc["assets"][key]
-            target = Path(os.path.normpath(path.parent / asset["href"]))
-            assert target.parent == to / item_id
-            digest = hashlib.sha256(target.read_bytes()).hexdigest()
-            assert asset["file:checksum"] == "1220" + digest
-        assert (
-            ".." in doc["assets"]["dayl"]["href"] and "local" not in doc["assets"]["dayl"]["href"]
-        )
-    assert validate_catalog(daymet_catalog).ok
-    again = localize_catalog(daymet_catalog, assets=["tmin", "tmax"], to=to)
-    assert again.copied == [] and len(again.skipped) == 8
-
-
-def test_localize_resumes_after_a_partial_copy_and_rejects_bad_copies(daymet_catalog, tmp_path):
-    to = tmp_path / "local"
-    item_id = "daymet_v4_daily_na_2020"
-    partial = to / item_id / "daymet_v4_daily_na_tmin_2020.nc"
-    partial.parent.mkdir(parents=True)
-    partial.write_bytes(b"half a file")
-    path = item_files(daymet_catalog)[item_id]
-    doc = json.loads(path.read_text())
-    doc["assets"]["tmax"]["file:checksum"] = "1220" + "0" * 64  # the source no longer matches
-    path.write_text(json.dumps(doc))
-    report = localize_catalog(daymet_catalog, assets=["tmin", "tmax"], to=to)
-    assert len(report.failed) == 1 and "does not verify" in report.failed[0]
-    assert str(partial) in report.copied  # the partial copy was replaced
-    doc = json.loads(path.read_text())
-    assert "local" not in doc["assets"]["tmax"]["href"], "a failed asset keeps its href"
-    assert "local" in doc["assets"]["tmin"]["href"]
-    assert not list(to.rglob("*.part"))
-
-
-def test_localize_refuses_destinations_outside_dir(daymet_catalog, tmp_path):
-    path = item_files(daymet_catalog)["daymet_v4_daily_na_2020"]
-    doc = json.loads(path.read_text())
-    doc["id"] = "../../escape"
-    path.write_text(json.dumps(doc))
-    with pytest.raises(CatalogError, match="outside"):
-        localize_catalog(daymet_catalog, assets=["tmin"], to=tmp_path / "local")
-    assert not (tmp_path / "local").exists() and not (tmp_path / "escape").exists()
-    with pytest.raises(CatalogError, match=r"choose among \['dayl', 'tmax', 'tmin'\]"):
-        localize_catalog(daymet_catalog, assets=["prcp"], to=tmp_path / "local")
-
-
-@pytest.fixture
-def http_root(inputs):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(inputs))
-    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_localize_from_http(daymet_catalog, inputs, http_root, tmp_path):
-    pytest.importorskip("aiohttp")
-    for path in item_files(daymet_catalog).values():
-        doc = json.loads(path.read_text())
-        for asset in doc["assets"].values():
-            name = Path(asset["href"]).name
-            asset["href"] = f"{http_root}/daymet/{name}"
-        path.write_text(json.dumps(doc))
-    assert validate_catalog(daymet_catalog).ok  # hrefs resolve over HTTP
-    item = next(iter(item_files(daymet_catalog).values()))
-    doc = json.loads(item.read_text())
-    good = doc["assets"]["tmin"]["href"]
-    doc["assets"]["tmin"]["href"] = good.replace("tmin", "prcp")
-    item.write_text(json.dumps(doc))
-    problems = validate_catalog(daymet_catalog).problems
-    assert len(problems) == 1 and "prcp" in problems[0] and "does not resolve" in problems[0]
-    doc["assets"]["tmin"]["href"] = good
-    item.write_text(json.dumps(doc))
-    report = localize_catalog(daymet_catalog, assets=["dayl"], to=tmp_path / "local")
-    assert report.ok and len(report.copied) == 4
-    copied = tmp_path / "local" / "daymet_v4_daily_pr_2021" / "daymet_v4_daily_pr_dayl_2021.nc"
-    assert copied.read_bytes() == (inputs / "daymet" / copied.name).read_bytes()
-
-
 # ---------------------------------------------------------------------------------- CLI
 @pytest.fixture
 def runner(tmp_path, monkeypatch) -> CliRunner:
@@ -200,18 +104,6 @@ def test_cli_build_describe_validate_localize(runner, inputs):
 
     result = runner.invoke(main, ["catalog", "validate", "stac"])
     assert result.exit_code == 0 and "valid: 8 STAC objects, 12 asset hrefs" in result.output
-
-    result = runner.invoke(
-        main, ["catalog", "localize", "stac", "--assets", "tmin,tmax", "--to", "local"]
-    )
-    assert result.exit_code == 0, result.output
-    assert "8 copied, 0 already in place, 0 failed" in result.output
-    assert len(list(Path("local").rglob("*.nc"))) == 8
-    result = runner.invoke(
-        main, ["catalog", "localize", "stac", "--assets", "tmin,tmax", "--to", "local"]
-    )
-    assert "0 copied, 8 already in place" in result.output
-    assert runner.invoke(main, ["catalog", "validate", "stac"]).exit_code == 0
 
 
 def test_progress_bar_only_on_a_terminal(monkeypatch, capsys):

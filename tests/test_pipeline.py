@@ -231,7 +231,9 @@ def test_existing_output_without_overwrite_writes_nothing(tmp_path, monkeypatch)
 
 
 def test_overwrite_replaces_the_outputs(tmp_path):
-    (tmp_path / "ndvi.tif").write_bytes(b"an older result")
+    profile = {"driver": "GTiff", "width": 1, "height": 1, "count": 1, "dtype": "uint8"}
+    with rasterio.open(tmp_path / "ndvi.tif", "w", **profile):  # an older result
+        pass
     run_pipeline(_spec(tmp_path), overwrite=True)
     with rasterio.open(tmp_path / "ndvi.tif") as src:
         assert src.count == 2

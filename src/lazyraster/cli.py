@@ -295,12 +295,29 @@ def catalog_validate(catalog_path: Path, no_hrefs: bool, checksum: bool) -> None
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder to copy the files into.",
 )
+@click.option(
+    "--allow-root",
+    "allow_roots",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A folder outside the catalog's that hrefs may point into (repeatable).",
+)
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True)
-def catalog_localize(catalog_path: Path, assets: list[str], to: Path, workers: int) -> None:
-    """Copy ASSETS of every item of CATALOG into a folder and point their hrefs there."""
+def catalog_localize(
+    catalog_path: Path, assets: list[str], to: Path, allow_roots: tuple[Path, ...], workers: int
+) -> None:
+    """Copy ASSETS of every item of CATALOG into a folder and point their hrefs there.
+
+    Local hrefs must lie under the catalog's folder or an --allow-root folder.
+    """
     try:
         report = catalog_lib.localize_catalog(
-            catalog_path, assets=assets, to=to, workers=workers, progress=_progress("copying")
+            catalog_path,
+            assets=assets,
+            to=to,
+            allow_roots=allow_roots,
+            workers=workers,
+            progress=_progress("copying"),
         )
     except (LazyrasterError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None

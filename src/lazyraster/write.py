@@ -3,18 +3,22 @@
 Both writers share three rules:
 
 - **Refuse to overwrite.** An existing output is an :class:`~lazyraster.errors.OutputExistsError`
-  unless ``mode="w"`` is given (``--overwrite`` on the command line).
-- **Atomic on local file systems.** The output is written under a hidden sibling name
-  (``.<name>.tmp-<id>``) and renamed into place only once it is complete, so a crash, a
-  killed job or an exception in a task leaves either the previous output or nothing
-  under the final name. With ``mode="w"`` the previous output is renamed aside
-  (``.<name>.old-<id>``) only once the new one is complete, and removed after the new one
-  is in place. When a task raises, the writer removes its temporary output, but tasks
-  still running on other workers may write a block into it afterwards. The next write
-  of the same output that succeeds removes such ``.<name>.tmp-*`` leftovers (so two
-  writes of one output must not run at the same time, which would race anyway). A
-  ``.<name>.old-*`` (from a job killed between two renames, which holds the previous
-  output) is kept; it is never read by lazyraster and is safe to delete.
+  unless ``mode="w"`` is given (``--overwrite`` on the command line). Even then only
+  what lazyraster writes is replaced: a Zarr store (a folder with ``zarr.json``,
+  ``.zgroup`` or ``.zarray``, or an empty folder) or a TIFF file; anything else (a
+  folder of other files, a link) is refused, naming the path.
+- **Atomic on local file systems** (one mechanism, :mod:`lazyraster._atomic`). The
+  output is written under a hidden sibling ``.<name>.tmp-<random hex>`` that the writing
+  process holds locked (``fcntl.flock`` on ``.<name>.tmp-<hex>.lock``), and committed
+  once complete under the output's lock ``.<name>.lock``: a rename, or an atomic
+  exchange with the previous output, which is then removed. A crash, a killed job or an
+  exception in a task leaves either the previous output or nothing under the final
+  name. Concurrent writers of one output, in any processes, commit one after the other
+  (with ``mode="w"`` the last one's output stays; with ``"w-"`` the later ones are
+  refused); each commit removes the temporaries that no live writer holds (left by a
+  killed writer, or by a task still running when a write failed), never a live one's.
+  A full disk raises an ``OSError`` (``ENOSPC``) naming the output, after removing the
+  temporary.
 - **Lazy and scheduler-agnostic.** Tasks receive paths and URLs, never open file handles,
   so the same graph runs on threads, processes, a ``LocalCluster`` or SLURM workers
   (which must see the output's file system). ``compute=False`` returns a
@@ -27,8 +31,9 @@ to the final prefix first and the Zarr metadata documents last (the root ``zarr.
 ``.zgroup`` at the very end), so a reader never sees a store that opens until every
 chunk is there; the temporary prefix is deleted last, so nothing is lost if the copy is
 interrupted. With ``mode="w"`` the old output is deleted (metadata first) before the
-copy starts. Append and region writes go into an existing store in place: they are
-not atomic, but rewriting a region is idempotent, which is what resuming needs.
+copy starts. Remote stores have no lock: two writers of one remote store at the same
+time are not serialised. Append and region writes go into an existing store in place:
+they are not atomic, but rewriting a region is idempotent, which is what resuming needs.
 
 GeoTIFFs are not written through ``rioxarray``'s ``to_raster``, which serialises dask
 writes behind one lock and, in COG mode, can build overviews before the data are in
@@ -45,11 +50,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import glob
+import errno
 import json
 import os
-import shutil
-import uuid
+import secrets
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Literal
@@ -66,7 +70,7 @@ from affine import Affine
 from dask.delayed import Delayed
 from fsspec.implementations.local import LocalFileSystem
 
-from lazyraster import _overview, _tiff
+from lazyraster import _atomic, _overview, _tiff
 from lazyraster.errors import MissingCRSError, OutputExistsError
 
 __all__ = ["write_geotiff", "write_zarr"]
@@ -74,6 +78,10 @@ __all__ = ["write_geotiff", "write_zarr"]
 WriteMode = Literal["w-", "w"]
 
 _ZARR_METADATA = {"zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata"}
+_ZARR_ROOT_METADATA = ("zarr.json", ".zgroup", ".zarray")
+_TIFF_MAGIC = {b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"}
+# temporaries whose lock this process holds, by path (see lazyraster._atomic)
+_HELD: dict[str, _atomic.Temporary] = {}
 _DROP_ENCODING = {"chunks", "preferred_chunks", "shards", "compressor", "compressors", "filters"}
 _DROP_ENCODING |= {"serializer", "fill_value", "write_empty_chunks", "coordinates"}
 
@@ -95,10 +103,6 @@ def _exists_message(target: str) -> str:
         f"{target} already exists. Pass mode='w' (or --overwrite on the command line) to "
         "replace it; the old output is kept until the new one is complete."
     )
-
-
-def _token() -> str:
-    return uuid.uuid4().hex[:12]
 
 
 def _version() -> str:
@@ -208,43 +212,80 @@ def _align_chunks(ds: xr.Dataset, chunks: Mapping[Hashable, int] | None) -> xr.D
     return ds
 
 
-def _sweep_temporaries(parent: str, name: str) -> None:
-    """Remove ``.<name>.tmp-*`` left in ``parent`` by earlier failed writes of ``name``.
-
-    Called once a write of ``name`` has been moved into place: a task still running when
-    an earlier write failed may have written a block into that write's temporary folder
-    after it was removed.
-    """
-    pattern = os.path.join(glob.escape(parent or "."), f".{glob.escape(name)}.tmp-*")
-    for stale in glob.glob(pattern):
-        if os.path.isdir(stale):
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(stale)
+def _replace_refusal(target: str, what: str) -> OutputExistsError:
+    return OutputExistsError(
+        f"{target} is not {what} written by lazyraster, so mode='w' (--overwrite) will not "
+        "replace it; move it away or choose another output path."
+    )
 
 
-def _move_zarr(
-    fs: fsspec.AbstractFileSystem, tmp: str, target: str, mode: str, parent: str
-) -> None:
-    """Move the complete store ``tmp`` to ``target``: a rename locally, metadata-last copy else."""
+def _check_replaceable_zarr(fs: fsspec.AbstractFileSystem, target: str, shown: str) -> None:
+    """Refuse to replace ``target`` unless it is a Zarr store (or an empty folder)."""
     if isinstance(fs, LocalFileSystem):
-        if os.path.exists(target):
-            if mode != "w":
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise OutputExistsError(_exists_message(target))
-            old = os.path.join(parent, f".{os.path.basename(target)}.old-{_token()}")
-            os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
-        _sweep_temporaries(parent, os.path.basename(target))
+        if os.path.islink(target) or not os.path.isdir(target):
+            raise _replace_refusal(shown, "a Zarr store (a folder, not a link)")
+        if not os.listdir(target):
+            return
+    if not any(fs.exists(f"{target}/{name}") for name in _ZARR_ROOT_METADATA):
+        raise _replace_refusal(
+            shown, f"a Zarr store (it has no {' or '.join(_ZARR_ROOT_METADATA)})"
+        )
+
+
+def _check_replaceable_tiff(target: str) -> None:
+    """Refuse to replace ``target`` unless it is a TIFF file."""
+    try:
+        with open(target, "rb") as f:
+            magic = f.read(4)
+    except IsADirectoryError:
+        magic = b""
+    if magic not in _TIFF_MAGIC:
+        raise _replace_refusal(target, "a TIFF file")
+
+
+def _release(tmp: str) -> None:
+    """Release the lock of the temporary ``tmp`` if this process holds it."""
+    held = _HELD.pop(tmp, None)
+    if held is not None:
+        held.close()
+
+
+def _hold(target: str) -> str:
+    """Name and lock a new local temporary for ``target``; see :mod:`lazyraster._atomic`.
+
+    Dead temporaries of ``target`` are removed first, so that the space they hold (after a
+    full disk, say) is free for this write.
+    """
+    _atomic.sweep(target)
+    held = _atomic.Temporary.beside(target)
+    _HELD[held.path] = held
+    return held.path
+
+
+def _disk_full(exc: OSError, target: str) -> OSError:
+    return OSError(
+        exc.errno,
+        f"no space left on the device while writing {target}; free space or write "
+        "elsewhere. Any previous output there is unchanged and nothing was put in its place",
+    )
+
+
+def _move_zarr(fs: fsspec.AbstractFileSystem, tmp: str, target: str, mode: str) -> None:
+    """Move the complete store ``tmp`` to ``target``: a commit locally, metadata-last copy else."""
+    if isinstance(fs, LocalFileSystem):
+        with _atomic.output_lock(target):
+            if os.path.lexists(target):
+                if mode != "w":
+                    raise OutputExistsError(_exists_message(target))
+                _check_replaceable_zarr(fs, target, target)
+            _atomic.commit(tmp, target)
+            _atomic.sweep(target)
         return
     if fs.exists(target):
         if mode != "w":
             fs.rm(tmp, recursive=True)
             raise OutputExistsError(_exists_message(target))
+        _check_replaceable_zarr(fs, target, fs.unstrip_protocol(target))
         old_meta = [p for p in fs.find(target) if p.rsplit("/", 1)[-1] in _ZARR_METADATA]
         for p in sorted(old_meta, key=len):  # root metadata first: the old store stops opening
             fs.rm(p)
@@ -264,14 +305,21 @@ def _finish_zarr(
     storage_options: Mapping[str, Any],
     tmp: str,
     target: str,
-    parent: str,
     mode: str,
     consolidate_root: str | None = None,
 ) -> str:
     """Move the written store into place (and re-consolidate the root after a group write)."""
     fs, _ = fsspec.core.url_to_fs(url, **storage_options)
-    _move_zarr(fs, tmp, target, mode, parent)
     local = isinstance(fs, LocalFileSystem)
+    try:
+        _move_zarr(fs, tmp, target, mode)
+    except BaseException:
+        if not local and fs.exists(tmp):
+            fs.rm(tmp, recursive=True)
+        raise
+    finally:
+        if local:  # after a commit, the temporary holds the previous output
+            _discard_local(tmp)
     if consolidate_root is not None:
         import zarr
         import zarr.storage
@@ -345,7 +393,8 @@ def write_zarr(
         time, run ``zarr.consolidate_metadata(store)`` once they are all done.
     mode : {"w-", "w"}
         ``"w-"`` refuses with :class:`~lazyraster.errors.OutputExistsError` if the
-        target exists; ``"w"`` replaces it once the new output is complete.
+        target exists; ``"w"`` replaces it once the new output is complete, if it is
+        a Zarr store (or an empty folder), and refuses anything else.
     chunks : mapping of dim to int, optional
         Zarr chunk sizes of the named dimensions; the data are rechunked to match.
         Other dimensions keep their dask chunks (irregular ones are evened out to their
@@ -383,7 +432,9 @@ def write_zarr(
     Raises
     ------
     OutputExistsError
-        If the target exists and ``mode`` is not ``"w"``.
+        If the target exists and ``mode`` is not ``"w"``, or is not a Zarr store.
+    OSError
+        ``ENOSPC`` when the disk is full (the previous output is unchanged).
     FileNotFoundError
         For a region write into a store that does not exist.
 
@@ -439,22 +490,25 @@ def write_zarr(
                 ds, fs, target, append_dim, region, compute, consolidated, storage_options
             )
 
-        if fs.exists(target) and mode != "w":
-            raise OutputExistsError(_exists_message(url if group is None else f"{url}:{group}"))
+        shown = url if group is None else f"{url}:{group}"
+        if fs.exists(target):
+            if mode != "w":
+                raise OutputExistsError(_exists_message(shown))
+            _check_replaceable_zarr(fs, target, shown)
         parent = target.rsplit("/", 1)[0] if "/" in target else ""
         name = target.rsplit("/", 1)[-1]
-        tmp = f"{parent}/.{name}.tmp-{_token()}" if parent else f".{name}.tmp-{_token()}"
+        local = isinstance(fs, LocalFileSystem)
         if group:
-            local = isinstance(fs, LocalFileSystem)
             root_url = root if local else fs.unstrip_protocol(root)
             _ensure_parent_groups(root_url, group, zarr_format, storage_options)
         elif parent:
             fs.makedirs(parent, exist_ok=True)
+        tmp = _hold(target) if local else f"{parent}/.{name}.tmp-{secrets.token_hex(16)}"
 
         # xarray reads a group through the root's consolidated metadata: keep it current
         consolidate_root = root if group and consolidated is not False else None
         ds = _align_chunks(_clean_for_zarr(ds), chunks)
-        tmp_url = tmp if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(tmp)
+        tmp_url = tmp if local else fs.unstrip_protocol(tmp)
         to_zarr_options = {
             "mode": "w",
             "compute": False,
@@ -462,29 +516,40 @@ def write_zarr(
             "zarr_format": zarr_format,
             "storage_options": storage_options or None,
         }
-        if metadata_only:
-            ds.to_zarr(tmp_url, **to_zarr_options)
-            return _finish_zarr(
-                None, url, storage_options, tmp, target, parent, mode, consolidate_root
-            )
+        finish_args = (url, storage_options, tmp, target, mode, consolidate_root)
         try:
+            if metadata_only:
+                ds.to_zarr(tmp_url, **to_zarr_options)
+                return _finish_zarr(None, *finish_args)
             writes = ds.to_zarr(tmp_url, **to_zarr_options)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                fs.rm(tmp, recursive=True)
-            raise
-        finish = dask.delayed(_finish_zarr, pure=False)(
-            writes, url, storage_options, tmp, target, parent, mode, consolidate_root
-        )
-        if not compute:
-            return finish
-        try:
+            finish = dask.delayed(_finish_zarr, pure=False)(writes, *finish_args)
+            if not compute:
+                return finish  # the temporary stays locked by this process until it commits
             return finish.compute()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                if fs.exists(tmp):
-                    fs.rm(tmp, recursive=True)
+        except BaseException as exc:
+            _discard(fs, tmp)
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                raise _disk_full(exc, shown) from exc
             raise
+        finally:
+            if compute:  # the commit may have run in another process: release our lock
+                _release(tmp)
+
+
+def _discard_local(tmp: str) -> None:
+    """Remove the local temporary ``tmp`` (if still there) and its lock."""
+    _release(tmp)
+    _atomic.discard(tmp)
+
+
+def _discard(fs: fsspec.AbstractFileSystem, tmp: str) -> None:
+    """Remove the temporary ``tmp`` (if still there) and release its lock."""
+    if isinstance(fs, LocalFileSystem):
+        _discard_local(tmp)
+    else:
+        with contextlib.suppress(Exception):
+            if fs.exists(tmp):
+                fs.rm(tmp, recursive=True)
 
 
 def _write_zarr_in_place(
@@ -797,13 +862,11 @@ def _level_tiles(
     return [cells[i] for i in grid.ravel()]
 
 
-def _finish_geotiff(
+def _assemble_geotiff(
     written: Sequence[_Written],
     *,
     shape: tuple[int, int, int],
     tmpdir: str,
-    target: str,
-    mode: str,
     cog: bool,
     profile: Mapping[str, Any],
     factors: Sequence[int],
@@ -812,7 +875,7 @@ def _finish_geotiff(
     descriptions: Sequence[str],
     tags: Mapping[str, str],
 ) -> str:
-    """Assemble the tasks' tiles into the final GeoTIFF and move it into place.
+    """Assemble the tasks' tiles into ``tmpdir/out.tif``; return its path.
 
     The full-resolution IFD (georeferencing, nodata, metadata, band descriptions) is
     GDAL's, taken from an empty (sparse) file of the full size.
@@ -837,16 +900,28 @@ def _finish_geotiff(
         levels.append(_tiff.Image(ifd, _level_tiles(by_level[k], size, tile)))
     out = os.path.join(tmpdir, "out.tif")
     _tiff.write_tiff(out, levels, cog=cog)
-    if mode == "w":
-        os.replace(out, target)
-    else:
-        try:
-            os.link(out, target)  # fails if the target appeared meanwhile: never clobber
-        except FileExistsError:
-            shutil.rmtree(tmpdir, ignore_errors=True)
-            raise OutputExistsError(_exists_message(target)) from None
-    shutil.rmtree(tmpdir, ignore_errors=True)
-    _sweep_temporaries(os.path.dirname(target), os.path.basename(target))
+    return out
+
+
+def _finish_geotiff(
+    written: Sequence[_Written], *, tmpdir: str, target: str, mode: str, **assembly: Any
+) -> str:
+    """Assemble the final GeoTIFF and commit it under the output's lock."""
+    try:
+        out = _assemble_geotiff(written, tmpdir=tmpdir, **assembly)
+        with _atomic.output_lock(target):
+            if mode == "w":
+                if os.path.lexists(target):
+                    _check_replaceable_tiff(target)
+                _atomic.commit(out, target)
+            else:
+                try:
+                    os.link(out, target)  # fails if the target appeared meanwhile: never clobber
+                except FileExistsError:
+                    raise OutputExistsError(_exists_message(target)) from None
+            _atomic.sweep(target)
+    finally:
+        _discard_local(tmpdir)
     return target
 
 
@@ -910,8 +985,7 @@ def _geotiff_graph(
     before, so that every task holds about one chunk, and the final task only copies.
     Also returns the temporary directory, created here, where the files go.
     """
-    parent, name = os.path.split(os.path.abspath(target))
-    tmpdir = os.path.join(parent, f".{name}.tmp-{_token()}")
+    tmpdir = _hold(target)
     os.makedirs(tmpdir)
     tile = profile["blockxsize"]
     arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(da.data, chunks=2048)
@@ -1024,7 +1098,7 @@ def write_geotiff(
     compute : bool
         If ``False``, return a :class:`dask.delayed.Delayed` that writes the file(s).
     mode : {"w-", "w"}
-        Refuse (default) or replace an existing output.
+        Refuse (default) or replace an existing output; only a TIFF file is replaced.
     per : hashable, optional
         Write one file per step of this dimension (e.g. ``"time"``). ``path`` is a
         pattern with ``{}`` (``"ndvi_{}.tif"``) or gets ``_<step>`` before its suffix;
@@ -1047,7 +1121,9 @@ def write_geotiff(
     Raises
     ------
     OutputExistsError
-        If an output exists and ``mode`` is not ``"w"``.
+        If an output exists and ``mode`` is not ``"w"``, or is not a TIFF file.
+    OSError
+        ``ENOSPC`` when the disk is full (the previous output is unchanged).
     MissingCRSError
         If ``obj`` has no CRS.
 
@@ -1124,10 +1200,11 @@ def write_geotiff(
         names = [t for t, _ in jobs]
         if len(set(names)) != len(names):
             raise ValueError(f"per={per!r} gives duplicate file names; make the steps unique")
-    if mode != "w":
-        existing = [t for t, _ in jobs if os.path.lexists(t)]
-        if existing:
-            raise OutputExistsError(_exists_message(", ".join(existing)))
+    existing = [t for t, _ in jobs if os.path.lexists(t)]
+    if existing and mode != "w":
+        raise OutputExistsError(_exists_message(", ".join(existing)))
+    for target in existing:
+        _check_replaceable_tiff(target)
     for target, _ in jobs:
         os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
 
@@ -1151,7 +1228,12 @@ def write_geotiff(
         return result
     try:
         return result.compute()
-    except BaseException:
+    except BaseException as exc:
         for _, tmpdir in graphs:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+            _discard_local(tmpdir)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise _disk_full(exc, raw) from exc
         raise
+    finally:
+        for _, tmpdir in graphs:  # the commit may have run in another process
+            _release(tmpdir)

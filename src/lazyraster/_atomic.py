@@ -1,0 +1,274 @@
+"""Atomic outputs on local file systems: one lock, one kind of temporary, one commit.
+
+Every writer of the package that puts a file or folder at a final path (``write_zarr``,
+``write_geotiff``, ``localize_catalog``; the catalog builder can use the same calls for
+its folder) follows the same four steps:
+
+1. ``tmp = Temporary.beside(target)`` makes a hidden sibling ``.<name>.tmp-<hex>``
+   with an unpredictable name (``secrets.token_hex``) and holds an advisory
+   ``fcntl.flock`` on ``.<name>.tmp-<hex>.lock`` for as long as the temporary lives.
+   The data are written into ``tmp.path``.
+2. ``with output_lock(target):`` serialises the commit of one output: every writer of
+   ``target``, in this process or another, on this host or another host of a file
+   system with working ``flock`` (local disks, NFSv4, Lustre with ``flock``), waits for
+   the one holding ``.<name>.lock``.
+3. Inside the lock, ``commit(tmp.path, target)`` puts the temporary in place: a rename
+   when nothing is there, else an atomic exchange (``renameat2(RENAME_EXCHANGE)``) so
+   that a reader (or a ``SIGKILL``) never finds the target missing; the previous output,
+   now under the temporary's name, is removed by ``tmp.close()``.
+4. ``sweep(target)`` removes the temporaries of ``target`` whose lock nobody holds:
+   left by a killed writer, or written into by a straggling task after a failed write
+   cleaned up. The temporary of a writer still running is held, so it is never touched.
+
+Locks are released by the kernel when their process dies, so a killed writer never
+leaves a lock that blocks the next run. Lock files are removed when released; a lock
+taken on a file that another holder removed meanwhile is taken again on the new file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import glob
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+
+__all__ = [
+    "FileLock",
+    "Temporary",
+    "commit",
+    "discard",
+    "output_lock",
+    "remove",
+    "replacing",
+    "sweep",
+]
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+class FileLock:
+    """An exclusive advisory ``flock`` on ``path`` (created, and removed on release).
+
+    Parameters
+    ----------
+    path : str
+        The lock file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), ".out.zarr.lock")
+    >>> with FileLock(path):
+    ...     os.path.exists(path), FileLock(path).acquire(blocking=False)
+    (True, False)
+    >>> os.path.exists(path)
+    False
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, *, blocking: bool = True) -> bool:
+        """Take the lock; wait for it, or return ``False`` at once if ``blocking=False``."""
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            except BaseException:
+                os.close(fd)
+                raise
+            try:  # the holder before us may have removed the file: lock the current one
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return True
+            os.close(fd)
+
+    def release(self) -> None:
+        """Remove the lock file and release the lock (no-op when not held)."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _hidden(target: str, suffix: str) -> str:
+    parent, name = os.path.split(os.path.abspath(target))
+    return os.path.join(parent, f".{name}.{suffix}")
+
+
+def output_lock(target: str | os.PathLike[str]) -> FileLock:
+    """The lock that serialises the commits of ``target``: ``.<name>.lock`` beside it.
+
+    Examples
+    --------
+    >>> output_lock("/data/out.zarr").path
+    '/data/.out.zarr.lock'
+    """
+    return FileLock(_hidden(os.fspath(target), "lock"))
+
+
+def remove(path: str) -> None:
+    """Remove the file, link or folder at ``path`` if there is one."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+class Temporary:
+    r"""A hidden, locked temporary sibling of an output, removed by :meth:`close`.
+
+    Use :meth:`beside` to make one; ``path`` does not exist yet (the writer creates a
+    file or a folder there).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> target = os.path.join(tempfile.mkdtemp(), "band.tif")
+    >>> with Temporary.beside(target) as tmp:
+    ...     with open(tmp.path, "wb") as f:
+    ...         _ = f.write(b"II*\x00")
+    ...     with output_lock(target):
+    ...         commit(tmp.path, target)
+    >>> sorted(os.listdir(os.path.dirname(target)))
+    ['band.tif']
+    """
+
+    def __init__(self, path: str, lock: FileLock) -> None:
+        self.path = path
+        self.lock = lock
+
+    @classmethod
+    def beside(cls, target: str | os.PathLike[str]) -> Temporary:
+        """Lock and name a new temporary ``.<name>.tmp-<32 hex digits>`` next to ``target``."""
+        path = _hidden(os.fspath(target), f"tmp-{secrets.token_hex(16)}")
+        lock = FileLock(path + ".lock")
+        lock.acquire()
+        return cls(path, lock)
+
+    def close(self) -> None:
+        """Remove whatever is at ``path`` (the data or, after a commit, the old output)."""
+        remove(self.path)
+        self.lock.release()
+
+    def __enter__(self) -> Temporary:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def discard(path: str) -> None:
+    """Remove the temporary at ``path`` and its lock file, from whichever process.
+
+    For a temporary that another process made and still holds (a writer whose commit ran
+    on a worker): once the temporary is gone, its lock guards nothing.
+    """
+    remove(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path + ".lock")
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap ``a`` and ``b`` atomically; ``False`` where the kernel or file system cannot."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def commit(tmp: str, target: str | os.PathLike[str]) -> None:
+    """Put ``tmp`` at ``target``; call it holding :func:`output_lock` of ``target``.
+
+    A file replaces a file atomically. A folder takes the place of nothing by a rename,
+    and of an existing folder by an atomic exchange, after which the previous output is
+    at ``tmp`` (removed by :meth:`Temporary.close`). Where the file system cannot
+    exchange, the previous output is renamed to ``.<name>.old-<hex>`` first and removed
+    after; a job killed between the two renames leaves it there, never removed
+    automatically, as it then holds the only copy.
+    """
+    target = os.fspath(target)
+    if not os.path.isdir(tmp) or not os.path.lexists(target):
+        os.replace(tmp, target)
+    elif not _exchange(tmp, target):
+        old = _hidden(target, f"old-{secrets.token_hex(16)}")
+        os.rename(target, old)
+        os.rename(tmp, target)
+        remove(old)
+
+
+def _held(lock_path: str) -> bool:
+    lock = FileLock(lock_path)
+    if lock.acquire(blocking=False):
+        lock.release()
+        return False
+    return True
+
+
+def sweep(target: str | os.PathLike[str]) -> list[str]:
+    """Remove the temporaries of ``target`` that no live writer holds; return them."""
+    pattern = glob.escape(_hidden(os.fspath(target), "tmp-")) + "*"
+    removed = []
+    for path in sorted(glob.glob(pattern)):
+        if path.endswith(".lock"):
+            if not os.path.lexists(path.removesuffix(".lock")) and not _held(path):
+                removed.append(path)
+            continue
+        lock = FileLock(path + ".lock")
+        if lock.acquire(blocking=False):
+            remove(path)
+            lock.release()
+            removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def replacing(target: str | os.PathLike[str]) -> Iterator[Temporary]:
+    """Write into the yielded temporary; on success it is committed under the lock.
+
+    On an exception the temporary is removed and the target left as it was.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> target = os.path.join(tempfile.mkdtemp(), "copy.bin")
+    >>> with replacing(target) as tmp:
+    ...     with open(tmp.path, "wb") as f:
+    ...         _ = f.write(b"data")
+    >>> open(target, "rb").read()
+    b'data'
+    """
+    with Temporary.beside(target) as tmp:
+        yield tmp
+        with output_lock(target):
+            commit(tmp.path, target)
+        sweep(target)
