@@ -149,6 +149,26 @@ def _map_hrefs(doc: dict[str, Any], convert: Any) -> dict[str, Any]:
     return out
 
 
+def absolute_asset_hrefs(item: dict[str, Any], href: str) -> dict[str, Any]:
+    """Make the relative asset hrefs of the item dict read from ``href`` absolute paths.
+
+    Done with :mod:`os.path`, not pystac, whose href functions parse paths as URLs
+    and would cut a ``#`` in a folder name.
+
+    Examples
+    --------
+    >>> absolute_asset_hrefs({"assets": {"a": {"href": "../d #1/a.tif"}}}, "/c/x/i.json")
+    {'assets': {'a': {'href': '/c/d #1/a.tif'}}}
+    """
+    if "://" in href:
+        return item
+    base = os.path.dirname(href)
+    for asset in item.get("assets", {}).values():
+        if "://" not in asset["href"]:
+            asset["href"] = os.path.normpath(os.path.join(base, asset["href"]))
+    return item
+
+
 class CatalogIO(pystac.StacIO):
     """Local STAC JSON for pystac: deterministic output, percent-encoded relative hrefs.
 
@@ -193,19 +213,12 @@ class CatalogIO(pystac.StacIO):
         root: pystac.Catalog | None = None,
         preserve_dict: bool = True,
     ) -> pystac.STACObject:
-        """Items as written (no migration), local asset hrefs absolute; others as pystac does.
-
-        Asset paths are made absolute here, not by pystac, whose href functions parse
-        paths as URLs and would cut a ``#`` in a folder name.
-        """
+        """Items as written (no migration), local asset hrefs absolute; others as pystac does."""
         if d.get("type") != "Feature":
             return super().stac_object_from_dict(d, href, root, preserve_dict)
         where = None if href is None else str(os.fspath(href))
-        if where is not None and "://" not in where:
-            base = os.path.dirname(where)
-            for asset in d.get("assets", {}).values():
-                if "://" not in asset["href"]:
-                    asset["href"] = os.path.normpath(os.path.join(base, asset["href"]))
+        if where is not None:
+            absolute_asset_hrefs(d, where)
         return pystac.Item.from_dict(
             d, href=where, root=root, migrate=False, preserve_dict=preserve_dict
         )

@@ -127,11 +127,13 @@ def read_catalog(catalog: str | os.PathLike[str]) -> pystac.Catalog:
 
 def walk_catalog(
     root: pystac.Catalog,
-) -> Iterator[tuple[pystac.Catalog, list[pystac.Item]]]:
-    """Yield (catalog, its items) for ``root`` and every catalog below it, depth first.
+) -> Iterator[tuple[int, pystac.Catalog, list[pystac.Link]]]:
+    """Yield (depth, catalog, its item links) for ``root`` and every catalog below it.
 
-    Each file is visited once (a link back up is not followed again). A link to a
-    missing or unreadable file raises :class:`CatalogError` naming it.
+    Depth first, children in link order. Item links are left for the caller to
+    :func:`resolve` (or read as it needs). Each file is visited once (a link back up
+    is not followed again). A child link to a missing or unreadable file raises
+    :class:`CatalogError` naming it.
 
     Examples
     --------
@@ -139,17 +141,18 @@ def walk_catalog(
     >>> root = pystac.Catalog("root", "demo")
     >>> root.add_child(pystac.Catalog("sub", "below"))  # doctest: +ELLIPSIS
     <Link rel=child target=<Catalog id=sub>>
-    >>> [cat.id for cat, _ in walk_catalog(root)]
-    ['root', 'sub']
+    >>> [(depth, cat.id) for depth, cat, _ in walk_catalog(root)]
+    [(0, 'root'), (1, 'sub')]
     """
     seen: set[object] = {root.get_self_href() or id(root)}
-    stack = [root]
+    stack = [(0, root)]
     while stack:
-        node = stack.pop()
-        items = [_resolve(link, node) for link in _new_links(node.get_item_links(), seen)]
-        children = [_resolve(link, node) for link in _new_links(node.get_child_links(), seen)]
-        yield node, [i for i in items if isinstance(i, pystac.Item)]
-        stack.extend(reversed([c for c in children if isinstance(c, pystac.Catalog)]))
+        depth, node = stack.pop()
+        items = list(_new_links(node.get_item_links(), seen))
+        children = [resolve(link, node) for link in _new_links(node.get_child_links(), seen)]
+        yield depth, node, items
+        below = [(depth + 1, c) for c in children if isinstance(c, pystac.Catalog)]
+        stack.extend(reversed(below))
 
 
 def _new_links(links: list[pystac.Link], seen: set[object]) -> Iterator[pystac.Link]:
@@ -164,7 +167,8 @@ def _new_links(links: list[pystac.Link], seen: set[object]) -> Iterator[pystac.L
         yield link
 
 
-def _resolve(link: pystac.Link, owner: pystac.Catalog) -> pystac.STACObject:
+def resolve(link: pystac.Link, owner: pystac.Catalog) -> pystac.STACObject:
+    """The object ``link`` of ``owner`` points to; :class:`CatalogError` if unreadable."""
     try:
         return link.resolve_stac_object(root=owner.get_root()).target
     except (OSError, ValueError, pystac.STACError) as exc:

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 #: only such a folder is ever replaced.
 BUILDER_FIELD = "lazyraster:builder"
 BUILDER = "lazyraster catalog build"
+#: Field of the root ``catalog.json`` holding the ``layout`` it was built with.
+LAYOUT_FIELD = "lazyraster:layout"
 
 _DATE_FORMATS = ("%Y%m%d", "%Y-%m-%d", "%Y%m%dT%H%M%S", "%Y-%m-%dT%H:%M:%S", "%Y%j", "%Y-%m")
 _ASSET_FIELDS = ("band", "variable")
@@ -368,7 +370,7 @@ def _shared_crs(item: pystac.Item) -> None:
         item.properties[key] = asset.extra_fields.get(key)
 
 
-def _existing_items(out: Path) -> dict[str, pystac.Item]:
+def _existing_items(out: Path) -> tuple[pystac.Catalog | None, dict[str, pystac.Item]]:
     """Items of the catalog already at ``out``, asset hrefs absolute, links cleared.
 
     Local asset hrefs are made absolute by :class:`~._stac.CatalogIO` as it reads.
@@ -377,7 +379,7 @@ def _existing_items(out: Path) -> dict[str, pystac.Item]:
     and only when the folder holds nothing else: a rebuild replaces the whole folder.
     """
     if not out.exists():
-        return {}
+        return None, {}
     if not out.is_dir():
         raise OutputExistsError(f"{out} is a file: give a folder as the catalog output")
     if not (out / "catalog.json").is_file():
@@ -385,7 +387,7 @@ def _existing_items(out: Path) -> dict[str, pystac.Item]:
             raise OutputExistsError(
                 f"{out} exists and is not a catalog: give an empty or new folder as output"
             )
-        return {}
+        return None, {}
     root = _tree.read_catalog(out)
     if root.extra_fields.get(BUILDER_FIELD) != BUILDER:
         raise OutputExistsError(
@@ -394,12 +396,20 @@ def _existing_items(out: Path) -> dict[str, pystac.Item]:
         )
     owned: set[str] = set()
     items: dict[str, pystac.Item] = {}
-    for node, node_items in _tree.walk_catalog(root):
+    io = _stac.CatalogIO()
+    for _, node, links in _tree.walk_catalog(root):
         owned.add(os.path.normpath(node.self_href))
-        for item in node_items:
-            owned.add(os.path.normpath(item.self_href))
-            item.clear_links()
-            item.collection_id = None
+        for link in links:
+            # read as JSON: links and self href are made anew, pystac need not resolve them
+            href = link.get_absolute_href()
+            try:
+                doc = _stac.absolute_asset_hrefs(io.read_json(href), href)
+                doc["links"] = []
+                doc.pop("collection", None)
+                item = pystac.Item.from_dict(doc, migrate=False, preserve_dict=False)
+            except (OSError, ValueError, pystac.STACError) as exc:
+                raise CatalogError(f"{href}: item of {out} cannot be read ({exc})") from None
+            owned.add(os.path.normpath(href))
             items[item.id] = item
     for dirpath, _, filenames in os.walk(out):
         for name in filenames:
@@ -408,7 +418,34 @@ def _existing_items(out: Path) -> dict[str, pystac.Item]:
                     f"{out} holds {Path(dirpath) / name}, which is not part of the catalog; "
                     "move it away or build into another folder (a rebuild replaces the folder)"
                 )
-    return items
+    return root, items
+
+
+def _built_alike(
+    root: pystac.Catalog | None,
+    *,
+    catalog_id: str,
+    title: str | None,
+    description: str,
+    collection: str | None,
+    layout: str | None,
+) -> bool:
+    """True when the catalog ``root`` was built with these settings.
+
+    With the same items as well, a build would write the catalog that is already
+    there, byte for byte.
+    """
+    if root is None:
+        return False
+    fields = (root.id, root.title, root.description, root.extra_fields.get(LAYOUT_FIELD))
+    if fields != (catalog_id, title, description, layout):
+        return False
+    tops = [link.target for link in root.get_child_links() if link.is_resolved()]
+    if collection is None:
+        return not any(isinstance(top, pystac.Collection) for top in tops)
+    return [(top.id, top.description) for top in tops] == [(collection, description)] and all(
+        isinstance(top, pystac.Collection) for top in tops
+    )
 
 
 def _asset_paths(item: pystac.Item) -> set[str]:
@@ -465,7 +502,7 @@ def _assemble(
     title: str | None,
     description: str,
     collection: str | None,
-    layout_names: list[str],
+    layout: str | None,
 ) -> pystac.Catalog:
     """The catalog tree under ``staging``: root, collection, a catalog per layout folder.
 
@@ -473,13 +510,13 @@ def _assemble(
     ``normalize_hrefs`` would walk the whole tree again); asset hrefs become relative
     to their item.
     """
-    layout = _Layout()
+    strategy = _Layout()
     root = pystac.Catalog(
         catalog_id,
         description,
         title=title,
         href=str(staging / "catalog.json"),
-        extra_fields={BUILDER_FIELD: BUILDER},
+        extra_fields={BUILDER_FIELD: BUILDER, **({LAYOUT_FIELD: layout} if layout else {})},
         catalog_type=pystac.CatalogType.SELF_CONTAINED,
     )
     top: pystac.Catalog = root
@@ -494,19 +531,20 @@ def _assemble(
             )
         )
         top = pystac.Collection(collection, description, extent, license="other")
-        root.add_child(top, title=collection, strategy=layout)
+        root.add_child(top, title=collection, strategy=strategy)
     nodes: dict[tuple[str, ...], pystac.Catalog] = {(): top}
+    layout_names = _layout_names(layout)
 
     def node(segments: tuple[str, ...]) -> pystac.Catalog:
         if segments not in nodes:
             parent = node(segments[:-1])
             name = layout_names[len(segments) - 1] if len(segments) <= len(layout_names) else ""
             nodes[segments] = pystac.Catalog(segments[-1], f"{name} {segments[-1]}".strip())
-            parent.add_child(nodes[segments], title=segments[-1], strategy=layout)
+            parent.add_child(nodes[segments], title=segments[-1], strategy=strategy)
         return nodes[segments]
 
     for segments, item in sorted(placed, key=lambda x: (x[0], x[1].id)):
-        node(segments).add_item(item, strategy=layout)
+        node(segments).add_item(item, strategy=strategy)
         if isinstance(top, pystac.Collection) and segments:
             item.set_collection(top)
         folder = os.path.dirname(item.self_href)
@@ -529,6 +567,20 @@ def _relative(path: str, start: str) -> str:
     folder, name = os.path.split(path)
     rel = posixpath.normpath(posixpath.join(_relative_folder(folder, start), name))
     return rel if rel.startswith("../") else f"./{rel}"
+
+
+def _write(
+    placed: list[tuple[tuple[str, ...], pystac.Item]], out: Path, settings: dict[str, Any]
+) -> None:
+    """Write the catalog into a staging folder beside ``out``, then swap it in."""
+    staging = out.with_name(f".{out.name}.building-{secrets.token_hex(8)}")
+    catalog = _assemble(placed, staging, **settings)
+    try:
+        # staging is a sibling of out: hrefs relative to it are the hrefs of out
+        catalog.save(pystac.CatalogType.SELF_CONTAINED, stac_io=_stac.CatalogIO())
+        _swap(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -756,14 +808,14 @@ def build_catalog(
                 f"source {source} lies inside the catalog folder {out_path}; "
                 "build the catalog into a folder of its own"
             )
-    layout_names = _layout_names(layout)
+    _layout_names(layout)  # a bad template fails before anything is read
     if collection is not None:
         _stac.check_item_id(collection)
     when = _stac.parse_datetime(datetime) if isinstance(datetime, str) else datetime
     catalog_id = id or out_path.name
     with _build_lock(out_path, wait=wait):
         _clean_stale(out_path)
-        existing = _existing_items(out_path)
+        old_root, existing = _existing_items(out_path)
         report = BuildReport(out_path)
         problems: list[Problem] = []
 
@@ -855,22 +907,19 @@ def build_catalog(
                     if item_id in bucket:
                         bucket.remove(item_id)
 
-        staging = out_path.with_name(f".{out_path.name}.building-{secrets.token_hex(8)}")
-        catalog = _assemble(
-            placed,
-            staging,
-            catalog_id=catalog_id,
-            title=title,
-            description=description or f"Static STAC catalog of {len(placed)} item(s)",
-            collection=collection,
-            layout_names=layout_names,
-        )
-        try:
-            # staging is a sibling of out: hrefs relative to it are the hrefs of out
-            catalog.save(pystac.CatalogType.SELF_CONTAINED, stac_io=_stac.CatalogIO())
-            _swap(staging, out_path)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        settings: dict[str, Any] = {
+            "catalog_id": catalog_id,
+            "title": title,
+            "description": description or f"Static STAC catalog of {len(placed)} item(s)",
+            "collection": collection,
+            "layout": layout,
+        }
+        same_items = not (report.added or report.updated or report.pruned) and set(
+            item.id for _, item in placed
+        ) == set(existing)
+        # else the catalog there is the one this build would write, byte for byte
+        if not (same_items and _built_alike(old_root, **settings)):
+            _write(placed, out_path, settings)
         for bucket in (
             report.added,
             report.updated,

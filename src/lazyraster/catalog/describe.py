@@ -48,14 +48,13 @@ def describe_catalog(catalog: str | os.PathLike[str]) -> dict[str, Any]:
     """
     root = _tree.read_catalog(catalog)
     base = os.path.dirname(root.self_href)
-    depths = {root.self_href: 0}
     nodes = []
     groups: dict[str, dict[str, Any]] = {}
     total = 0
-    for node, items in _tree.walk_catalog(root):
-        parent = node.get_parent() if node is not root else None
-        depth = depths[parent.self_href] + 1 if parent is not None else 0
-        depths[node.self_href] = depth
+    for depth, node, links in _tree.walk_catalog(root):
+        items = [
+            i for i in (_tree.resolve(link, node) for link in links) if isinstance(i, pystac.Item)
+        ]
         nodes.append(
             {
                 "depth": depth,
