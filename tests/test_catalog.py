@@ -441,6 +441,25 @@ def test_incremental_follows_a_changed_collection(cog_dir, tmp_path):
     assert not (out / "first").exists()
 
 
+def test_unchanged_rerun_keeps_the_files_and_new_settings_rewrite_them(cog_dir, tmp_path):
+    out = tmp_path / "out"
+    pattern = "{date}_{band}.tif"
+    build_catalog(cog_dir, out, pattern=pattern)
+    first = snapshot(out)
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.json")}
+    report = build_catalog(cog_dir, out, pattern=pattern)
+    assert report.unchanged == ["20230430", "20230515"] and snapshot(out) == first
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.json")} == mtimes
+    build_catalog(cog_dir, out, pattern=pattern, title="Mine")
+    assert read_json(out / "catalog.json")["title"] == "Mine"
+    build_catalog(cog_dir, out, pattern=pattern, title="Mine", layout="${year}")
+    assert sorted(items_of(out)) == ["20230430", "20230515"] and (out / "2023").is_dir()
+    build_catalog(cog_dir, out, pattern=pattern, title="Mine", description="again")
+    assert not (out / "2023").exists() and read_json(out / "catalog.json")["description"] == "again"
+    build_catalog(cog_dir, out, pattern=pattern)
+    assert snapshot(out) == first
+
+
 def test_incremental_keeps_items_of_sources_not_rescanned(tmp_path, cog_dir, s2_dir):
     out = tmp_path / "out"
     build_catalog(cog_dir, out, pattern="{date}_{band}.tif")
