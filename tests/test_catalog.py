@@ -34,6 +34,7 @@ from pystac.extensions.eo import EOExtension
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import RasterExtension
 
+import lazyraster
 from lazyraster.catalog import build as build_module
 from lazyraster.catalog import build_catalog, describe_catalog, validate_catalog
 from lazyraster.catalog._stac import CatalogIO, format_datetime, parse_datetime
@@ -667,10 +668,10 @@ def test_concurrent_builds_into_one_folder_lose_no_item(tmp_path):
     waiting = [p.stderr.readline() for p in procs]
     os.close(fd)
     results = [(p.wait(), p.stderr.read()) for p in procs]
-    assert all("waiting for the build" in line for line in waiting), waiting
     assert [code for code, _ in results] == [0, 0], results
     expected = {f"{name}{day:02d}_202301{day:02d}" for name in "ab" for day in range(1, 21)}
     assert set(items_of(out)) == expected
+    assert all("waiting for the build" in line for line in waiting), waiting
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "out"]
 
 
@@ -706,10 +707,10 @@ def test_killed_build_keeps_the_old_catalog_and_the_next_run_cleans_up(tmp_path)
     proc.wait()
     assert staging, "the build ended before its staging folder was seen"
     assert snapshot(out) == before, "a killed build must leave the old catalog whole"
-    assert re.fullmatch(r"\.out\.building-[0-9a-f]{16}", staging[0].name)
     report = build_catalog(src, out, pattern="{date}_{band}.tif")
     assert report.ok and report.n_items == 401 and report.unchanged == ["20230101"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"], "stale folder left"
+    assert re.fullmatch(r"\.out\.building-[0-9a-f]{16}", staging[0].name), "predictable"
 
 
 @pytest.fixture
@@ -724,8 +725,6 @@ def test_hrefs_are_percent_encoded_and_work_over_http(nginx):
     out = nginx.root / "stac"
     report = build_catalog(src, out, pattern="{date}_{band}.tif")
     assert report.ok
-    written = snapshot(out)
-    assert "../my%20data%20%231%20100%25/20230430_B04.tif" in written["20230430.json"].decode()
     # an outside reader over HTTP: pystac for the JSON, GDAL for the pixels
     catalog = pystac.Catalog.from_file(nginx.url_for(out / "catalog.json"))
     (item,) = catalog.get_items(recursive=True)
@@ -733,6 +732,14 @@ def test_hrefs_are_percent_encoded_and_work_over_http(nginx):
     assert href.startswith("http://")
     with rasterio.open(href) as remote, rasterio.open(src / "20230430_B04.tif") as local:
         np.testing.assert_array_equal(remote.read(), local.read())
+    written = snapshot(out)
+    assert "../my%20data%20%231%20100%25/20230430_B04.tif" in written["20230430.json"].decode()
+    # lazyraster.load, over HTTP and from the local folder
+    with rasterio.open(src / "20230430_B08.tif") as f:
+        expected = f.read(1)
+    for where in (nginx.url_for(out / "catalog.json"), out / "catalog.json"):
+        ds = lazyraster.load(where, bands=["nir"], scale=False)
+        np.testing.assert_array_equal(ds["nir"].isel(time=0).values, expected)
     # the package's own readers of the local catalog decode the hrefs again
     again = build_catalog(src, out, pattern="{date}_{band}.tif")
     assert again.unchanged == ["20230430"] and snapshot(out) == written

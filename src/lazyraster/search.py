@@ -19,6 +19,7 @@ from typing import Any
 import pystac
 import shapely.geometry
 
+from lazyraster.catalog._stac import CatalogIO
 from lazyraster.errors import LazyrasterError
 
 __all__ = ["filter_items", "parse_datetime", "read_items", "search"]
@@ -182,7 +183,8 @@ def read_items(source: str | os.PathLike[str]) -> Iterator[pystac.Item]:
     >>> [item.id for item in read_items("catalogs/sample/catalog.json")]  # doctest: +SKIP
     ['S2_L3B_21JXN_20210319']
     """
-    root = pystac.read_file(os.fspath(source))
+    # CatalogIO: local hrefs percent-encoded by `lazyraster catalog build` are decoded
+    root = pystac.read_file(os.fspath(source), stac_io=CatalogIO())
     if isinstance(root, pystac.Item):
         yield root
     elif isinstance(root, pystac.Catalog):

@@ -173,13 +173,13 @@ class CatalogIO(pystac.StacIO):
     """Local STAC JSON for pystac: deterministic output, percent-encoded relative hrefs.
 
     Items are written on one line (the C encoder: ten times faster than indented),
-    catalogs and collections indented; every write goes to a temporary file renamed
-    into place. Relative hrefs of links and assets are percent-encoded on writing
-    (``my data/#1.tif`` becomes ``my%20data/%231.tif``, which HTTP clients need) and
-    decoded on reading, so that in memory they are plain paths again (local asset
-    hrefs of items read are absolute). Items are taken as written, not migrated
-    (pystac's migration would drop the ``proj:epsg`` that stackstac reads). URLs are
-    read with pystac's default reader.
+    catalogs and collections indented. Relative hrefs of links and assets are
+    percent-encoded on writing (``my data/#1.tif`` becomes ``my%20data/%231.tif``,
+    which HTTP clients need) and decoded on reading a local file, so that in memory
+    they are plain paths again; local asset hrefs of items read are made absolute.
+    Items of the current STAC version are taken as written, not migrated (pystac's
+    migration would drop the ``proj:epsg`` that stackstac reads). URLs are read with
+    pystac's default reader.
 
     Examples
     --------
@@ -213,8 +213,8 @@ class CatalogIO(pystac.StacIO):
         root: pystac.Catalog | None = None,
         preserve_dict: bool = True,
     ) -> pystac.STACObject:
-        """Items as written (no migration), local asset hrefs absolute; others as pystac does."""
-        if d.get("type") != "Feature":
+        """Current-version items as written, local asset hrefs absolute; else as pystac does."""
+        if d.get("type") != "Feature" or d.get("stac_version") != pystac.get_stac_version():
             return super().stac_object_from_dict(d, href, root, preserve_dict)
         where = None if href is None else str(os.fspath(href))
         if where is not None:
@@ -223,9 +223,15 @@ class CatalogIO(pystac.StacIO):
             d, href=where, root=root, migrate=False, preserve_dict=preserve_dict
         )
 
-    def json_loads(self, txt: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Parse STAC JSON; relative hrefs come back decoded."""
-        return _map_hrefs(json.loads(txt), decode_href)
+    def read_json(self, source: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Parse a STAC file; the relative hrefs of a local one come back decoded."""
+        doc = super().read_json(source, *args, **kwargs)
+        href = str(os.fspath(source))
+        return (
+            doc
+            if "://" in href and not href.startswith("file://")
+            else _map_hrefs(doc, decode_href)
+        )
 
     def json_dumps(self, json_dict: dict[str, Any], *args: Any, **kwargs: Any) -> str:
         """Serialise deterministically; relative hrefs are percent-encoded."""
