@@ -713,6 +713,16 @@ def test_killed_build_keeps_the_old_catalog_and_the_next_run_cleans_up(tmp_path)
     assert re.fullmatch(r"\.out\.building-[0-9a-f]{16}", staging[0].name), "predictable"
 
 
+def test_catalog_left_aside_by_a_kill_between_two_renames_is_put_back(cog_dir, tmp_path):
+    out = tmp_path / "out"
+    build_catalog(cog_dir, out, pattern="{date}_{band}.tif")
+    before = snapshot(out)
+    os.replace(out, tmp_path / ".out.old-0123456789abcdef")  # where the fallback swap was
+    report = build_catalog(cog_dir, out, pattern="{date}_{band}.tif")
+    assert report.unchanged == ["20230430", "20230515"] and snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 @pytest.fixture
 def runner():
     return CliRunner()
