@@ -568,6 +568,11 @@ def test_output_and_source_guards(cog_dir, tmp_path):
         build_catalog(cog_dir, tmp_path / "x", pattern="plain.tif")
 
 
+def test_output_folder_may_be_deep_in_folders_yet_to_make(cog_dir, tmp_path):
+    report = build_catalog(cog_dir, tmp_path / "a" / "b" / "stac", pattern="{date}_{band}.tif")
+    assert report.ok and len(items_of(tmp_path / "a" / "b" / "stac")) == 2
+
+
 def test_catalog_inside_source_folder_is_not_scanned(tmp_path):
     write_cog(tmp_path / "20230101_red.tif")
     build_catalog(tmp_path, tmp_path / "stac", pattern="{date}_{band}.tif")

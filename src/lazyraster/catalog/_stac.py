@@ -113,6 +113,9 @@ def write_json(path: Path, obj: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
+_PLAIN_HREF = re.compile(r"[A-Za-z0-9._~/-]*")
+
+
 def encode_href(href: str) -> str:
     """Percent-encode a relative href (a URI reference); URLs are left as they are.
 
@@ -123,7 +126,9 @@ def encode_href(href: str) -> str:
     >>> encode_href("https://example.com/a%20b.tif")
     'https://example.com/a%20b.tif'
     """
-    return href if "://" in href else urllib.parse.quote(href)
+    if "://" in href or _PLAIN_HREF.fullmatch(href):
+        return href
+    return urllib.parse.quote(href)
 
 
 def decode_href(href: str) -> str:
@@ -134,7 +139,7 @@ def decode_href(href: str) -> str:
     >>> decode_href("../my%20data/%231%20100%25.tif")
     '../my data/#1 100%.tif'
     """
-    return href if "://" in href else urllib.parse.unquote(href)
+    return href if "://" in href or "%" not in href else urllib.parse.unquote(href)
 
 
 def _map_hrefs(doc: dict[str, Any], convert: Any) -> dict[str, Any]:

@@ -370,10 +370,11 @@ def _shared_crs(item: pystac.Item) -> None:
         item.properties[key] = asset.extra_fields.get(key)
 
 
-def _existing_items(out: Path) -> tuple[pystac.Catalog | None, dict[str, pystac.Item]]:
-    """Items of the catalog already at ``out``, asset hrefs absolute, links cleared.
+def _existing_items(out: Path) -> tuple[pystac.Catalog | None, dict[str, dict[str, Any]]]:
+    """The root and the items of the catalog at ``out`` (JSON: asset hrefs absolute).
 
-    Local asset hrefs are made absolute by :class:`~._stac.CatalogIO` as it reads.
+    The items stay dicts until the build keeps them (:func:`_kept`): a rebuild reads
+    their files again and needs only their ids.
 
     Only a catalog this builder wrote is taken (its root carries :data:`BUILDER_FIELD`),
     and only when the folder holds nothing else: a rebuild replaces the whole folder.
@@ -395,7 +396,7 @@ def _existing_items(out: Path) -> tuple[pystac.Catalog | None, dict[str, pystac.
             "a rebuild would replace it: move it away or build into another folder"
         )
     owned: set[str] = set()
-    items: dict[str, pystac.Item] = {}
+    items: dict[str, dict[str, Any]] = {}
     io = _stac.CatalogIO()
     for _, node, links in _tree.walk_catalog(root):
         owned.add(os.path.normpath(node.self_href))
@@ -404,13 +405,10 @@ def _existing_items(out: Path) -> tuple[pystac.Catalog | None, dict[str, pystac.
             href = link.get_absolute_href()
             try:
                 doc = _stac.absolute_asset_hrefs(io.read_json(href), href)
-                doc["links"] = []
-                doc.pop("collection", None)
-                item = pystac.Item.from_dict(doc, migrate=False, preserve_dict=False)
-            except (OSError, ValueError, pystac.STACError) as exc:
+                items[doc["id"]] = doc
+            except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise CatalogError(f"{href}: item of {out} cannot be read ({exc})") from None
             owned.add(os.path.normpath(href))
-            items[item.id] = item
     for dirpath, _, filenames in os.walk(out):
         for name in filenames:
             if os.path.normpath(Path(dirpath) / name) not in owned:
@@ -448,32 +446,40 @@ def _built_alike(
     )
 
 
-def _asset_paths(item: pystac.Item) -> set[str]:
-    return {a.href for a in item.assets.values() if not _tree.is_url(a.href)}
+def _kept(doc: dict[str, Any]) -> pystac.Item:
+    """An item of the earlier catalog as a :class:`pystac.Item`, without its old links."""
+    doc = {**doc, "links": []}
+    doc.pop("collection", None)  # it may go into another collection, or none
+    try:
+        return pystac.Item.from_dict(doc, migrate=False, preserve_dict=False)
+    except (ValueError, KeyError, TypeError, pystac.STACError) as exc:
+        raise CatalogError(f"item {doc['id']} of the catalog is not valid STAC ({exc})") from None
 
 
-def _unchanged(item: pystac.Item, paths: set[str], checksum: bool) -> bool:
+def _asset_paths(doc: dict[str, Any]) -> set[str]:
+    return {a["href"] for a in doc.get("assets", {}).values() if not _tree.is_url(a["href"])}
+
+
+def _unchanged(doc: dict[str, Any], paths: set[str], checksum: bool) -> bool:
     """True when the item's files are the same paths with the same sizes (and checksums)."""
-    if _asset_paths(item) != paths:
+    if _asset_paths(doc) != paths:
         return False
-    for asset in item.assets.values():
-        if _tree.is_url(asset.href):
+    for asset in doc["assets"].values():
+        if _tree.is_url(asset["href"]):
             continue
         try:
-            size = os.stat(asset.href).st_size
+            size = os.stat(asset["href"]).st_size
         except OSError:
             return False
-        if size != asset.extra_fields.get("file:size"):
+        if size != asset.get("file:size"):
             return False
-        if checksum and asset.extra_fields.get("file:checksum") != _stac.sha256_multihash(
-            asset.href
-        ):
+        if checksum and asset.get("file:checksum") != _stac.sha256_multihash(asset["href"]):
             return False
     return True
 
 
-def _vanished(item: pystac.Item) -> bool:
-    return any(not os.path.exists(p) for p in _asset_paths(item))
+def _vanished(doc: dict[str, Any]) -> bool:
+    return any(not os.path.exists(p) for p in _asset_paths(doc))
 
 
 class _Layout(pystac.layout.HrefLayoutStrategy):
@@ -591,6 +597,7 @@ def _build_lock(out: Path, *, wait: bool) -> Iterator[None]:
     of a removed file tries again, so that all builders lock the same file.
     """
     lock_path = out.with_name(f".{out.name}.lock")
+    out.parent.mkdir(parents=True, exist_ok=True)
     while True:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -849,7 +856,7 @@ def build_catalog(
             sources_of[unit.item_id] = source
             old = existing.get(unit.item_id)
             if old is not None and not rebuild and _unchanged(old, unit.paths(), checksum):
-                items[unit.item_id] = old
+                items[unit.item_id] = _kept(old)
                 report.unchanged.append(unit.item_id)
             else:
                 to_read.append(unit)
@@ -887,14 +894,13 @@ def build_catalog(
                 raise
 
         for item_id in sorted(set(existing) - set(sources_of)):
-            item = existing[item_id]
-            if _vanished(item):
+            if _vanished(existing[item_id]):
                 (report.pruned if prune else report.missing).append(item_id)
                 if prune:
                     continue
             else:
                 report.unchanged.append(item_id)
-            items[item_id] = item
+            items[item_id] = _kept(existing[item_id])
 
         placed: list[tuple[tuple[str, ...], pystac.Item]] = []
         for item_id in sorted(items):
