@@ -332,7 +332,7 @@ def _units(
     return units
 
 
-def _read_unit(unit: _Unit, checksum: bool, band_names: Sequence[str] | None) -> pystac.Item:
+def _read_unit(unit: _Unit, checksum: bool, band_names: Sequence[str] | None) -> dict[str, Any]:
     _stac.check_item_id(unit.item_id)
     files = dict(sorted(unit.files.items()))
     if unit.kind == "safe":
@@ -351,7 +351,7 @@ def _read_unit(unit: _Unit, checksum: bool, band_names: Sequence[str] | None) ->
             band_names=band_names,
             checksum=checksum,
         )
-    return pystac.Item.from_dict(item, migrate=False, preserve_dict=False)
+    return item
 
 
 def _shared_crs(item: pystac.Item) -> None:
@@ -863,18 +863,17 @@ def build_catalog(
 
         n_workers = workers or min(16, 4 * len(os.sched_getaffinity(0)))
 
-        def read(unit: _Unit) -> pystac.Item | Problem:
+        def read(unit: _Unit) -> dict[str, Any] | Problem:
             try:
                 # no directory listing per file opened (sidecar files are not looked for)
                 with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
-                    item = _read_unit(unit, checksum, bands)
-                _shared_crs(item)
-                return item
+                    return _read_unit(unit, checksum, bands)
             except ReadProblem as exc:
                 return Problem(str(unit.source), str(exc))
             except Exception as exc:  # an unreadable file must not stop the scan
                 return Problem(str(unit.source), f"unreadable ({type(exc).__name__}: {exc})")
 
+        read_now: dict[str, dict[str, Any]] = {}
         with ThreadPoolExecutor(max_workers=max(1, n_workers)) as pool:
             try:
                 for done, (unit, result) in enumerate(
@@ -885,7 +884,7 @@ def build_catalog(
                     if isinstance(result, Problem):
                         fail_or_record(result)
                         continue
-                    items[unit.item_id] = result
+                    read_now[unit.item_id] = result
                     (report.updated if unit.item_id in existing else report.added).append(
                         unit.item_id
                     )
@@ -893,6 +892,10 @@ def build_catalog(
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
 
+        # after the readers, not beside them: pure Python would contend for the GIL
+        for item_id, doc in read_now.items():
+            items[item_id] = pystac.Item.from_dict(doc, migrate=False, preserve_dict=False)
+            _shared_crs(items[item_id])
         for item_id in sorted(set(existing) - set(sources_of)):
             if _vanished(existing[item_id]):
                 (report.pruned if prune else report.missing).append(item_id)
