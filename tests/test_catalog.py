@@ -9,10 +9,15 @@ Sentinel-2 reflectance rule and from hashlib.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +25,21 @@ import pyproj
 import pystac
 import pytest
 import rasterio
+import rasterio.crs
+import rasterio.transform
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pystac.extensions.eo import EOExtension
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import RasterExtension
 
+import lazyraster
 from lazyraster.catalog import build as build_module
-from lazyraster.catalog import build_catalog
-from lazyraster.catalog._stac import format_datetime, parse_datetime
+from lazyraster.catalog import build_catalog, describe_catalog, validate_catalog
+from lazyraster.catalog._stac import CatalogIO, format_datetime, parse_datetime
 from lazyraster.catalog.samples import write_cog, write_daymet, write_safe
+from lazyraster.cli import main
 from lazyraster.errors import CatalogError, OutputExistsError
 
 S2_NEW = dt.datetime(2023, 4, 30, 10, 46, 21, 24000)
@@ -432,6 +442,25 @@ def test_incremental_follows_a_changed_collection(cog_dir, tmp_path):
     assert not (out / "first").exists()
 
 
+def test_unchanged_rerun_keeps_the_files_and_new_settings_rewrite_them(cog_dir, tmp_path):
+    out = tmp_path / "out"
+    pattern = "{date}_{band}.tif"
+    build_catalog(cog_dir, out, pattern=pattern)
+    first = snapshot(out)
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.json")}
+    report = build_catalog(cog_dir, out, pattern=pattern)
+    assert report.unchanged == ["20230430", "20230515"] and snapshot(out) == first
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.json")} == mtimes
+    build_catalog(cog_dir, out, pattern=pattern, title="Mine")
+    assert read_json(out / "catalog.json")["title"] == "Mine"
+    build_catalog(cog_dir, out, pattern=pattern, title="Mine", layout="${year}")
+    assert sorted(items_of(out)) == ["20230430", "20230515"] and (out / "2023").is_dir()
+    build_catalog(cog_dir, out, pattern=pattern, title="Mine", description="again")
+    assert not (out / "2023").exists() and read_json(out / "catalog.json")["description"] == "again"
+    build_catalog(cog_dir, out, pattern=pattern)
+    assert snapshot(out) == first
+
+
 def test_incremental_keeps_items_of_sources_not_rescanned(tmp_path, cog_dir, s2_dir):
     out = tmp_path / "out"
     build_catalog(cog_dir, out, pattern="{date}_{band}.tif")
@@ -539,6 +568,11 @@ def test_output_and_source_guards(cog_dir, tmp_path):
         build_catalog(cog_dir, tmp_path / "x", pattern="plain.tif")
 
 
+def test_output_folder_may_be_deep_in_folders_yet_to_make(cog_dir, tmp_path):
+    report = build_catalog(cog_dir, tmp_path / "a" / "b" / "stac", pattern="{date}_{band}.tif")
+    assert report.ok and len(items_of(tmp_path / "a" / "b" / "stac")) == 2
+
+
 def test_catalog_inside_source_folder_is_not_scanned(tmp_path):
     write_cog(tmp_path / "20230101_red.tif")
     build_catalog(tmp_path, tmp_path / "stac", pattern="{date}_{band}.tif")
@@ -606,3 +640,187 @@ def test_stackstac_reads_safe_assets_with_scale_offset(s2_catalog, assets):
             scale = 1e-4 if key.startswith("B") else 1.0
             expected = np.where(dn == 0, np.nan, dn * scale + (offset if scale != 1 else 0))
             np.testing.assert_allclose(values[t, b].values, expected, atol=1e-9)
+
+
+# ------------------------------------------------ concurrency, kill, hostile paths (#14)
+BUILD = "from lazyraster.cli import main; main()"
+
+
+def build_process(*args: object) -> subprocess.Popen:
+    """`lazyraster catalog build ARGS` in a process of its own (this checkout's source)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(build_module.__file__).parents[2])}
+    command = [sys.executable, "-c", BUILD, "catalog", "build", *map(str, args)]
+    return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def hold_lock(out: Path):
+    """Take the build lock of ``out`` as a builder would (the file is the protocol)."""
+    fd = os.open(out.with_name(f".{out.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_concurrent_builds_into_one_folder_lose_no_item(tmp_path):
+    for name in ("a", "b"):
+        for day in range(1, 21):
+            write_cog(tmp_path / name / f"{name}{day:02d}_202301{day:02d}_red.tif", shape=(8, 8))
+    out = tmp_path / "out"
+    fd = hold_lock(out)  # both builders start while the folder is busy
+    procs = [
+        build_process(tmp_path / name, "--out", out, "--pattern", "{site}_{date}_{band}.tif")
+        for name in ("a", "b")
+    ]
+    waiting = [p.stderr.readline() for p in procs]
+    os.close(fd)
+    results = [(p.wait(), p.stderr.read()) for p in procs]
+    assert [code for code, _ in results] == [0, 0], results
+    expected = {f"{name}{day:02d}_202301{day:02d}" for name in "ab" for day in range(1, 21)}
+    assert set(items_of(out)) == expected
+    assert all("waiting for the build" in line for line in waiting), waiting
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "out"]
+
+
+def test_second_builder_refuses_with_no_wait(cog_dir, tmp_path, runner):
+    out = tmp_path / "out"
+    fd = hold_lock(out)
+    try:
+        with pytest.raises(CatalogError, match=rf"another .* is writing {out}"):
+            build_catalog(cog_dir, out, pattern="{date}_{band}.tif", wait=False)
+        result = runner.invoke(
+            main, ["catalog", "build", str(cog_dir), "--out", str(out), "--no-wait"]
+        )
+    finally:
+        os.close(fd)
+    assert result.exit_code == 1 and "another `lazyraster catalog build`" in result.output
+    assert not out.exists()
+
+
+def test_killed_build_keeps_the_old_catalog_and_the_next_run_cleans_up(tmp_path):
+    src = tmp_path / "src"
+    write_cog(src / "20230101_red.tif", shape=(8, 8))
+    out = tmp_path / "out"
+    build_catalog(src, out, pattern="{date}_{band}.tif")
+    before = snapshot(out)
+    for i in range(400):
+        day = dt.date(2023, 1, 2) + dt.timedelta(days=i)
+        write_cog(src / f"{day:%Y%m%d}_red.tif", shape=(8, 8), seed=i)
+    proc = build_process(src, "--out", out, "--pattern", "{date}_{band}.tif", "--workers", "1")
+    staging: list[Path] = []
+    while not staging and proc.poll() is None:  # until the new catalog is being written
+        staging = list(tmp_path.glob(".out.building-*"))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert staging, "the build ended before its staging folder was seen"
+    assert snapshot(out) == before, "a killed build must leave the old catalog whole"
+    report = build_catalog(src, out, pattern="{date}_{band}.tif")
+    assert report.ok and report.n_items == 401 and report.unchanged == ["20230101"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"], "stale folder left"
+    assert re.fullmatch(r"\.out\.building-[0-9a-f]{16}", staging[0].name), "predictable"
+
+
+def test_catalog_left_aside_by_a_kill_between_two_renames_is_put_back(cog_dir, tmp_path):
+    out = tmp_path / "out"
+    build_catalog(cog_dir, out, pattern="{date}_{band}.tif")
+    before = snapshot(out)
+    os.replace(out, tmp_path / ".out.old-0123456789abcdef")  # where the fallback swap was
+    report = build_catalog(cog_dir, out, pattern="{date}_{band}.tif")
+    assert report.unchanged == ["20230430", "20230515"] and snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_hrefs_are_percent_encoded_and_work_over_http(nginx):
+    src = nginx.root / "my data #1 100%"
+    for band, seed in (("B04", 1), ("B08", 2)):
+        write_cog(src / f"20230430_{band}.tif", seed=seed)
+    out = nginx.root / "stac"
+    report = build_catalog(src, out, pattern="{date}_{band}.tif")
+    assert report.ok
+    # an outside reader over HTTP: pystac for the JSON, GDAL for the pixels
+    catalog = pystac.Catalog.from_file(nginx.url_for(out / "catalog.json"))
+    (item,) = catalog.get_items(recursive=True)
+    href = item.assets["B04"].get_absolute_href()
+    assert href.startswith("http://")
+    with rasterio.open(href) as remote, rasterio.open(src / "20230430_B04.tif") as local:
+        np.testing.assert_array_equal(remote.read(), local.read())
+    written = snapshot(out)
+    assert "../my%20data%20%231%20100%25/20230430_B04.tif" in written["20230430.json"].decode()
+    # lazyraster.load, over HTTP and from the local folder
+    with rasterio.open(src / "20230430_B08.tif") as f:
+        expected = f.read(1)
+    for where in (nginx.url_for(out / "catalog.json"), out / "catalog.json"):
+        ds = lazyraster.load(where, bands=["nir"], scale=False)
+        np.testing.assert_array_equal(ds["nir"].isel(time=0).values, expected)
+    # the package's own readers of the local catalog decode the hrefs again
+    again = build_catalog(src, out, pattern="{date}_{band}.tif")
+    assert again.unchanged == ["20230430"] and snapshot(out) == written
+    assert describe_catalog(out)["items"] == 1
+    assert validate_catalog(out).ok
+
+
+def test_catalog_io_encodes_link_hrefs_for_http(nginx):
+    catalog = pystac.Catalog("root", "a sub-catalog whose folder needs encoding")
+    catalog.add_child(pystac.Catalog("a b", "below"))
+    catalog.normalize_and_save(str(nginx.root / "cat"), pystac.CatalogType.SELF_CONTAINED,
+                               stac_io=CatalogIO())  # fmt: skip
+    assert "./a%20b/catalog.json" in (nginx.root / "cat" / "catalog.json").read_text()
+    for where in (nginx.url_for("cat/catalog.json"), str(nginx.root / "cat" / "catalog.json")):
+        io = None if where.startswith("http") else CatalogIO()
+        read = pystac.Catalog.from_file(where, stac_io=io)
+        assert [child.id for child in read.get_children()] == ["a b"]
+
+
+def test_checksum_rebuild_renews_a_stale_checksum(tmp_path):
+    src = tmp_path / "src"
+    path = src / "20230101_red.tif"
+    src.mkdir()
+
+    def write(value: int) -> None:  # uncompressed: the same size whatever the pixels
+        grid = rasterio.transform.from_origin(0, 80, 10, 10)
+        with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1,
+                           dtype="uint16", crs="EPSG:32631", transform=grid) as dst:  # fmt: skip
+            dst.write(np.full((1, 8, 8), value, "uint16"))
+
+    write(1)
+    out = tmp_path / "out"
+    build_catalog(src, out, pattern="{date}_{band}.tif", checksum=True)
+    size = path.stat().st_size
+    write(2)
+    assert path.stat().st_size == size
+    report = build_catalog(src, out, pattern="{date}_{band}.tif", checksum=True)
+    assert report.updated == ["20230101"]
+    asset = items_of(out)["20230101"][1]["assets"]["red"]
+    assert asset["file:checksum"] == "1220" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_crs_without_epsg_code_is_written_as_wkt2_and_projjson(tmp_path):
+    lcc = "+proj=lcc +lat_1=25 +lat_2=60 +lat_0=42.5 +lon_0=-100 +x_0=0 +y_0=0 +ellps=WGS84"
+    path = tmp_path / "src" / "20230101_tmax.tif"
+    path.parent.mkdir()
+    grid = rasterio.transform.from_origin(0, 0, 1000, 1000)
+    with rasterio.open(path, "w", driver="GTiff", width=4, height=4, count=1, dtype="float32",
+                       crs=rasterio.crs.CRS.from_proj4(lcc), transform=grid) as dst:  # fmt: skip
+        dst.write(np.ones((1, 4, 4), "float32"))
+        file_crs = pyproj.CRS.from_wkt(dst.crs.to_wkt())
+    assert file_crs.to_epsg() is None
+    build_catalog(path.parent, tmp_path / "out", pattern="{date}_{band}.tif")
+    item = items_of(tmp_path / "out")["20230101"][1]
+    for fields in (item["assets"]["tmax"], item["properties"]):
+        assert fields["proj:code"] is None
+        assert pyproj.CRS.from_wkt(fields["proj:wkt2"]) == file_crs
+        assert pyproj.CRS.from_json_dict(fields["proj:projjson"]) == file_crs
+
+
+def test_overwrite_refuses_a_catalog_the_builder_did_not_write(cog_dir, tmp_path):
+    out = tmp_path / "theirs"
+    catalog = pystac.Catalog("theirs", "written by pystac, not by lazyraster")
+    catalog.add_item(pystac.Item("x", None, None, dt.datetime(2020, 1, 1), {}))
+    catalog.normalize_and_save(str(out), pystac.CatalogType.SELF_CONTAINED)
+    before = snapshot(out)
+    with pytest.raises(OutputExistsError, match=f"{out} holds a catalog that"):
+        build_catalog(cog_dir, out, pattern="{date}_{band}.tif")
+    assert snapshot(out) == before

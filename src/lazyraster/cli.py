@@ -208,14 +208,24 @@ def catalog() -> None:
 @click.option("--strict", is_flag=True, help="Fail on the first bad file instead of skipping.")
 @click.option("--rebuild", is_flag=True, help="Read every file again, even unchanged ones.")
 @click.option("--workers", type=click.IntRange(1, 256), help="Threads reading headers.")
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="Fail at once if another build is writing the same folder (default: wait for it).",
+)
 def catalog_build(
     sources: tuple[Path, ...],
     out: Path,
     catalog_id: str | None,
     when: str | None,
+    no_wait: bool,
     **options: object,
 ) -> None:
-    """Scan SOURCES (SAFE folders, GeoTIFF/COG and netCDF files, folders) into a catalog."""
+    """Scan SOURCES (SAFE folders, GeoTIFF/COG and netCDF files, folders) into a catalog.
+
+    One build per output folder runs at a time: a second one waits for the first
+    (saying so on stderr) and then updates its catalog, or with --no-wait fails.
+    """
     try:
         report = catalog_lib.build_catalog(
             sources,
@@ -223,6 +233,7 @@ def catalog_build(
             id=catalog_id,
             datetime=when,
             progress=_progress("reading"),
+            wait=not no_wait,
             **options,  # type: ignore[arg-type]
         )
     except (LazyrasterError, ValueError, OSError) as exc:

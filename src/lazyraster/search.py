@@ -27,10 +27,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pystac
-import pystac.stac_io
 import shapely.geometry
 import urllib3
 
+from lazyraster.catalog._stac import CatalogIO
 from lazyraster.config import gdal_options
 from lazyraster.errors import CatalogError, LazyrasterError
 
@@ -190,8 +190,11 @@ def filter_items(
         yield item
 
 
-class RetryingStacIO(pystac.stac_io.DefaultStacIO):
+class RetryingStacIO(CatalogIO):
     """pystac I/O that retries transient HTTP failures and keeps the status in errors.
+
+    Local files are read as :class:`~lazyraster.catalog._stac.CatalogIO` reads them
+    (the percent-encoded hrefs of `lazyraster catalog build` decoded).
 
     Parameters
     ----------
@@ -230,10 +233,11 @@ class RetryingStacIO(pystac.stac_io.DefaultStacIO):
         self.timeout = float(gdal.get("GDAL_HTTP_TIMEOUT", 30) if timeout is None else timeout)
         self._http = urllib3.PoolManager()
 
-    def read_text_from_href(self, href: str) -> str:
-        """Read ``href`` as UTF-8 text; over HTTP with retries (see the class)."""
+    def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
+        """Read ``source`` as UTF-8 text; over HTTP with retries (see the class)."""
+        href = str(os.fspath(source))
         if not href.startswith(("http://", "https://")):
-            return str(super().read_text_from_href(href))
+            return super().read_text(source, *args, **kwargs)
         attempts = f"after {self.retry.total + 1} attempt(s)"
         try:
             response = self._http.request(

@@ -1,9 +1,11 @@
 """STAC building blocks shared by the catalog readers and writers.
 
-Items are handled as plain ``dict`` objects in the order STAC documents list their
-fields, so that writing them is deterministic: the same input gives byte-identical
-JSON. While a catalog is being built, asset hrefs are absolute paths; the writer makes
-them relative to the item's own JSON file.
+The item producers (Sentinel-2, GeoTIFF, netCDF) return plain ``dict`` items with
+absolute asset paths; the builder turns them into :class:`pystac.Item` objects and
+pystac writes the catalog. What pystac lacks lives here: :class:`CatalogIO`, a
+:class:`pystac.StacIO` that writes deterministic JSON (byte-identical for the same
+input) and percent-encodes relative hrefs (decoding them again on reading), and the
+grid, footprint and file-field helpers of the producers.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ import json
 import math
 import os
 import re
+import secrets
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pystac
+import pystac.utils
 import rasterio.crs
 import rasterio.warp
 from affine import Affine
@@ -96,12 +102,146 @@ def dumps_compact(obj: Any) -> str:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` to ``path`` atomically (temporary file, then rename)."""
+    """Write ``obj`` to ``path`` atomically (temporary file with a random name, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(8)}")
     text = dumps_compact(obj) if obj.get("type") == "Feature" else dumps(obj)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+_PLAIN_HREF = re.compile(r"[A-Za-z0-9._~/-]*")
+
+
+def encode_href(href: str) -> str:
+    """Percent-encode a relative href (a URI reference); URLs are left as they are.
+
+    Examples
+    --------
+    >>> encode_href("../my data/#1 100%.tif")
+    '../my%20data/%231%20100%25.tif'
+    >>> encode_href("https://example.com/a%20b.tif")
+    'https://example.com/a%20b.tif'
+    """
+    if "://" in href or _PLAIN_HREF.fullmatch(href):
+        return href
+    return urllib.parse.quote(href)
+
+
+def decode_href(href: str) -> str:
+    """The path a relative href written by :func:`encode_href` stands for.
+
+    Examples
+    --------
+    >>> decode_href("../my%20data/%231%20100%25.tif")
+    '../my data/#1 100%.tif'
+    """
+    return href if "://" in href or "%" not in href else urllib.parse.unquote(href)
+
+
+def _map_hrefs(doc: dict[str, Any], convert: Any) -> dict[str, Any]:
+    """``doc`` with ``convert`` applied to the href of every link and asset (a new dict)."""
+    out = dict(doc)
+    if doc.get("links"):
+        out["links"] = [{**link, "href": convert(link["href"])} for link in doc["links"]]
+    if doc.get("assets"):
+        out["assets"] = {
+            key: {**asset, "href": convert(asset["href"])} for key, asset in doc["assets"].items()
+        }
+    return out
+
+
+def absolute_asset_hrefs(item: dict[str, Any], href: str) -> dict[str, Any]:
+    """Make the relative asset hrefs of the item dict read from ``href`` absolute paths.
+
+    Done with :mod:`os.path`, not pystac, whose href functions parse paths as URLs
+    and would cut a ``#`` in a folder name.
+
+    Examples
+    --------
+    >>> absolute_asset_hrefs({"assets": {"a": {"href": "../d #1/a.tif"}}}, "/c/x/i.json")
+    {'assets': {'a': {'href': '/c/d #1/a.tif'}}}
+    """
+    if "://" in href:
+        return item
+    base = os.path.dirname(href)
+    for asset in item.get("assets", {}).values():
+        if "://" not in asset["href"]:
+            asset["href"] = os.path.normpath(os.path.join(base, asset["href"]))
+    return item
+
+
+class CatalogIO(pystac.StacIO):
+    """Local STAC JSON for pystac: deterministic output, percent-encoded relative hrefs.
+
+    Items are written on one line (the C encoder: ten times faster than indented),
+    catalogs and collections indented. Relative hrefs of links and assets are
+    percent-encoded on writing (``my data/#1.tif`` becomes ``my%20data/%231.tif``,
+    which HTTP clients need) and decoded on reading a local file, so that in memory
+    they are plain paths again; local asset hrefs of items read are made absolute.
+    Items of the current STAC version are taken as written, not migrated (pystac's
+    migration would drop the ``proj:epsg`` that stackstac reads). URLs are read with
+    pystac's default reader.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, pystac
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> catalog = pystac.Catalog("c", "demo")
+    >>> catalog.normalize_and_save(str(tmp / "my cat"), pystac.CatalogType.SELF_CONTAINED,
+    ...                            stac_io=CatalogIO())
+    >>> pystac.Catalog.from_file(str(tmp / "my cat" / "catalog.json"), stac_io=CatalogIO()).id
+    'c'
+    """
+
+    def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
+        """Text of a local file (``file://`` allowed) or, through pystac, of a URL."""
+        href = str(os.fspath(source))
+        if "://" in href and not href.startswith("file://"):
+            return pystac.StacIO.default().read_text(href, *args, **kwargs)
+        with open(href.removeprefix("file://"), encoding="utf-8") as f:
+            return f.read()
+
+    def write_text(self, dest: Any, txt: str, *args: Any, **kwargs: Any) -> None:
+        """Write ``txt`` to a local file (the builder writes into a staging folder)."""
+        path = Path(os.fspath(dest))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(txt, encoding="utf-8")
+
+    def stac_object_from_dict(
+        self,
+        d: dict[str, Any],
+        href: Any = None,
+        root: pystac.Catalog | None = None,
+        preserve_dict: bool = True,
+    ) -> pystac.STACObject:
+        """Current-version items as written, local asset hrefs absolute; else as pystac does."""
+        if d.get("type") != "Feature" or d.get("stac_version") != pystac.get_stac_version():
+            return super().stac_object_from_dict(d, href, root, preserve_dict)
+        where = None if href is None else str(os.fspath(href))
+        if where is not None:
+            absolute_asset_hrefs(d, where)
+        return pystac.Item.from_dict(
+            d, href=where, root=root, migrate=False, preserve_dict=preserve_dict
+        )
+
+    def read_json(self, source: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Parse a STAC file; the relative hrefs of a local one come back decoded."""
+        doc = super().read_json(source, *args, **kwargs)
+        href = str(os.fspath(source))
+        return (
+            doc
+            if "://" in href and not href.startswith("file://")
+            else _map_hrefs(doc, decode_href)
+        )
+
+    def json_dumps(self, json_dict: dict[str, Any], *args: Any, **kwargs: Any) -> str:
+        """Serialise deterministically; relative hrefs are percent-encoded."""
+        doc = _map_hrefs(json_dict, encode_href)
+        return dumps_compact(doc) if doc.get("type") == "Feature" else dumps(doc)
 
 
 def format_datetime(value: _dt.datetime) -> str:
@@ -115,11 +255,8 @@ def format_datetime(value: _dt.datetime) -> str:
     '2020-01-01T00:00:00Z'
     """
     if value.tzinfo is not None:
-        value = value.astimezone(_dt.UTC).replace(tzinfo=None)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond:06d}"
-    return text + "Z"
+        value = value.astimezone(_dt.UTC)
+    return pystac.utils.datetime_to_str(value)
 
 
 def parse_datetime(text: str) -> _dt.datetime:
@@ -163,18 +300,28 @@ def sha256_multihash(path: str | os.PathLike[str], *, opener: Any = open) -> str
 
 
 @functools.lru_cache(maxsize=64)
-def _crs_info(wkt: str) -> tuple[int | None, str]:
+def _crs_info(wkt: str) -> tuple[int | None, str, str]:
     crs = rasterio.crs.CRS.from_wkt(wkt)
-    return crs.to_epsg(), crs.to_wkt(version="WKT2_2019")
+    return crs.to_epsg(), crs.to_wkt(version="WKT2_2019"), json.dumps(crs.to_dict(projjson=True))
 
 
 def proj_fields(crs: rasterio.crs.CRS, transform: Affine, shape: Sequence[int]) -> dict[str, Any]:
     """Projection-extension fields of one grid: code, EPSG, shape, transform, bbox.
 
     ``proj:epsg`` is written next to ``proj:code`` because stackstac reads it. A CRS
-    without an EPSG code is written as ``proj:wkt2`` with ``proj:code`` null.
+    without an EPSG code is written as ``proj:wkt2`` and ``proj:projjson`` with
+    ``proj:code`` null, so that a loader can still build the grid.
+
+    Examples
+    --------
+    >>> from rasterio.crs import CRS
+    >>> from affine import Affine
+    >>> lcc = CRS.from_proj4("+proj=lcc +lat_1=25 +lat_2=60 +lat_0=42.5 +lon_0=-100 +ellps=WGS84")
+    >>> fields = proj_fields(lcc, Affine(1000, 0, 0, 0, -1000, 0), (2, 3))
+    >>> fields["proj:code"], CRS.from_wkt(fields["proj:wkt2"]) == lcc, "proj:projjson" in fields
+    (None, True, True)
     """
-    epsg, wkt = _crs_info(crs.to_wkt())
+    epsg, wkt, projjson = _crs_info(crs.to_wkt())
     height, width = int(shape[0]), int(shape[1])
     left, bottom, right, top = grid_bounds(transform, (height, width))
     fields: dict[str, Any] = {
@@ -183,6 +330,7 @@ def proj_fields(crs: rasterio.crs.CRS, transform: Affine, shape: Sequence[int]) 
     }
     if epsg is None:
         fields["proj:wkt2"] = wkt
+        fields["proj:projjson"] = json.loads(projjson)
     fields["proj:shape"] = [height, width]
     fields["proj:transform"] = [_clean(v) for v in tuple(transform)[:6]]
     fields["proj:bbox"] = [_clean(v) for v in (left, bottom, right, top)]
@@ -272,14 +420,6 @@ def new_item(
         "links": [],
         "assets": {key: assets[key] for key in sorted(assets)},
     }
-
-
-def item_interval(item: Mapping[str, Any]) -> tuple[str, str]:
-    """(start, end) RFC 3339 texts of an item (its datetime, or its range)."""
-    props = item["properties"]
-    if props.get("datetime"):
-        return props["datetime"], props["datetime"]
-    return props["start_datetime"], props["end_datetime"]
 
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._~-]+$")

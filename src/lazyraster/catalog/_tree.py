@@ -1,4 +1,11 @@
-"""Reading a static catalog back: its tree of catalogs, collections and items."""
+"""Reading a static catalog back: its tree of catalogs, collections and items.
+
+:func:`read_catalog` and :func:`walk_catalog` give pystac objects (the builder and
+``describe`` use them); :func:`read_tree` gives the JSON documents as they are on
+disk, for the validator, which must judge what is written rather than what pystac
+makes of it. Both decode percent-encoded relative hrefs and visit each file once, so
+a catalog that links to itself cannot make them loop.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pystac
+
+from lazyraster.catalog import _stac
 from lazyraster.errors import CatalogError
 
 
@@ -44,7 +54,7 @@ def resolve_href(href: str, base: Path) -> str:
     """Absolute path (or URL) of ``href`` written in the JSON file ``base``."""
     if is_url(href):
         return href
-    return os.path.normpath(base.parent / href)
+    return os.path.normpath(base.parent / _stac.decode_href(href))
 
 
 def root_file(catalog: str | os.PathLike[str]) -> Path:
@@ -100,3 +110,69 @@ def read_tree(catalog: str | os.PathLike[str], problems: list[str] | None = None
         return node
 
     return visit(root_path, _load(root_path))
+
+
+def read_catalog(catalog: str | os.PathLike[str]) -> pystac.Catalog:
+    """The root catalog as a :class:`pystac.Catalog` read with :class:`~._stac.CatalogIO`.
+
+    Raises :class:`CatalogError` when the file is missing or not a STAC catalog.
+    """
+    path = root_file(catalog)
+    try:
+        root = pystac.Catalog.from_file(str(path), stac_io=_stac.CatalogIO())
+    except (OSError, ValueError, pystac.STACError) as exc:
+        raise CatalogError(f"{path} is not a readable STAC catalog ({exc})") from None
+    return root
+
+
+def walk_catalog(
+    root: pystac.Catalog,
+) -> Iterator[tuple[int, pystac.Catalog, list[pystac.Link]]]:
+    """Yield (depth, catalog, its item links) for ``root`` and every catalog below it.
+
+    Depth first, children in link order. Item links are left for the caller to
+    :func:`resolve` (or read as it needs). Each file is visited once (a link back up
+    is not followed again). A child link to a missing or unreadable file raises
+    :class:`CatalogError` naming it.
+
+    Examples
+    --------
+    >>> import pystac
+    >>> root = pystac.Catalog("root", "demo")
+    >>> root.add_child(pystac.Catalog("sub", "below"))  # doctest: +ELLIPSIS
+    <Link rel=child target=<Catalog id=sub>>
+    >>> [(depth, cat.id) for depth, cat, _ in walk_catalog(root)]
+    [(0, 'root'), (1, 'sub')]
+    """
+    seen: set[object] = {root.get_self_href() or id(root)}
+    stack = [(0, root)]
+    while stack:
+        depth, node = stack.pop()
+        items = list(_new_links(node.get_item_links(), seen))
+        children = [resolve(link, node) for link in _new_links(node.get_child_links(), seen)]
+        yield depth, node, items
+        below = [(depth + 1, c) for c in children if isinstance(c, pystac.Catalog)]
+        stack.extend(reversed(below))
+
+
+def _new_links(links: list[pystac.Link], seen: set[object]) -> Iterator[pystac.Link]:
+    for link in links:
+        if link.is_resolved():  # in memory: the object itself, or where it was read from
+            href = link.target.get_self_href() or id(link.target)
+        else:
+            href = link.get_absolute_href()
+        if href in seen:
+            continue
+        seen.add(href)
+        yield link
+
+
+def resolve(link: pystac.Link, owner: pystac.Catalog) -> pystac.STACObject:
+    """The object ``link`` of ``owner`` points to; :class:`CatalogError` if unreadable."""
+    try:
+        return link.resolve_stac_object(root=owner.get_root()).target
+    except (OSError, ValueError, pystac.STACError) as exc:
+        where = owner.get_self_href() or owner.id
+        raise CatalogError(
+            f"{where}: {link.rel} link {link.href!r} cannot be read ({exc})"
+        ) from None

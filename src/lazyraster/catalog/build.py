@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime as _dt
+import errno
+import fcntl
+import functools
+import logging
 import os
+import posixpath
 import re
+import secrets
 import shutil
 import string
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pystac
+import pystac.layout
 import rasterio
 
 from lazyraster.catalog import _stac, _tree, geotiff, netcdf, sentinel2
@@ -20,6 +30,15 @@ from lazyraster.catalog._stac import ReadProblem
 from lazyraster.errors import CatalogError, OutputExistsError
 
 __all__ = ["BuildReport", "Problem", "build_catalog"]
+
+log = logging.getLogger(__name__)
+
+#: Field of the root ``catalog.json`` that marks a folder as made by :func:`build_catalog`;
+#: only such a folder is ever replaced.
+BUILDER_FIELD = "lazyraster:builder"
+BUILDER = "lazyraster catalog build"
+#: Field of the root ``catalog.json`` holding the ``layout`` it was built with.
+LAYOUT_FIELD = "lazyraster:layout"
 
 _DATE_FORMATS = ("%Y%m%d", "%Y-%m-%d", "%Y%m%dT%H%M%S", "%Y-%m-%dT%H:%M:%S", "%Y%j", "%Y-%m")
 _ASSET_FIELDS = ("band", "variable")
@@ -183,17 +202,23 @@ def _layout_names(layout: str | None) -> list[str]:
     return template.get_identifiers()
 
 
-def _layout_value(item: dict[str, Any], name: str) -> str | None:
-    props = item["properties"]
+def _item_start(item: pystac.Item) -> _dt.datetime:
+    when = item.datetime or item.common_metadata.start_datetime
+    assert when is not None  # pystac refuses items with neither
+    return when
+
+
+def _layout_value(item: pystac.Item, name: str, collection: str | None) -> str | None:
+    props = item.properties
     if name in ("year", "month", "day"):
-        when = _stac.parse_datetime(_stac.item_interval(item)[0])
+        when = _item_start(item)
         return {"year": f"{when.year:04d}", "month": f"{when.month:02d}", "day": f"{when.day:02d}"}[
             name
         ]
     if name == "id":
-        return item["id"]
+        return item.id
     if name == "collection":
-        return item.get("collection")
+        return collection
     if name in props and props[name] is not None:
         return str(props[name])
     for key in sorted(props):
@@ -203,15 +228,18 @@ def _layout_value(item: dict[str, Any], name: str) -> str | None:
     return None
 
 
-def _layout_segments(item: dict[str, Any], layout: str | None) -> tuple[str, ...]:
+def _layout_segments(
+    item: pystac.Item, layout: str | None, collection: str | None
+) -> tuple[str, ...]:
     if not layout:
         return ()
     values = {}
     for name in _layout_names(layout):
-        value = _layout_value(item, name)
+        value = _layout_value(item, name, collection)
         if value is None:
             raise ReadProblem(f"has no value for ${{{name}}} of the layout {layout!r}")
-        values[name] = value.replace("/", "-").replace(os.sep, "-")
+        # folder names: no separators, nothing an URL parser would cut (pystac is one)
+        values[name] = re.sub(r"[/#?%]", "-", value.replace(os.sep, "-"))
     path = string.Template(layout).substitute(values)
     segments = tuple(s for s in path.split("/") if s)
     for segment in segments:
@@ -308,28 +336,53 @@ def _read_unit(
     unit: _Unit, checksum: bool, band_names: Sequence[str] | None, crs: Any = None
 ) -> dict[str, Any]:
     _stac.check_item_id(unit.item_id)
+    files = dict(sorted(unit.files.items()))
     if unit.kind == "safe":
         assert unit.source is not None
-        return sentinel2.safe_item(unit.source, checksum=checksum)
-    files = dict(sorted(unit.files.items()))
-    if unit.kind == "netcdf":
-        return netcdf.netcdf_item(
+        item = sentinel2.safe_item(unit.source, checksum=checksum)
+    elif unit.kind == "netcdf":
+        item = netcdf.netcdf_item(
             unit.item_id, files, fields=unit.fields, when=unit.when, checksum=checksum, crs=crs
         )
-    return geotiff.raster_item(
-        unit.item_id,
-        files,
-        fields=unit.fields,
-        when=unit.when,
-        band_names=band_names,
-        checksum=checksum,
-    )
+    else:
+        item = geotiff.raster_item(
+            unit.item_id,
+            files,
+            fields=unit.fields,
+            when=unit.when,
+            band_names=band_names,
+            checksum=checksum,
+        )
+    return item
 
 
-def _existing_items(out: Path) -> dict[str, dict[str, Any]]:
-    """Items of the catalog already at ``out`` (asset hrefs made absolute)."""
+def _shared_crs(item: pystac.Item) -> None:
+    """Give an item whose assets share a CRS without EPSG code that CRS as a property."""
+    if item.properties.get("proj:code") is not None:
+        return
+    crs = {
+        (asset.extra_fields.get("proj:wkt2"), str(asset.extra_fields.get("proj:projjson")))
+        for asset in item.assets.values()
+        if "proj:shape" in asset.extra_fields
+    }
+    if len(crs) != 1 or None in next(iter(crs)):
+        return
+    asset = next(a for a in item.assets.values() if "proj:wkt2" in a.extra_fields)
+    for key in ("proj:code", "proj:epsg", "proj:wkt2", "proj:projjson"):
+        item.properties[key] = asset.extra_fields.get(key)
+
+
+def _existing_items(out: Path) -> tuple[pystac.Catalog | None, dict[str, dict[str, Any]]]:
+    """The root and the items of the catalog at ``out`` (JSON: asset hrefs absolute).
+
+    The items stay dicts until the build keeps them (:func:`_kept`): a rebuild reads
+    their files again and needs only their ids.
+
+    Only a catalog this builder wrote is taken (its root carries :data:`BUILDER_FIELD`),
+    and only when the folder holds nothing else: a rebuild replaces the whole folder.
+    """
     if not out.exists():
-        return {}
+        return None, {}
     if not out.is_dir():
         raise OutputExistsError(f"{out} is a file: give a folder as the catalog output")
     if not (out / "catalog.json").is_file():
@@ -337,16 +390,27 @@ def _existing_items(out: Path) -> dict[str, dict[str, Any]]:
             raise OutputExistsError(
                 f"{out} exists and is not a catalog: give an empty or new folder as output"
             )
-        return {}
-    tree = _tree.read_tree(out)
-    owned = {os.path.normpath(n.path) for _, n in tree.walk()}
+        return None, {}
+    root = _tree.read_catalog(out)
+    if root.extra_fields.get(BUILDER_FIELD) != BUILDER:
+        raise OutputExistsError(
+            f"{out} holds a catalog that `lazyraster catalog build` did not write; "
+            "a rebuild would replace it: move it away or build into another folder"
+        )
+    owned: set[str] = set()
     items: dict[str, dict[str, Any]] = {}
-    for path, item in tree.all_items():
-        owned.add(os.path.normpath(path))
-        for asset in item.get("assets", {}).values():
-            asset["href"] = _tree.resolve_href(asset["href"], path)
-        item["links"] = []
-        items[item["id"]] = item
+    io = _stac.CatalogIO()
+    for _, node, links in _tree.walk_catalog(root):
+        owned.add(os.path.normpath(node.self_href))
+        for link in links:
+            # read as JSON: links and self href are made anew, pystac need not resolve them
+            href = link.get_absolute_href()
+            try:
+                doc = _stac.absolute_asset_hrefs(io.read_json(href), href)
+                items[doc["id"]] = doc
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise CatalogError(f"{href}: item of {out} cannot be read ({exc})") from None
+            owned.add(os.path.normpath(href))
     for dirpath, _, filenames in os.walk(out):
         for name in filenames:
             if os.path.normpath(Path(dirpath) / name) not in owned:
@@ -354,186 +418,267 @@ def _existing_items(out: Path) -> dict[str, dict[str, Any]]:
                     f"{out} holds {Path(dirpath) / name}, which is not part of the catalog; "
                     "move it away or build into another folder (a rebuild replaces the folder)"
                 )
-    return items
+    return root, items
 
 
-def _asset_paths(item: dict[str, Any]) -> set[str]:
-    return {a["href"] for a in item["assets"].values() if not _tree.is_url(a["href"])}
-
-
-def _unchanged(item: dict[str, Any], paths: set[str], checksum: bool) -> bool:
-    if _asset_paths(item) != paths:
-        return False
-    for asset in item["assets"].values():
-        href = asset["href"]
-        if _tree.is_url(href):
-            continue
-        try:
-            size = os.stat(href).st_size
-        except OSError:
-            return False
-        if size != asset.get("file:size") or (checksum and "file:checksum" not in asset):
-            return False
-    return True
-
-
-def _vanished(item: dict[str, Any]) -> bool:
-    return any(not os.path.exists(p) for p in _asset_paths(item))
-
-
-def _link(rel: str, target: Path, start: Path, title: str | None = None) -> dict[str, Any]:
-    href = Path(os.path.relpath(target, start.parent)).as_posix()
-    link: dict[str, Any] = {
-        "rel": rel,
-        "href": href if href.startswith("../") else f"./{href}",
-        "type": _stac.JSON_MEDIA_TYPE,
-    }
-    if title:
-        link["title"] = title
-    return link
-
-
-def _relative_href(href: str, item_path: Path) -> str:
-    if _tree.is_url(href):
-        return href
-    rel = Path(os.path.relpath(href, item_path.parent)).as_posix()
-    return rel if rel.startswith("../") else f"./{rel}"
-
-
-def _write(
-    staging: Path,
-    out: Path,
-    items: list[tuple[tuple[str, ...], dict[str, Any]]],
+def _built_alike(
+    root: pystac.Catalog | None,
     *,
     catalog_id: str,
     title: str | None,
     description: str,
     collection: str | None,
-    layout_names: list[str],
-) -> None:
-    """Write the catalog tree under ``staging``, with hrefs as if it were at ``out``."""
-    root = out / "catalog.json"
-    base = out / collection if collection else out
-    top = base / "collection.json" if collection else root
-    nodes: dict[tuple[str, ...], dict[str, Any]] = {}
+    layout: str | None,
+) -> bool:
+    """True when the catalog ``root`` was built with these settings.
 
-    def node(segments: tuple[str, ...]) -> dict[str, Any]:
+    With the same items as well, a build would write the catalog that is already
+    there, byte for byte.
+    """
+    if root is None:
+        return False
+    fields = (root.id, root.title, root.description, root.extra_fields.get(LAYOUT_FIELD))
+    if fields != (catalog_id, title, description, layout):
+        return False
+    tops = [link.target for link in root.get_child_links() if link.is_resolved()]
+    if collection is None:
+        return not any(isinstance(top, pystac.Collection) for top in tops)
+    return [(top.id, top.description) for top in tops] == [(collection, description)] and all(
+        isinstance(top, pystac.Collection) for top in tops
+    )
+
+
+def _kept(doc: dict[str, Any]) -> pystac.Item:
+    """An item of the earlier catalog as a :class:`pystac.Item`, without its old links."""
+    doc = {**doc, "links": []}
+    doc.pop("collection", None)  # it may go into another collection, or none
+    try:
+        return pystac.Item.from_dict(doc, migrate=False, preserve_dict=False)
+    except (ValueError, KeyError, TypeError, pystac.STACError) as exc:
+        raise CatalogError(f"item {doc['id']} of the catalog is not valid STAC ({exc})") from None
+
+
+def _asset_paths(doc: dict[str, Any]) -> set[str]:
+    return {a["href"] for a in doc.get("assets", {}).values() if not _tree.is_url(a["href"])}
+
+
+def _unchanged(doc: dict[str, Any], paths: set[str], checksum: bool) -> bool:
+    """True when the item's files are the same paths with the same sizes (and checksums)."""
+    if _asset_paths(doc) != paths:
+        return False
+    for asset in doc["assets"].values():
+        if _tree.is_url(asset["href"]):
+            continue
+        try:
+            size = os.stat(asset["href"]).st_size
+        except OSError:
+            return False
+        if size != asset.get("file:size"):
+            return False
+        if checksum and asset.get("file:checksum") != _stac.sha256_multihash(asset["href"]):
+            return False
+    return True
+
+
+def _vanished(doc: dict[str, Any]) -> bool:
+    return any(not os.path.exists(p) for p in _asset_paths(doc))
+
+
+class _Layout(pystac.layout.HrefLayoutStrategy):
+    """Where objects go: sub-catalogs in folders, items next to their catalog.
+
+    Items sit in their catalog's folder (fewer folders: faster on parallel file
+    systems), except an item named ``catalog`` or ``collection``, which gets a folder.
+    """
+
+    def get_catalog_href(self, cat: pystac.Catalog, parent_dir: str, is_root: bool) -> str:
+        return os.path.join(parent_dir, *([] if is_root else [cat.id]), "catalog.json")
+
+    def get_collection_href(self, col: pystac.Collection, parent_dir: str, is_root: bool) -> str:
+        return os.path.join(parent_dir, *([] if is_root else [col.id]), "collection.json")
+
+    def get_item_href(self, item: pystac.Item, parent_dir: str) -> str:
+        own = [item.id] if item.id in ("catalog", "collection") else []
+        return os.path.join(parent_dir, *own, f"{item.id}.json")
+
+
+def _assemble(
+    placed: list[tuple[tuple[str, ...], pystac.Item]],
+    staging: Path,
+    *,
+    catalog_id: str,
+    title: str | None,
+    description: str,
+    collection: str | None,
+    layout: str | None,
+) -> pystac.Catalog:
+    """The catalog tree under ``staging``: root, collection, a catalog per layout folder.
+
+    Objects get their self hrefs from :class:`_Layout` as they are added (pystac's
+    ``normalize_hrefs`` would walk the whole tree again); asset hrefs become relative
+    to their item.
+    """
+    strategy = _Layout()
+    root = pystac.Catalog(
+        catalog_id,
+        description,
+        title=title,
+        href=str(staging / "catalog.json"),
+        extra_fields={BUILDER_FIELD: BUILDER, **({LAYOUT_FIELD: layout} if layout else {})},
+        catalog_type=pystac.CatalogType.SELF_CONTAINED,
+    )
+    top: pystac.Catalog = root
+    if collection:
+        items = [item for _, item in placed]
+        extent = (
+            pystac.Extent.from_items(items)
+            if items
+            else pystac.Extent(
+                pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]),
+                pystac.TemporalExtent([[None, None]]),
+            )
+        )
+        top = pystac.Collection(collection, description, extent, license="other")
+        root.add_child(top, title=collection, strategy=strategy)
+    nodes: dict[tuple[str, ...], pystac.Catalog] = {(): top}
+    layout_names = _layout_names(layout)
+
+    def node(segments: tuple[str, ...]) -> pystac.Catalog:
         if segments not in nodes:
-            path = base.joinpath(*segments, "catalog.json") if segments else top
-            nodes[segments] = {"path": path, "children": set(), "items": []}
-            if segments:
-                node(segments[:-1])["children"].add(segments)
+            parent = node(segments[:-1])
+            name = layout_names[len(segments) - 1] if len(segments) <= len(layout_names) else ""
+            nodes[segments] = pystac.Catalog(segments[-1], f"{name} {segments[-1]}".strip())
+            parent.add_child(nodes[segments], title=segments[-1], strategy=strategy)
         return nodes[segments]
 
-    node(())
-    files: dict[Path, dict[str, Any]] = {}
-    for segments, item in items:
-        # items sit next to their catalog (fewer folders: faster on parallel file systems)
-        folder = [item["id"]] if item["id"] in ("catalog", "collection") else []
-        item_path = base.joinpath(*segments, *folder, f"{item['id']}.json")
-        node(segments)["items"].append((item_path, item))
-        doc = dict(item)
-        doc.pop("collection", None)  # an item kept from an earlier run may have another
-        doc["links"] = [
-            _link("root", root, item_path, title),
-            _link("parent", node(segments)["path"], item_path),
-        ]
-        if collection:
-            doc["links"].append(_link("collection", top, item_path, None))
-            doc["collection"] = collection
-        doc["assets"] = {
-            key: {**asset, "href": _relative_href(asset["href"], item_path)}
-            for key, asset in item["assets"].items()
-        }
-        files[item_path] = doc
-    for segments, entry in nodes.items():
-        path = entry["path"]
-        links = [_link("root", root, path, title)]
-        if segments:
-            parent = nodes[segments[:-1]]["path"]
-            links.append(_link("parent", parent, path))
-        elif collection:
-            links.append(_link("parent", root, path, title))
-        for child in sorted(entry["children"]):
-            links.append(_link("child", nodes[child]["path"], path, child[-1]))
-        for item_path, _ in sorted(entry["items"], key=lambda x: x[1]["id"]):
-            links.append(_link("item", item_path, path))
-        if segments:
-            name = layout_names[len(segments) - 1] if len(segments) <= len(layout_names) else ""
-            files[path] = {
-                "type": "Catalog",
-                "id": segments[-1],
-                "stac_version": _stac.STAC_VERSION,
-                "description": f"{name} {segments[-1]}".strip(),
-                "links": links,
-            }
-        elif not collection:
-            files[path] = {"links": links}  # the root catalog, completed below
-        else:
-            under = [i for _, i in items]
-            starts, ends = (
-                zip(*(_stac.item_interval(i) for i in under), strict=True) if under else ((), ())
-            )
-            files[path] = {
-                "type": "Collection",
-                "id": collection,
-                "stac_version": _stac.STAC_VERSION,
-                "stac_extensions": [],
-                "description": description,
-                "license": "other",
-                "extent": {
-                    "spatial": {
-                        "bbox": [_stac.union_bbox(i["bbox"] for i in under)]
-                        if under
-                        else [[-180, -90, 180, 90]]
-                    },
-                    "temporal": {
-                        "interval": [
-                            [
-                                min(starts, key=_stac.parse_datetime),
-                                max(ends, key=_stac.parse_datetime),
-                            ]
-                        ]
-                        if under
-                        else [[None, None]]
-                    },
-                },
-                "links": links,
-            }
-    root_doc: dict[str, Any] = {
-        "type": "Catalog",
-        "id": catalog_id,
-        "stac_version": _stac.STAC_VERSION,
-        "description": description,
-    }
-    if title:
-        root_doc["title"] = title
-    if collection:
-        root_doc["links"] = [
-            _link("root", root, root, title),
-            _link("child", top, root, collection),
-        ]
-    else:
-        root_doc["links"] = files.pop(root)["links"] if root in files else []
-    files[root] = root_doc
-    for path, doc in files.items():
-        target = staging / path.relative_to(out)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        dump = _stac.dumps_compact if doc.get("type") == "Feature" else _stac.dumps
-        target.write_text(dump(doc), encoding="utf-8")
+    for segments, item in sorted(placed, key=lambda x: (x[0], x[1].id)):
+        node(segments).add_item(item, strategy=strategy)
+        if isinstance(top, pystac.Collection) and segments:
+            item.set_collection(top)
+        folder = os.path.dirname(item.self_href)
+        for asset in item.assets.values():
+            if not _tree.is_url(asset.href):
+                asset.href = _relative(asset.href, folder)
+    return root
+
+
+@functools.lru_cache(maxsize=4096)
+def _relative_folder(folder: str, start: str) -> str:
+    return Path(os.path.relpath(folder, start)).as_posix()
+
+
+def _relative(path: str, start: str) -> str:
+    """``path`` relative to the folder ``start``, as ``./x`` or ``../x``.
+
+    The files of one folder share the computation for their folder.
+    """
+    folder, name = os.path.split(path)
+    rel = posixpath.normpath(posixpath.join(_relative_folder(folder, start), name))
+    return rel if rel.startswith("../") else f"./{rel}"
+
+
+def _write(
+    placed: list[tuple[tuple[str, ...], pystac.Item]], out: Path, settings: dict[str, Any]
+) -> None:
+    """Write the catalog into a staging folder beside ``out``, then swap it in."""
+    staging = out.with_name(f".{out.name}.building-{secrets.token_hex(8)}")
+    catalog = _assemble(placed, staging, **settings)
+    try:
+        # staging is a sibling of out: hrefs relative to it are the hrefs of out
+        catalog.save(pystac.CatalogType.SELF_CONTAINED, stac_io=_stac.CatalogIO())
+        _swap(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _build_lock(out: Path, *, wait: bool) -> Iterator[None]:
+    """Hold the advisory lock of ``out`` (``.<name>.lock`` next to it) while building.
+
+    The file is removed before the lock is released; a waiter that then holds the lock
+    of a removed file tries again, so that all builders lock the same file.
+    """
+    lock_path = out.with_name(f".{out.name}.lock")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            if not wait:
+                os.close(fd)
+                raise CatalogError(
+                    f"another `lazyraster catalog build` (pid {holder}) is writing {out}; "
+                    "wait for it to finish, or build without --no-wait to queue behind it"
+                ) from None
+            log.warning("waiting for the build by pid %s of %s to finish", holder, out)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            on_disk = os.stat(lock_path)
+        except FileNotFoundError:
+            on_disk = None
+        mine = os.fstat(fd)
+        if on_disk is not None and (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino):
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.unlink(lock_path)
+        os.close(fd)
+
+
+def _clean_stale(out: Path) -> None:
+    """Remove what killed builds left next to ``out`` (called with the lock held).
+
+    A build killed between the two renames of the fallback swap leaves no ``out`` but
+    its old catalog: that one is put back first.
+    """
+    prefix = f".{out.name}."
+    stale = sorted(p for p in out.parent.iterdir() if p.name.startswith(prefix))
+    for path in stale:
+        kind = path.name[len(prefix) :].split("-", 1)[0]
+        if kind == "old" and not out.exists():
+            os.replace(path, out)
+        elif kind in ("building", "old"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2``); False where that is unsupported."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 def _swap(staging: Path, out: Path) -> None:
-    """Replace ``out`` by ``staging`` (two renames on the same file system)."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        if old.exists():
-            shutil.rmtree(old)
+    """Replace ``out`` by ``staging``: at every instant ``out`` is the old or the new catalog.
+
+    With an atomic exchange the old catalog ends up in ``staging`` and is removed; else
+    two renames, and :func:`_clean_stale` repairs a kill between them.
+    """
+    if not out.exists():
+        os.replace(staging, out)
+    elif _exchange(staging, out):
+        shutil.rmtree(staging)
+    else:
+        old = out.with_name(f".{out.name}.old-{secrets.token_hex(8)}")
         os.replace(out, old)
         os.replace(staging, out)
         shutil.rmtree(old)
-    else:
-        os.replace(staging, out)
 
 
 def build_catalog(
@@ -555,14 +700,22 @@ def build_catalog(
     rebuild: bool = False,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    wait: bool = True,
 ) -> BuildReport:
     """Scan files and folders and write a self-contained static STAC catalog.
 
     Sentinel-2 L2A ``.SAFE`` folders give one item each (one asset per band file and
     resolution); GeoTIFF/COG/JPEG2000 and netCDF files give one item each, or one item
     per group of files when ``pattern`` has a ``{band}`` or ``{variable}`` field. All
-    hrefs are relative, the JSON is byte-identical for the same input, and an existing
-    catalog at ``out`` is only replaced once the new one is complete.
+    hrefs are relative (percent-encoded where a path needs it, so that the catalog
+    also works over HTTP), the JSON is byte-identical for the same input, and an
+    existing catalog at ``out`` is only replaced once the new one is complete, in one
+    atomic exchange where the file system allows it.
+
+    One build per output folder runs at a time (an advisory ``fcntl.flock`` lock on
+    ``.<out>.lock`` next to ``out``); a second one waits or, with ``wait=False``,
+    fails. Staging folders of killed builds (``.<out>.building-<random>``) are
+    removed by the next build.
 
     Parameters
     ----------
@@ -570,9 +723,11 @@ def build_catalog(
         Files and folders to scan (folders recursively; hidden entries are skipped,
         and so are files of other kinds found in folders).
     out : path
-        Catalog folder; ``out/catalog.json`` is the root. If it holds a catalog, the
-        build is incremental: items whose files are unchanged (same paths and sizes)
-        are kept as they were, without reading the files again.
+        Catalog folder; ``out/catalog.json`` is the root. If it holds a catalog that
+        this function wrote (its root says so), the build is incremental: items whose
+        files are unchanged (same paths and sizes; with ``checksum``, same checksums)
+        are kept as they were, without reading the files again. Any other folder that
+        is not empty is refused, never replaced.
     id, title, description : str, optional
         Of the root catalog (``id`` defaults to the folder name of ``out``).
     collection : str, optional
@@ -595,7 +750,8 @@ def build_catalog(
     crs : str, optional
         CRS (``EPSG:XXXX``, WKT or PROJ text) of netCDF files without a CF grid mapping.
     checksum : bool
-        Write ``file:checksum`` (SHA2-256 multihash) for every asset; reads every byte.
+        Write ``file:checksum`` (SHA2-256 multihash) for every asset; reads every byte,
+        also of items kept from an earlier build, so that a stale checksum is renewed.
     prune : bool
         Remove items whose files have vanished (by default they are kept and reported).
     strict : bool
@@ -607,6 +763,9 @@ def build_catalog(
         Threads reading file headers (default: 4 per available core, at most 16).
     progress : callable, optional
         Called as ``progress(done, total)`` after each item is read.
+    wait : bool
+        When another build is writing ``out``: wait for it (logging a warning that
+        says so), then build on its result; with False, raise ``CatalogError``.
 
     Returns
     -------
@@ -616,9 +775,11 @@ def build_catalog(
     Raises
     ------
     CatalogError
-        With ``strict=True``, on the first bad source.
+        With ``strict=True``, on the first bad source; with ``wait=False``, when
+        another build holds the lock of ``out``.
     OutputExistsError
-        When ``out`` exists and is not a catalog (or holds files foreign to it).
+        When ``out`` exists and is not a catalog this function wrote (or holds files
+        foreign to it).
 
     Examples
     --------
@@ -646,6 +807,11 @@ def build_catalog(
             )
     source_paths = [Path(os.path.abspath(s)) for s in sources]
     out_path = Path(os.path.abspath(out))
+    if "#" in str(out_path) or "?" in str(out_path):
+        raise ValueError(
+            f"catalog folder {out_path} has '#' or '?' in its path, which STAC readers "
+            "(pystac among them) take for a part of a URL: choose a folder path without them"
+        )
     for source in source_paths:
         if not source.exists():
             raise FileNotFoundError(f"source {source} does not exist; check the path")
@@ -654,119 +820,128 @@ def build_catalog(
                 f"source {source} lies inside the catalog folder {out_path}; "
                 "build the catalog into a folder of its own"
             )
-    layout_names = _layout_names(layout)
+    _layout_names(layout)  # a bad template fails before anything is read
     if collection is not None:
         _stac.check_item_id(collection)
     when = _stac.parse_datetime(datetime) if isinstance(datetime, str) else datetime
     netcdf_crs = netcdf.parse_crs(crs)
     catalog_id = id or out_path.name
-    existing = _existing_items(out_path)
-    report = BuildReport(out_path)
-    problems: list[Problem] = []
+    with _build_lock(out_path, wait=wait):
+        _clean_stale(out_path)
+        old_root, existing = _existing_items(out_path)
+        report = BuildReport(out_path)
+        problems: list[Problem] = []
 
-    def fail_or_record(problem: Problem) -> None:
-        if strict:
-            raise CatalogError(f"{problem} (run without --strict to skip bad files)")
-        problems.append(problem)
+        def fail_or_record(problem: Problem) -> None:
+            if strict:
+                raise CatalogError(f"{problem} (run without --strict to skip bad files)")
+            problems.append(problem)
 
-    scan_problems: list[Problem] = []
-    staging_prefix = f".{out_path.name}."
-    exclude = [out_path, *(p for p in out_path.parent.glob(staging_prefix + "*"))]
-    files, safes = _scan(source_paths, exclude, scan_problems)
-    unit_problems: list[Problem] = []
-    units = _units(files, safes, pattern, when, unit_problems)
-    for problem in scan_problems + unit_problems:
-        fail_or_record(problem)
+        scan_problems: list[Problem] = []
+        staging_prefix = f".{out_path.name}."
+        exclude = [out_path, *(p for p in out_path.parent.glob(staging_prefix + "*"))]
+        files, safes = _scan(source_paths, exclude, scan_problems)
+        unit_problems: list[Problem] = []
+        units = _units(files, safes, pattern, when, unit_problems)
+        for problem in scan_problems + unit_problems:
+            fail_or_record(problem)
 
-    to_read: list[_Unit] = []
-    items: dict[str, dict[str, Any]] = {}
-    sources_of: dict[str, str] = {}
-    for unit in sorted(units, key=lambda u: (u.item_id, str(u.source))):
-        source = str(unit.source)
-        if unit.item_id in sources_of:
-            fail_or_record(
-                Problem(
-                    source,
-                    f"item id {unit.item_id!r} is already used by {sources_of[unit.item_id]}",
+        to_read: list[_Unit] = []
+        items: dict[str, pystac.Item] = {}
+        sources_of: dict[str, str] = {}
+        for unit in sorted(units, key=lambda u: (u.item_id, str(u.source))):
+            source = str(unit.source)
+            if unit.item_id in sources_of:
+                fail_or_record(
+                    Problem(
+                        source,
+                        f"item id {unit.item_id!r} is already used by {sources_of[unit.item_id]}",
+                    )
                 )
-            )
-            continue
-        sources_of[unit.item_id] = source
-        old = existing.get(unit.item_id)
-        if old is not None and not rebuild and _unchanged(old, unit.paths(), checksum):
-            items[unit.item_id] = old
-            report.unchanged.append(unit.item_id)
-        else:
-            to_read.append(unit)
-
-    n_workers = workers or min(16, 4 * len(os.sched_getaffinity(0)))
-
-    def read(unit: _Unit) -> dict[str, Any] | Problem:
-        try:
-            # no directory listing per file opened (sidecar files are not looked for)
-            with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
-                return _read_unit(unit, checksum, bands, netcdf_crs)
-        except ReadProblem as exc:
-            return Problem(str(unit.source), str(exc))
-        except Exception as exc:  # an unreadable file must not stop the scan
-            return Problem(str(unit.source), f"unreadable ({type(exc).__name__}: {exc})")
-
-    with ThreadPoolExecutor(max_workers=max(1, n_workers)) as pool:
-        try:
-            for done, (unit, result) in enumerate(
-                zip(to_read, pool.map(read, to_read), strict=True), start=1
-            ):
-                if progress is not None:
-                    progress(done, len(to_read))
-                if isinstance(result, Problem):
-                    fail_or_record(result)
-                    continue
-                items[unit.item_id] = result
-                (report.updated if unit.item_id in existing else report.added).append(unit.item_id)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-
-    for item_id in sorted(set(existing) - set(sources_of)):
-        item = existing[item_id]
-        if _vanished(item):
-            (report.pruned if prune else report.missing).append(item_id)
-            if prune:
                 continue
-        else:
-            report.unchanged.append(item_id)
-        items[item_id] = item
+            sources_of[unit.item_id] = source
+            old = existing.get(unit.item_id)
+            if old is not None and not rebuild and _unchanged(old, unit.paths(), checksum):
+                items[unit.item_id] = _kept(old)
+                report.unchanged.append(unit.item_id)
+            else:
+                to_read.append(unit)
 
-    placed: list[tuple[tuple[str, ...], dict[str, Any]]] = []
-    for item_id in sorted(items):
-        item = items[item_id]
-        try:
-            placed.append((_layout_segments(item, layout), item))
-        except ReadProblem as exc:
-            fail_or_record(Problem(sources_of.get(item_id, item_id), str(exc)))
-            for bucket in (report.added, report.updated, report.unchanged, report.missing):
-                if item_id in bucket:
-                    bucket.remove(item_id)
+        n_workers = workers or min(16, 4 * len(os.sched_getaffinity(0)))
 
-    staging = out_path.with_name(f".{out_path.name}.building-{os.getpid()}")
-    if staging.exists():
-        shutil.rmtree(staging)
-    try:
-        _write(
-            staging,
-            out_path,
-            placed,
-            catalog_id=catalog_id,
-            title=title,
-            description=description or f"Static STAC catalog of {len(placed)} item(s)",
-            collection=collection,
-            layout_names=layout_names,
-        )
-        _swap(staging, out_path)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    for bucket in (report.added, report.updated, report.unchanged, report.missing, report.pruned):
-        bucket.sort()
-    report.problems = problems
+        def read(unit: _Unit) -> dict[str, Any] | Problem:
+            try:
+                # no directory listing per file opened (sidecar files are not looked for)
+                with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+                    return _read_unit(unit, checksum, bands, netcdf_crs)
+            except ReadProblem as exc:
+                return Problem(str(unit.source), str(exc))
+            except Exception as exc:  # an unreadable file must not stop the scan
+                return Problem(str(unit.source), f"unreadable ({type(exc).__name__}: {exc})")
+
+        read_now: dict[str, dict[str, Any]] = {}
+        with ThreadPoolExecutor(max_workers=max(1, n_workers)) as pool:
+            try:
+                for done, (unit, result) in enumerate(
+                    zip(to_read, pool.map(read, to_read), strict=True), start=1
+                ):
+                    if progress is not None:
+                        progress(done, len(to_read))
+                    if isinstance(result, Problem):
+                        fail_or_record(result)
+                        continue
+                    read_now[unit.item_id] = result
+                    (report.updated if unit.item_id in existing else report.added).append(
+                        unit.item_id
+                    )
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+
+        # after the readers, not beside them: pure Python would contend for the GIL
+        for item_id, doc in read_now.items():
+            items[item_id] = pystac.Item.from_dict(doc, migrate=False, preserve_dict=False)
+            _shared_crs(items[item_id])
+        for item_id in sorted(set(existing) - set(sources_of)):
+            if _vanished(existing[item_id]):
+                (report.pruned if prune else report.missing).append(item_id)
+                if prune:
+                    continue
+            else:
+                report.unchanged.append(item_id)
+            items[item_id] = _kept(existing[item_id])
+
+        placed: list[tuple[tuple[str, ...], pystac.Item]] = []
+        for item_id in sorted(items):
+            item = items[item_id]
+            try:
+                placed.append((_layout_segments(item, layout, collection), item))
+            except ReadProblem as exc:
+                fail_or_record(Problem(sources_of.get(item_id, item_id), str(exc)))
+                for bucket in (report.added, report.updated, report.unchanged, report.missing):
+                    if item_id in bucket:
+                        bucket.remove(item_id)
+
+        settings: dict[str, Any] = {
+            "catalog_id": catalog_id,
+            "title": title,
+            "description": description or f"Static STAC catalog of {len(placed)} item(s)",
+            "collection": collection,
+            "layout": layout,
+        }
+        same_items = not (report.added or report.updated or report.pruned) and set(
+            item.id for _, item in placed
+        ) == set(existing)
+        # else the catalog there is the one this build would write, byte for byte
+        if not (same_items and _built_alike(old_root, **settings)):
+            _write(placed, out_path, settings)
+        for bucket in (
+            report.added,
+            report.updated,
+            report.unchanged,
+            report.missing,
+            report.pruned,
+        ):
+            bucket.sort()
+        report.problems = problems
     return report

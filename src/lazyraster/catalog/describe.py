@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pystac
+
 from lazyraster.catalog import _stac, _tree
 
 __all__ = ["describe_catalog", "format_description"]
@@ -44,52 +46,60 @@ def describe_catalog(catalog: str | os.PathLike[str]) -> dict[str, Any]:
     >>> summary["items"], summary["collections"]["stac"]["assets"]
     (1, {'red': ['red (red)']})
     """
-    tree = _tree.read_tree(catalog)
-    base = tree.path.parent
+    root = _tree.read_catalog(catalog)
+    base = os.path.dirname(root.self_href)
     nodes = []
     groups: dict[str, dict[str, Any]] = {}
     total = 0
-    for depth, node in tree.walk():
+    for depth, node, links in _tree.walk_catalog(root):
+        items = [
+            i for i in (_tree.resolve(link, node) for link in links) if isinstance(i, pystac.Item)
+        ]
         nodes.append(
             {
                 "depth": depth,
-                "type": node.data.get("type", "Catalog"),
-                "id": node.data.get("id"),
-                "items": len(node.items),
-                "path": os.path.relpath(node.path, base),
+                "type": "Collection" if isinstance(node, pystac.Collection) else "Catalog",
+                "id": node.id,
+                "items": len(items),
+                "path": os.path.relpath(node.self_href, base),
             }
         )
-        for _, item in node.items:
+        for item in items:
             total += 1
-            key = item.get("collection") or tree.data.get("id", "")
-            group = groups.setdefault(
-                key, {"items": 0, "start": None, "end": None, "bbox": None, "assets": {}}
-            )
-            group["items"] += 1
-            start, end = _stac.item_interval(item)
-            key_time = _stac.parse_datetime
-            group["start"] = min(filter(None, (group["start"], start)), key=key_time)
-            group["end"] = max(filter(None, (group["end"], end)), key=key_time)
-            if item.get("bbox"):
-                boxes = [item["bbox"]] + ([group["bbox"]] if group["bbox"] else [])
-                group["bbox"] = _stac.union_bbox(boxes)
-            for asset_key, asset in item.get("assets", {}).items():
-                bands = group["assets"].setdefault(asset_key, [])
-                for band in asset.get("eo:bands", []):
-                    text = band.get("name", "?")
-                    if band.get("common_name"):
-                        text += f" ({band['common_name']})"
-                    if text not in bands:
-                        bands.append(text)
+            _add_item(groups.setdefault(item.collection_id or root.id, _new_group()), item)
     for group in groups.values():
+        extent = pystac.Extent.from_items(group.pop("members"))
+        start, end = extent.temporal.intervals[0]
+        group["start"] = _stac.format_datetime(start) if start else None
+        group["end"] = _stac.format_datetime(end) if end else None
+        group["bbox"] = extent.spatial.bboxes[0] if group["bbox"] else None
         group["assets"] = dict(sorted(group["assets"].items()))
     return {
-        "id": tree.data.get("id"),
-        "title": tree.data.get("title"),
+        "id": root.id,
+        "title": root.title,
         "items": total,
         "tree": nodes,
         "collections": dict(sorted(groups.items())),
     }
+
+
+def _new_group() -> dict[str, Any]:
+    return {"items": 0, "start": None, "end": None, "bbox": False, "assets": {}, "members": []}
+
+
+def _add_item(group: dict[str, Any], item: pystac.Item) -> None:
+    """Count an item into its collection's group: its extent later, its bands now."""
+    group["items"] += 1
+    group["members"].append(item)
+    group["bbox"] = group["bbox"] or item.bbox is not None
+    for asset_key, asset in item.assets.items():
+        bands = group["assets"].setdefault(asset_key, [])
+        for band in asset.extra_fields.get("eo:bands", []):
+            text = band.get("name", "?")
+            if band.get("common_name"):
+                text += f" ({band['common_name']})"
+            if text not in bands:
+                bands.append(text)
 
 
 def format_description(summary: dict[str, Any]) -> str:
