@@ -183,7 +183,8 @@ class CatalogIO(pystac.StacIO):
     which HTTP clients need) and decoded on reading a local file, so that in memory
     they are plain paths again; local asset hrefs of items read are made absolute.
     Items of the current STAC version are taken as written, not migrated (pystac's
-    migration would drop the ``proj:epsg`` that stackstac reads). URLs are read with
+    migration would drop the ``proj:epsg`` that items of other catalogs still carry and
+    stackstac reads). URLs are read with
     pystac's default reader.
 
     Examples
@@ -308,8 +309,9 @@ def _crs_info(wkt: str) -> tuple[int | None, str, str]:
 def proj_fields(crs: rasterio.crs.CRS, transform: Affine, shape: Sequence[int]) -> dict[str, Any]:
     """Projection-extension fields of one grid: code, EPSG, shape, transform, bbox.
 
-    ``proj:epsg`` is written next to ``proj:code`` because stackstac reads it. A CRS
-    without an EPSG code is written as ``proj:wkt2`` and ``proj:projjson`` with
+    The fields are those of projection v2.0.0, which has no ``proj:epsg`` (its schema
+    refuses one; :func:`lazyraster.load` derives it from ``proj:code`` for stackstac). A
+    CRS without an EPSG code is written as ``proj:wkt2`` and ``proj:projjson`` with
     ``proj:code`` null, so that a loader can still build the grid.
 
     Examples
@@ -326,7 +328,6 @@ def proj_fields(crs: rasterio.crs.CRS, transform: Affine, shape: Sequence[int]) 
     left, bottom, right, top = grid_bounds(transform, (height, width))
     fields: dict[str, Any] = {
         "proj:code": f"EPSG:{epsg}" if epsg else None,
-        "proj:epsg": epsg,
     }
     if epsg is None:
         fields["proj:wkt2"] = wkt

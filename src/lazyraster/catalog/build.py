@@ -368,7 +368,7 @@ def _shared_crs(item: pystac.Item) -> None:
     if len(crs) != 1 or None in next(iter(crs)):
         return
     asset = next(a for a in item.assets.values() if "proj:wkt2" in a.extra_fields)
-    for key in ("proj:code", "proj:epsg", "proj:wkt2", "proj:projjson"):
+    for key in ("proj:code", "proj:wkt2", "proj:projjson"):
         item.properties[key] = asset.extra_fields.get(key)
 
 

@@ -261,7 +261,7 @@ def raster_item(
             asset["eo:bands"] = [eo_band(key)]
         assets[key] = asset
         boxes.append(_stac.footprint(info["crs"], info["transform"], info["shape"])[0])
-        codes.add((asset["proj:code"], asset["proj:epsg"]))
+        codes.add(asset["proj:code"])
         if info["datetime"] is not None:
             tag_times.append(info["datetime"])
     if when is None and tag_times:
@@ -280,7 +280,7 @@ def raster_item(
         properties["datetime"] = _stac.format_datetime(when)
     properties.update(fields)
     if len(codes) == 1:
-        properties["proj:code"], properties["proj:epsg"] = codes.pop()
+        properties["proj:code"] = codes.pop()
     extensions = {_stac.PROJ_EXT, _stac.RASTER_EXT, _stac.FILE_EXT}
     if any("eo:bands" in a for a in assets.values()):
         extensions.add(_stac.EO_EXT)

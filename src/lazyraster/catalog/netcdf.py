@@ -240,7 +240,7 @@ def netcdf_item(
             key = info["variables"][0]
         assets[key] = asset
         boxes.append(_stac.footprint(info["crs"], info["transform"], info["shape"])[0])
-        codes.add((asset["proj:code"], asset["proj:epsg"]))
+        codes.add(asset["proj:code"])
         if info["start"] is not None:
             starts.append(info["start"])
             ends.append(info["end"])
@@ -268,7 +268,7 @@ def netcdf_item(
         properties["end_datetime"] = _stac.format_datetime(end)
     properties.update(fields)
     if len(codes) == 1:
-        properties["proj:code"], properties["proj:epsg"] = codes.pop()
+        properties["proj:code"] = codes.pop()
     bbox, geometry = _stac.bbox_geometry(_stac.union_bbox(boxes))
     return _stac.new_item(
         item_id,

@@ -429,7 +429,7 @@ def safe_item(path: Path, *, checksum: bool = False) -> dict[str, Any]:
         asset.update(_stac.file_fields(image, checksum=checksum))
         assets[key] = asset
         boxes.append(_stac.footprint(crs, transform, shape)[0])
-        codes.add((asset["proj:code"], asset["proj:epsg"]))
+        codes.add(asset["proj:code"])
     if mtd_path.is_file():
         assets["product_metadata"] = {
             "href": str(mtd_path),
@@ -454,7 +454,7 @@ def safe_item(path: Path, *, checksum: bool = False) -> dict[str, Any]:
     if "SENSING_ORBIT_DIRECTION" in meta:
         properties["sat:orbit_state"] = meta["SENSING_ORBIT_DIRECTION"].lower()
     if len(codes) == 1:
-        properties["proj:code"], properties["proj:epsg"] = codes.pop()
+        properties["proj:code"] = codes.pop()
     properties.update(_mgrs_fields(tile))
     properties["s2:mgrs_tile"] = tile
     properties["s2:processing_baseline"] = baseline
