@@ -93,8 +93,18 @@ class FileLock:
                 same = False
             if same:
                 self._fd = fd
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
                 return True
             os.close(fd)
+
+    def holder(self) -> str:
+        """The process id of the lock's holder as it wrote it ("?" when unknown)."""
+        try:
+            with open(self.path, encoding="ascii", errors="replace") as f:
+                return f.read(32).strip() or "?"
+        except FileNotFoundError:
+            return "?"
 
     def release(self) -> None:
         """Remove the lock file and release the lock (no-op when not held)."""
@@ -192,7 +202,7 @@ def discard(path: str) -> None:
         os.remove(path + ".lock")
 
 
-def _exchange(a: str, b: str) -> bool:
+def exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """Swap ``a`` and ``b`` atomically; ``False`` where the kernel or file system cannot."""
     libc = ctypes.CDLL(None, use_errno=True)
     renameat2 = getattr(libc, "renameat2", None)
@@ -203,7 +213,7 @@ def _exchange(a: str, b: str) -> bool:
     err = ctypes.get_errno()
     if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
         return False
-    raise OSError(err, os.strerror(err), b)
+    raise OSError(err, os.strerror(err), os.fspath(b))
 
 
 def commit(tmp: str, target: str | os.PathLike[str]) -> None:
@@ -219,7 +229,7 @@ def commit(tmp: str, target: str | os.PathLike[str]) -> None:
     target = os.fspath(target)
     if not os.path.isdir(tmp) or not os.path.lexists(target):
         os.replace(tmp, target)
-    elif not _exchange(tmp, target):
+    elif not exchange(tmp, target):
         old = _hidden(target, f"old-{secrets.token_hex(16)}")
         os.rename(target, old)
         os.rename(tmp, target)

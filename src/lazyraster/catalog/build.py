@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime as _dt
-import errno
-import fcntl
 import functools
 import logging
 import os
@@ -25,6 +22,7 @@ import pystac
 import pystac.layout
 import rasterio
 
+from lazyraster import _atomic
 from lazyraster.catalog import _stac, _tree, geotiff, netcdf, sentinel2
 from lazyraster.catalog._stac import ReadProblem
 from lazyraster.errors import CatalogError, OutputExistsError
@@ -593,42 +591,22 @@ def _write(
 
 @contextlib.contextmanager
 def _build_lock(out: Path, *, wait: bool) -> Iterator[None]:
-    """Hold the advisory lock of ``out`` (``.<name>.lock`` next to it) while building.
-
-    The file is removed before the lock is released; a waiter that then holds the lock
-    of a removed file tries again, so that all builders lock the same file.
-    """
-    lock_path = out.with_name(f".{out.name}.lock")
+    """Hold the lock of ``out`` (:func:`lazyraster._atomic.output_lock`) while building."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            if not wait:
-                os.close(fd)
-                raise CatalogError(
-                    f"another `lazyraster catalog build` (pid {holder}) is writing {out}; "
-                    "wait for it to finish, or build without --no-wait to queue behind it"
-                ) from None
-            log.warning("waiting for the build by pid %s of %s to finish", holder, out)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            on_disk = os.stat(lock_path)
-        except FileNotFoundError:
-            on_disk = None
-        mine = os.fstat(fd)
-        if on_disk is not None and (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino):
-            break
-        os.close(fd)
+    lock = _atomic.output_lock(out)
+    if not lock.acquire(blocking=False):
+        holder = lock.holder()
+        if not wait:
+            raise CatalogError(
+                f"another `lazyraster catalog build` (pid {holder}) is writing {out}; "
+                "wait for it to finish, or build without --no-wait to queue behind it"
+            )
+        log.warning("waiting for the build by pid %s of %s to finish", holder, out)
+        lock.acquire()
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
-        os.unlink(lock_path)
-        os.close(fd)
+        lock.release()
 
 
 def _clean_stale(out: Path) -> None:
@@ -647,23 +625,6 @@ def _clean_stale(out: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux ``renameat2``); False where that is unsupported."""
-    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
-    if renameat2 is None:
-        return False
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
 def _swap(staging: Path, out: Path) -> None:
     """Replace ``out`` by ``staging``: at every instant ``out`` is the old or the new catalog.
 
@@ -672,7 +633,7 @@ def _swap(staging: Path, out: Path) -> None:
     """
     if not out.exists():
         os.replace(staging, out)
-    elif _exchange(staging, out):
+    elif _atomic.exchange(staging, out):
         shutil.rmtree(staging)
     else:
         old = out.with_name(f".{out.name}.old-{secrets.token_hex(8)}")
