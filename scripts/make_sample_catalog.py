@@ -128,7 +128,6 @@ def main(src_dir: str) -> None:
             "platform": "sentinel-2",
             "constellation": "sentinel-2",
             "proj:code": f"EPSG:{EPSG}",
-            "proj:epsg": EPSG,
             "proj:shape": [ny, nx],
             "proj:transform": list(transform)[:6],
             "gsd": 30,

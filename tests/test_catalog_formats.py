@@ -245,7 +245,7 @@ def test_crs_option_gives_the_crs_the_files_do_not(unmapped, tmp_path):
     item = json.loads(item_path.read_text())
     assert item["properties"]["proj:code"] == "EPSG:3035"
     for asset in item["assets"].values():
-        assert asset["proj:code"] == "EPSG:3035" and asset["proj:epsg"] == 3035
+        assert asset["proj:code"] == "EPSG:3035" and "proj:epsg" not in asset
     asset = item["assets"]["tmax"]
     west, south, east, north = rasterio.warp.transform_bounds(
         "EPSG:3035", "EPSG:4326", *asset["proj:bbox"], densify_pts=21

@@ -21,6 +21,7 @@ from tests.conftest import ROOT
 from tests.services import NginxForTest, StacApi
 
 import lazyraster
+from lazyraster.errors import ReadError
 from lazyraster.testing import raise_if_dask_computes, raster_item, write_cog
 
 UTC = dt.UTC
@@ -227,7 +228,7 @@ def test_a_missing_remote_file_raises_an_error_naming_its_url(nginx: NginxForTes
     gone = item.assets["B04"].get_absolute_href().replace("B04.tif", "B04-gone.tif")
     item.assets["B04"].href = gone
     ds = lazyraster.load([item], bands=["red"])  # lazy: nothing fetched yet
-    with pytest.raises(RuntimeError, match=r"B04-gone\.tif") as failure:
+    with pytest.raises(ReadError, match=r"B04-gone\.tif: HTTP response code: 404") as failure:
         ds.red.compute()
     assert gone in str(failure.value)  # the whole URL, not only the file name
     assert any(e.uri.endswith("B04-gone.tif") and e.status == 404 for e in nginx.requests())

@@ -315,7 +315,7 @@ def validate_document(doc: dict[str, Any], *, name: str = "document") -> Validat
 def _local_path(href: str) -> str | None:
     if href.startswith("file://"):
         return urllib.request.url2pathname(urllib.parse.urlsplit(href).path)
-    return None if "://" in href else href
+    return None if "://" in href else urllib.parse.unquote(href)  # a relative URI reference
 
 
 def _resolve(href: str, base: Path) -> str:
