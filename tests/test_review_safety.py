@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pytest
 import xarray as xr
 
 from lazyraster import OutputExistsError, write_zarr
+from lazyraster.catalog import localize_catalog
+from lazyraster.errors import CatalogError
 from lazyraster.testing import synthetic_raster
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
@@ -53,3 +56,35 @@ def test_overwrite_still_replaces_stores_with_groups(tmp_path, raster):
         write_zarr(raster, store, group="2021", zarr_format=zarr_format)
         write_zarr(raster + 1, store, mode="w", zarr_format=zarr_format)
         xr.testing.assert_equal(xr.open_zarr(store).ndvi.load(), (raster + 1).load())
+
+
+def test_localize_refuses_to_rewrite_an_item_outside_the_catalog_folder(tmp_path):
+    """A catalog linking someone else's item must not make localize rewrite that file."""
+    (tmp_path / "cat" / "data").mkdir(parents=True)
+    (tmp_path / "foreign").mkdir()
+    band = tmp_path / "cat" / "data" / "b.tif"
+    band.write_bytes(b"II*\x00data")
+    foreign = tmp_path / "foreign" / "item.json"
+    item = {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": "victim",
+        "geometry": None,
+        "properties": {"datetime": "2020-01-01T00:00:00Z"},
+        "links": [],
+        "assets": {"red": {"href": str(band)}},
+    }
+    foreign.write_text(json.dumps(item))
+    before = foreign.read_bytes()
+    catalog = {
+        "type": "Catalog",
+        "stac_version": "1.0.0",
+        "id": "c",
+        "description": "links an item it does not hold",
+        "links": [{"rel": "item", "href": str(foreign)}],
+    }
+    (tmp_path / "cat" / "catalog.json").write_text(json.dumps(catalog))
+    with pytest.raises(CatalogError, match=rf"item 'victim' at {re.escape(str(foreign))}"):
+        localize_catalog(tmp_path / "cat", assets=["red"], to=tmp_path / "local")
+    assert foreign.read_bytes() == before
+    assert not (tmp_path / "local").exists()
