@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 import xarray as xr
+from click.testing import CliRunner
 
-from lazyraster import OutputExistsError, write_zarr
+from lazyraster import OutputExistsError, pipeline, write_zarr
 from lazyraster.catalog import localize_catalog
-from lazyraster.errors import CatalogError
+from lazyraster.cli import main
+from lazyraster.errors import CatalogError, SpecError
 from lazyraster.testing import synthetic_raster
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
@@ -88,3 +90,20 @@ def test_localize_refuses_to_rewrite_an_item_outside_the_catalog_folder(tmp_path
         localize_catalog(tmp_path / "cat", assets=["red"], to=tmp_path / "local")
     assert foreign.read_bytes() == before
     assert not (tmp_path / "local").exists()
+
+
+@pytest.mark.parametrize(
+    "value", ["[" * 50_000 + "]" * 50_000, "{a: " * 30_000 + "1" + "}" * 30_000]
+)
+def test_deeply_nested_spec_is_one_line_error_not_recursion(tmp_path, value):
+    """Under 1 MiB, 50 000 brackets used to raise RecursionError with a traceback."""
+    spec = tmp_path / "deep.yaml"
+    spec.write_text(f"source: {value}\n")
+    limit = rf"line 1: lists and mappings nest deeper than {pipeline.MAX_SPEC_DEPTH} levels"
+    with pytest.raises(SpecError, match=limit):
+        pipeline.load_spec(spec)
+    result = CliRunner().invoke(main, ["run", str(spec), "--dry-run"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "nest deeper" in result.output
+    depth = pipeline.MAX_SPEC_DEPTH - 1  # the top-level mapping is one level
+    assert pipeline._parse_spec("[" * depth + "]" * depth, "spec") is not None
