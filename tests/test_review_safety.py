@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import xarray as xr
 from click.testing import CliRunner
 
 from lazyraster import OutputExistsError, pipeline, write_zarr
-from lazyraster.catalog import localize_catalog
+from lazyraster.catalog import build_catalog, localize_catalog
 from lazyraster.cli import main
 from lazyraster.errors import CatalogError, SpecError
 from lazyraster.testing import synthetic_raster
@@ -107,3 +108,31 @@ def test_deeply_nested_spec_is_one_line_error_not_recursion(tmp_path, value):
     assert len(result.output.strip().splitlines()) == 1 and "nest deeper" in result.output
     depth = pipeline.MAX_SPEC_DEPTH - 1  # the top-level mapping is one level
     assert pipeline._parse_spec("[" * depth + "]" * depth, "spec") is not None
+
+
+@pytest.fixture
+def scene_folder(tmp_path) -> Path:
+    from lazyraster.catalog.samples import write_cog
+
+    write_cog(tmp_path / "data" / "20230430_red.tif", shape=(4, 4))
+    return tmp_path / "data"
+
+
+def test_build_does_not_write_through_a_link_planted_as_its_lock(tmp_path, scene_folder):
+    """A link at ``.stac.lock`` made the builder truncate its target and write a pid."""
+    victim = tmp_path / "victim" / "bashrc"
+    victim.parent.mkdir()
+    victim.write_text("precious config\n")
+    (tmp_path / ".stac.lock").symlink_to(victim)
+    with pytest.raises(OutputExistsError, match=r"\.stac\.lock is a link, not a lock file"):
+        build_catalog(scene_folder, tmp_path / "stac", pattern="{date}_{band}.tif")
+    assert victim.read_text() == "precious config\n"
+    (tmp_path / ".stac.lock").unlink()
+    os.link(victim, tmp_path / ".stac.lock")  # a hard link is refused as well
+    with pytest.raises(OutputExistsError, match="is a link"):
+        build_catalog(scene_folder, tmp_path / "stac", pattern="{date}_{band}.tif")
+    assert victim.read_text() == "precious config\n"
+    (tmp_path / ".out.zarr.lock").symlink_to(tmp_path / "victim" / "created-here")
+    with pytest.raises(OutputExistsError, match="is a link"):
+        write_zarr(synthetic_raster((4, 4), name="a"), tmp_path / "out.zarr")
+    assert not (tmp_path / "victim" / "created-here").exists()

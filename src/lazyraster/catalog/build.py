@@ -25,6 +25,7 @@ import pystac
 import pystac.layout
 import rasterio
 
+from lazyraster import _atomic
 from lazyraster.catalog import _stac, _tree, geotiff, netcdf, sentinel2
 from lazyraster.catalog._stac import ReadProblem
 from lazyraster.errors import CatalogError, OutputExistsError
@@ -601,7 +602,7 @@ def _build_lock(out: Path, *, wait: bool) -> Iterator[None]:
     lock_path = out.with_name(f".{out.name}.lock")
     out.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _atomic.open_lock_file(str(lock_path))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -779,7 +780,7 @@ def build_catalog(
         another build holds the lock of ``out``.
     OutputExistsError
         When ``out`` exists and is not a catalog this function wrote (or holds files
-        foreign to it).
+        foreign to it), or a link sits where its lock file goes.
 
     Examples
     --------
