@@ -136,3 +136,30 @@ def test_build_does_not_write_through_a_link_planted_as_its_lock(tmp_path, scene
     with pytest.raises(OutputExistsError, match="is a link"):
         write_zarr(synthetic_raster((4, 4), name="a"), tmp_path / "out.zarr")
     assert not (tmp_path / "victim" / "created-here").exists()
+
+
+def test_build_refuses_a_symlinked_output_folder_and_leaves_nothing(tmp_path, scene_folder):
+    """The link used to be swapped away, the build to fail after it, a stale link to stay."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "stac").symlink_to(real)
+    with pytest.raises(OutputExistsError, match=r"stac is a symbolic link .*folder itself"):
+        build_catalog(scene_folder, tmp_path / "stac", pattern="{date}_{band}.tif")
+    assert (tmp_path / "stac").is_symlink() and list(real.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "real", "stac"]
+    result = CliRunner().invoke(
+        main,
+        [
+            "catalog",
+            "build",
+            str(scene_folder),
+            "--out",
+            str(tmp_path / "stac"),
+            "--pattern",
+            "{date}_{band}.tif",
+        ],
+    )
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "is a symbolic link" in result.output
+    report = build_catalog(scene_folder, real, pattern="{date}_{band}.tif")
+    assert report.added == ["20230430"]
