@@ -163,3 +163,21 @@ def test_build_refuses_a_symlinked_output_folder_and_leaves_nothing(tmp_path, sc
     assert "is a symbolic link" in result.output
     report = build_catalog(scene_folder, real, pattern="{date}_{band}.tif")
     assert report.added == ["20230430"]
+
+
+def test_credentials_in_a_source_url_are_masked_in_errors_and_plans(tmp_path):
+    """The CLI printed ``http://ana:s3cret@...`` in its error line and dry-run plan."""
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    spec = tmp_path / "cred.yaml"
+    source = f"http://ana:s3cret@127.0.0.1:{port}/catalog.json"
+    spec.write_text(f"source: {source}\nload: {{bands: [red]}}\noutput: {{zarr: out.zarr}}\n")
+    result = CliRunner().invoke(main, ["run", str(spec), "--dry-run"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "s3cret" not in result.output
+    assert f"http://***@127.0.0.1:{port}/catalog.json" in result.output
+    plan = pipeline.Plan(pipeline.load_spec(spec), 1, "grid", ["red"], {})
+    assert "s3cret" not in plan.describe() and "***@127.0.0.1" in plan.describe()

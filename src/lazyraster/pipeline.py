@@ -124,6 +124,7 @@ from lazyraster.errors import (
     ReadError,
     SpecError,
     WorkerLostError,
+    redact,
 )
 from lazyraster.load import load
 from lazyraster.search import search
@@ -779,7 +780,7 @@ def _find_items(spec: Spec) -> list[pystac.Item]:
             f"source {spec.source!r} cannot be read ({err}); give the path of a catalog "
             f"(relative paths start from {os.getcwd()}) or a URL"
         ) from None
-    logger.info("%s: %d item(s) found in %s", spec.origin, len(items), spec.source)
+    logger.info("%s: %d item(s) found in %s", spec.origin, len(items), redact(spec.source))
     return items
 
 
@@ -1069,7 +1070,7 @@ def run_pipeline(
     logger.info("%s: %s", spec.origin, _grid(ds))
     mode = "w" if overwrite else "w-"
     provenance = {
-        "inputs": [spec.source],
+        "inputs": [redact(spec.source)],
         "parameters": {"steps": [s.describe() for s in spec.steps]},
     }
     outputs: dict[str, list[str]] = {}
@@ -1160,7 +1161,7 @@ class Plan:
     def describe(self) -> str:
         """The plan as text, as ``lazyraster run --dry-run`` prints it."""
         lines = [
-            f"source:  {self.spec.source} ({self.items} item(s))",
+            f"source:  {redact(self.spec.source)} ({self.items} item(s))",
             f"grid:    {self.grid}",
             "steps:",
         ]
