@@ -181,3 +181,19 @@ def test_credentials_in_a_source_url_are_masked_in_errors_and_plans(tmp_path):
     assert f"http://***@127.0.0.1:{port}/catalog.json" in result.output
     plan = pipeline.Plan(pipeline.load_spec(spec), 1, "grid", ["red"], {})
     assert "s3cret" not in plan.describe() and "***@127.0.0.1" in plan.describe()
+
+
+@pytest.mark.parametrize("group", ["2020/..", "../other.zarr", "a//b", "./2020"])
+def test_a_zarr_group_must_be_names_inside_the_store(tmp_path, raster, group):
+    """``group="2020/.."`` named the store itself: mode="w" replaced every group."""
+    store = tmp_path / "store.zarr"
+    write_zarr(raster, store, group="2020")
+    write_zarr(raster, store, group="2021")
+    before = tree(store)
+    with pytest.raises(ValueError, match="must be names separated by '/'"):
+        write_zarr(raster + 1, store, group=group, mode="w")
+    assert tree(store) == before
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"source: cat.json\noutput: {{zarr: {{path: out.zarr, group: '{group}'}}}}\n")
+    with pytest.raises(SpecError, match=r"output\.zarr\.group: Zarr group"):
+        pipeline.load_spec(spec)

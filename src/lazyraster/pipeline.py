@@ -128,7 +128,7 @@ from lazyraster.errors import (
 )
 from lazyraster.load import load
 from lazyraster.search import search
-from lazyraster.write import write_geotiff, write_zarr
+from lazyraster.write import write_geotiff, write_zarr, zarr_group
 
 __all__ = [
     "MAX_SPEC_BYTES",
@@ -490,6 +490,10 @@ def _outputs(value: Any, where: str) -> tuple[dict[str, Target], bool]:
         group = target.get("group")
         if group is not None:
             _typed(group, (str,), f"output.{kind}.group", where)
+            try:
+                zarr_group(group)
+            except ValueError as err:
+                raise SpecError(f"{where}: output.{kind}.group: {err}") from None
         variables = _variables(target.get("variables"), f"output.{kind}.variables", where)
         targets[kind] = Target(path=path, variables=variables or default, group=group)
     if not targets:

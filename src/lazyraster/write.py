@@ -386,6 +386,31 @@ def _finish_zarr(
     return target if local else fs.unstrip_protocol(target)
 
 
+def zarr_group(group: str | None) -> str | None:
+    """``group`` without its outer slashes; ``ValueError`` unless every part is a name.
+
+    ``.``, ``..`` and empty parts would put the group somewhere else than inside the
+    store (``x/..`` is the store itself, which ``mode="w"`` would then replace whole).
+
+    Examples
+    --------
+    >>> zarr_group("/2021/spring/")
+    '2021/spring'
+    >>> zarr_group("x/..")
+    Traceback (most recent call last):
+    ...
+    ValueError: Zarr group 'x/..' must be names separated by '/' (no '.', '..' or empty part)
+    """
+    if not group:
+        return None
+    stripped = group.strip("/")
+    if any(part in ("", ".", "..") for part in stripped.split("/")) or "\\" in stripped:
+        raise ValueError(
+            f"Zarr group {group!r} must be names separated by '/' (no '.', '..' or empty part)"
+        )
+    return stripped
+
+
 def _ensure_parent_groups(
     url: str, group: str, zarr_format: int, storage_options: Mapping[str, Any]
 ) -> None:
@@ -515,7 +540,7 @@ def write_zarr(
     url = os.fspath(store)
     fs, root = fsspec.core.url_to_fs(url, **storage_options)
     root = root.rstrip("/")
-    group = group.strip("/") if group else None
+    group = zarr_group(group)
     target = f"{root}/{group}" if group else root
     write_params = {
         "store": url,
