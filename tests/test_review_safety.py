@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import xarray as xr
 from click.testing import CliRunner
+from tests.references import SAMPLE
 
+import lazyraster
 from lazyraster import OutputExistsError, pipeline, write_zarr
 from lazyraster.catalog import build_catalog, localize_catalog
 from lazyraster.cli import main
@@ -197,3 +199,25 @@ def test_a_zarr_group_must_be_names_inside_the_store(tmp_path, raster, group):
     spec.write_text(f"source: cat.json\noutput: {{zarr: {{path: out.zarr, group: '{group}'}}}}\n")
     with pytest.raises(SpecError, match=r"output\.zarr\.group: Zarr group"):
         pipeline.load_spec(spec)
+
+
+@pytest.mark.parametrize("resolution", [0, -10, float("nan"), float("inf"), True])
+def test_load_refuses_a_resolution_that_is_not_a_positive_number(resolution):
+    """0 raised ZeroDivisionError, -10 an AssertionError from stackstac."""
+    with pytest.raises(ValueError, match=r"resolution=.* must be a positive number"):
+        lazyraster.load(SAMPLE, bands=["red"], resolution=resolution)
+
+
+def test_a_tiny_resolution_is_refused_by_the_grid_limit_not_a_memory_error(tmp_path):
+    """Without bbox, resolution=1e-9 built the grid's coordinates: MemoryError, traceback."""
+    with pytest.raises(ValueError, match=r"the requested grid is \d+ x \d+ = .* pixels"):
+        lazyraster.load(SAMPLE, bands=["red"], resolution=1e-9)
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        f"source: {SAMPLE}\nload: {{bands: [red], resolution: 1.0e-9}}\n"
+        "output: {zarr: out.zarr}\n"
+    )
+    result = CliRunner().invoke(main, ["run", str(spec), "--dry-run"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "lazyraster.load.max-pixels" in result.output.strip().splitlines()[-1]
+    assert lazyraster.load(SAMPLE, bands=["red"], resolution=20).sizes["x"] > 0
