@@ -221,3 +221,18 @@ def test_a_tiny_resolution_is_refused_by_the_grid_limit_not_a_memory_error(tmp_p
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "lazyraster.load.max-pixels" in result.output.strip().splitlines()[-1]
     assert lazyraster.load(SAMPLE, bands=["red"], resolution=20).sizes["x"] > 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"chunks": 0}, r"chunks: y=0 must be a whole number of pixels"),
+        ({"chunks": {"time": 1, "y": -5, "x": 64}}, r"chunks: y=-5 must be"),
+        ({"resampling": "bogus"}, r"resampling='bogus' is not a rasterio resampling"),
+    ],
+)
+def test_load_names_bad_chunks_and_resampling(options, message):
+    """chunks=0 raised ZeroDivisionError, resampling='bogus' a bare KeyError."""
+    with pytest.raises(ValueError, match=message):
+        lazyraster.load(SAMPLE, bands=["red"], **options)
+    assert lazyraster.load(SAMPLE, bands=["red"], chunks=-1, resampling="bilinear").chunks

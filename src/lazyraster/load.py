@@ -327,6 +327,12 @@ def _normalize_chunks(
         if unknown:
             raise ValueError(f"chunks may name time, y and x, not {sorted(unknown)}")
         merged.update(chunks)
+    for axis, size in merged.items():
+        if isinstance(size, bool) or not isinstance(size, int) or not (size >= 1 or size == -1):
+            raise ValueError(
+                f"chunks: {axis}={size!r} must be a whole number of pixels (at least 1), "
+                "or -1 for the whole axis, e.g. chunks=1024"
+            )
     groups = tuple(len(list(g)) for _, g in itertools.groupby(bands, key=lambda b: b.asset))
     band = groups if any(n > 1 for n in groups) else 1
     return (merged["time"], band, merged["y"], merged["x"])
@@ -737,6 +743,11 @@ def load(
         raise ValueError(f"groupby must be None or 'solar_day', not {groupby!r}")
     if missing not in ("error", "nan"):
         raise ValueError(f"missing must be 'error' or 'nan', not {missing!r}")
+    if resampling is not None and resampling not in Resampling.__members__:
+        raise ValueError(
+            f"resampling={resampling!r} is not a rasterio resampling; choose among "
+            f"{', '.join(Resampling.__members__)}"
+        )
     if bbox is not None:
         bbox = check_bbox(bbox)
     if resolution is not None and not (
