@@ -35,13 +35,17 @@ import glob
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
+
+from lazyraster.errors import OutputExistsError
 
 __all__ = [
     "FileLock",
     "Temporary",
     "commit",
     "discard",
+    "open_lock_file",
     "output_lock",
     "remove",
     "replacing",
@@ -50,6 +54,38 @@ __all__ = [
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+
+
+def open_lock_file(path: str) -> int:
+    """Open (or create) the lock file ``path`` for writing, never through a link.
+
+    A symbolic or hard link planted at a lock's path (in a shared folder, say) would
+    otherwise make the locker create, or write into, the file it points to.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> os.symlink("/etc/hostname", os.path.join(folder, ".out.lock"))
+    >>> open_lock_file(os.path.join(folder, ".out.lock"))
+    Traceback (most recent call last):
+    ...
+    lazyraster.errors.OutputExistsError: ... is a link, not a lock file ...
+    """
+    refusal = OutputExistsError(
+        f"{path} is a link, not a lock file lazyraster made; remove it and run again"
+    )
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise refusal from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        raise refusal
+    return fd
 
 
 class FileLock:
@@ -78,7 +114,7 @@ class FileLock:
     def acquire(self, *, blocking: bool = True) -> bool:
         """Take the lock; wait for it, or return ``False`` at once if ``blocking=False``."""
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = open_lock_file(self.path)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
             except BlockingIOError:

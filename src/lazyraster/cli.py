@@ -17,7 +17,7 @@ import click
 
 from lazyraster import __version__
 from lazyraster import catalog as catalog_lib
-from lazyraster.errors import LazyrasterError
+from lazyraster.errors import LazyrasterError, redact
 
 #: What to do about an I/O error, by errno.
 _FIXES = {
@@ -36,14 +36,14 @@ _FIXES = {
 def _failure(exc: LazyrasterError | OSError) -> click.ClickException:
     """An expected failure (the package's own errors, I/O) as the one line the CLI prints.
 
-    Other exceptions are bugs and keep their traceback.
+    Other exceptions are bugs and keep their traceback. Credentials in URLs are masked.
     """
     if isinstance(exc, LazyrasterError):
-        return click.ClickException(str(exc))
+        return click.ClickException(redact(str(exc)))
     text = exc.strerror or str(exc) or type(exc).__name__
     where = f"{exc.filename}: " if exc.filename else ""
     fix = _FIXES.get(exc.errno) if exc.errno is not None else None
-    return click.ClickException(f"{where}{text}" + (f"; {fix}" if fix else ""))
+    return click.ClickException(redact(f"{where}{text}" + (f"; {fix}" if fix else "")))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -290,13 +290,18 @@ def _positive_memory(name: str, value: Any) -> int:
 
 
 def _one_line(name: str, value: Any) -> None:
-    """Refuse control characters (a newline would start a new ``#SBATCH`` line)."""
+    """Refuse control characters (a newline would start a new ``#SBATCH`` line).
+
+    Every character that is not printable is refused, the line and paragraph separators
+    (U+2028, U+2029, U+0085) among them: Python's ``splitlines`` and many viewers break
+    lines there, so the dry-run plan would show ``#SBATCH`` lines the job does not have.
+    """
     texts = value if isinstance(value, list | tuple) else [value]
     for text in texts:
-        if isinstance(text, str) and any(ord(c) < 32 or ord(c) == 127 for c in text):
+        if isinstance(text, str) and not text.isprintable():
             raise ClusterConfigError(
-                f"{name}={text!r} holds a newline or another control character, which "
-                "would change the job script; give it on one line"
+                f"{name}={text!r} holds a newline, a line separator or another control "
+                "character, which would change the job script; give it on one line"
             )
 
 

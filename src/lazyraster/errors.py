@@ -6,6 +6,24 @@ batch script can catch them all in one place. Messages say what to do next.
 
 from __future__ import annotations
 
+import re
+
+_USERINFO = re.compile(r"(?<=://)[^/\s@]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it (``user:password@``) masked.
+
+    Messages, dry-run plans and provenance name URLs; the secrets in them must not be
+    printed, logged or written into outputs.
+
+    Examples
+    --------
+    >>> redact("cannot read https://ana:s3cret@example.org/catalog.json: refused")
+    'cannot read https://***@example.org/catalog.json: refused'
+    """
+    return _USERINFO.sub("***@", text)
+
 
 class LazyrasterError(Exception):
     """Base class of every error raised on purpose by lazyraster."""

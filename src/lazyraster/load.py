@@ -327,6 +327,12 @@ def _normalize_chunks(
         if unknown:
             raise ValueError(f"chunks may name time, y and x, not {sorted(unknown)}")
         merged.update(chunks)
+    for axis, size in merged.items():
+        if isinstance(size, bool) or not isinstance(size, int) or not (size >= 1 or size == -1):
+            raise ValueError(
+                f"chunks: {axis}={size!r} must be a whole number of pixels (at least 1), "
+                "or -1 for the whole axis, e.g. chunks=1024"
+            )
     groups = tuple(len(list(g)) for _, g in itertools.groupby(bands, key=lambda b: b.asset))
     band = groups if any(n > 1 for n in groups) else 1
     return (merged["time"], band, merged["y"], merged["x"])
@@ -612,6 +618,19 @@ def _common_crs(items: Sequence[pystac.Item], chosen: Mapping[str, _Band], out: 
         )
 
 
+def _items_extent(items: Sequence[pystac.Item], epsg: Any) -> tuple[float, ...] | None:
+    """The union of the items' ``bbox`` in the output CRS (None where it does not map)."""
+    west = min(item.bbox[0] for item in items)
+    south = min(item.bbox[1] for item in items)
+    east = max(item.bbox[2] for item in items)
+    north = max(item.bbox[3] for item in items)
+    try:
+        extent = transform_bounds("EPSG:4326", as_crs(epsg), west, south, east, north)
+    except Exception:  # PROJ cannot map the extent into this CRS: no estimate
+        return None
+    return extent if all(math.isfinite(v) for v in extent) else None
+
+
 def _check_grid_size(shape: Sequence[int]) -> None:
     limit = int(dask.config.get("lazyraster.load.max-pixels"))
     height, width = shape[-2:]
@@ -707,8 +726,8 @@ def load(
     MissingCRSError
         If the assets' CRS is not known (pass ``crs=``) or differs between items.
     ValueError
-        For a bbox that is not (west, south, east, north) in degrees, or a grid larger
-        than ``lazyraster.load.max-pixels``.
+        For a bbox that is not (west, south, east, north) in degrees, a resolution that
+        is not a positive number, or a grid larger than ``lazyraster.load.max-pixels``.
 
     Examples
     --------
@@ -724,8 +743,23 @@ def load(
         raise ValueError(f"groupby must be None or 'solar_day', not {groupby!r}")
     if missing not in ("error", "nan"):
         raise ValueError(f"missing must be 'error' or 'nan', not {missing!r}")
+    if resampling is not None and resampling not in Resampling.__members__:
+        raise ValueError(
+            f"resampling={resampling!r} is not a rasterio resampling; choose among "
+            f"{', '.join(Resampling.__members__)}"
+        )
     if bbox is not None:
         bbox = check_bbox(bbox)
+    if resolution is not None and not (
+        isinstance(resolution, numbers.Real)
+        and not isinstance(resolution, bool)
+        and math.isfinite(resolution)
+        and resolution > 0
+    ):
+        raise ValueError(
+            f"resolution={resolution!r} must be a positive number: the pixel size in the "
+            "output CRS's units, e.g. resolution=10 for 10 m pixels in UTM"
+        )
     items = resolve_items(
         source, collections=collections, bbox=bbox, datetime=datetime, query=query, filter=filter
     )
@@ -784,6 +818,8 @@ def load(
     extent = bounds
     if extent is None and bbox is not None and epsg is not None:
         extent = transform_bounds("EPSG:4326", as_crs(epsg), *bbox)
+    if extent is None and epsg is not None and all(item.bbox for item in items):
+        extent = _items_extent(items, epsg)
     if extent is not None and res is not None:  # refuse a huge grid before building it
         left, bottom, right, top = extent
         _check_grid_size((math.ceil((top - bottom) / res[1]), math.ceil((right - left) / res[0])))

@@ -77,7 +77,8 @@ Top-level keys
 
 Relative paths are relative to the working directory of the run. A spec file is at
 most :data:`MAX_SPEC_BYTES` long, holds at most :data:`MAX_SPEC_NODES` YAML nodes once
-its aliases are expanded, and no key twice in one mapping.
+its aliases are expanded, nests at most :data:`MAX_SPEC_DEPTH` levels, and no key twice
+in one mapping.
 
 Everything is checked before any cluster starts or any pixel is read: unknown keys,
 wrong types, unknown steps or step options, missing bands or variables, and existing
@@ -123,10 +124,11 @@ from lazyraster.errors import (
     ReadError,
     SpecError,
     WorkerLostError,
+    redact,
 )
 from lazyraster.load import load
 from lazyraster.search import search
-from lazyraster.write import write_geotiff, write_zarr
+from lazyraster.write import write_geotiff, write_zarr, zarr_group
 
 __all__ = [
     "MAX_SPEC_BYTES",
@@ -488,6 +490,10 @@ def _outputs(value: Any, where: str) -> tuple[dict[str, Target], bool]:
         group = target.get("group")
         if group is not None:
             _typed(group, (str,), f"output.{kind}.group", where)
+            try:
+                zarr_group(group)
+            except ValueError as err:
+                raise SpecError(f"{where}: output.{kind}.group: {err}") from None
         variables = _variables(target.get("variables"), f"output.{kind}.variables", where)
         targets[kind] = Target(path=path, variables=variables or default, group=group)
     if not targets:
@@ -519,6 +525,9 @@ MAX_SPEC_BYTES = 1 << 20
 #: Most YAML nodes a spec may hold once its aliases are expanded (an anchor bomb
 #: -- "billion laughs" -- holds 10**9 from a few lines).
 MAX_SPEC_NODES = 100_000
+#: Deepest nesting of lists and mappings in a spec (a spec nests four or five levels;
+#: a file of 10**5 brackets would exhaust the parser's stack).
+MAX_SPEC_DEPTH = 64
 
 
 class _SpecLoader(yaml.SafeLoader):
@@ -527,7 +536,8 @@ class _SpecLoader(yaml.SafeLoader):
     Each node's size counts the nodes below it with aliases expanded, computed as the
     document is composed (a node reached through an alias is counted again, not
     walked again), so an anchor bomb is refused after a few hundred nodes of work,
-    before anything is constructed.
+    before anything is constructed. Nesting deeper than :data:`MAX_SPEC_DEPTH` is
+    refused before the composer's recursion reaches Python's stack limit.
     """
 
     origin = "spec"
@@ -535,10 +545,21 @@ class _SpecLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._sizes: dict[int, int] = {}
+        self._depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         alias = self.check_event(yaml.AliasEvent)
-        node = super().compose_node(parent, index)
+        if self._depth >= MAX_SPEC_DEPTH:
+            raise SpecError(
+                f"{self.origin}: line {self.peek_event().start_mark.line + 1}: lists and "
+                f"mappings nest deeper than {MAX_SPEC_DEPTH} levels; a pipeline spec nests "
+                "a few: is it the right file?"
+            )
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
         if alias:
             if id(node) not in self._sizes:  # the alias is inside its own anchor
                 raise SpecError(
@@ -597,7 +618,8 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
     path : str or path-like
         The YAML file, at most :data:`MAX_SPEC_BYTES` long, parsed safely
         (``yaml.SafeLoader``) with at most :data:`MAX_SPEC_NODES` nodes after
-        expanding aliases and no key twice in one mapping.
+        expanding aliases, at most :data:`MAX_SPEC_DEPTH` levels of nesting, and no
+        key twice in one mapping.
 
     Returns
     -------
@@ -762,7 +784,7 @@ def _find_items(spec: Spec) -> list[pystac.Item]:
             f"source {spec.source!r} cannot be read ({err}); give the path of a catalog "
             f"(relative paths start from {os.getcwd()}) or a URL"
         ) from None
-    logger.info("%s: %d item(s) found in %s", spec.origin, len(items), spec.source)
+    logger.info("%s: %d item(s) found in %s", spec.origin, len(items), redact(spec.source))
     return items
 
 
@@ -1052,7 +1074,7 @@ def run_pipeline(
     logger.info("%s: %s", spec.origin, _grid(ds))
     mode = "w" if overwrite else "w-"
     provenance = {
-        "inputs": [spec.source],
+        "inputs": [redact(spec.source)],
         "parameters": {"steps": [s.describe() for s in spec.steps]},
     }
     outputs: dict[str, list[str]] = {}
@@ -1143,7 +1165,7 @@ class Plan:
     def describe(self) -> str:
         """The plan as text, as ``lazyraster run --dry-run`` prints it."""
         lines = [
-            f"source:  {self.spec.source} ({self.items} item(s))",
+            f"source:  {redact(self.spec.source)} ({self.items} item(s))",
             f"grid:    {self.grid}",
             "steps:",
         ]

@@ -53,6 +53,7 @@ import datetime as _dt
 import errno
 import json
 import os
+import re
 import secrets
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
@@ -79,6 +80,8 @@ WriteMode = Literal["w-", "w"]
 
 _ZARR_METADATA = {"zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata"}
 _ZARR_ROOT_METADATA = ("zarr.json", ".zgroup", ".zarray")
+_ZARR_METADATA_MAX = 64 << 20  # bytes of a metadata document read to recognise a store
+_ZARR_CHUNK_NAME = re.compile(r"c|\d+(\.\d+)*")
 _TIFF_MAGIC = {b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"}
 # temporaries whose lock this process holds, by path (see lazyraster._atomic)
 _HELD: dict[str, _atomic.Temporary] = {}
@@ -219,6 +222,47 @@ def _replace_refusal(target: str, what: str) -> OutputExistsError:
     )
 
 
+def _is_zarr_node(folder: str) -> bool:
+    """True if ``folder`` holds a root metadata document that parses as Zarr metadata."""
+    for name in _ZARR_ROOT_METADATA:
+        path = os.path.join(folder, name)
+        if os.path.islink(path) or not os.path.isfile(path):
+            continue
+        try:
+            with open(path, "rb") as f:
+                meta = json.loads(f.read(_ZARR_METADATA_MAX))
+        except (OSError, ValueError):
+            return False
+        return isinstance(meta, dict) and meta.get("zarr_format") in (2, 3)
+    return False
+
+
+def _foreign_entry(target: str) -> str | None:
+    """The first entry under the local folder ``target`` that Zarr did not write, or None.
+
+    Every folder must be a Zarr node (valid metadata) or a chunk folder (``c`` or digits)
+    inside one; every file Zarr metadata or a chunk (digits and dots, or ``c``); no links.
+    Chunk folders are not descended into, so the check costs one listing per node.
+    """
+    pending = [target]
+    while pending:
+        node = pending.pop()
+        if not _is_zarr_node(node):
+            return node
+        with os.scandir(node) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    return entry.path
+                if entry.is_dir():
+                    if not _ZARR_CHUNK_NAME.fullmatch(entry.name):
+                        pending.append(entry.path)
+                elif entry.name not in _ZARR_METADATA and not _ZARR_CHUNK_NAME.fullmatch(
+                    entry.name
+                ):
+                    return entry.path
+    return None
+
+
 def _check_replaceable_zarr(fs: fsspec.AbstractFileSystem, target: str, shown: str) -> None:
     """Refuse to replace ``target`` unless it is a Zarr store (or an empty folder)."""
     if isinstance(fs, LocalFileSystem):
@@ -226,6 +270,12 @@ def _check_replaceable_zarr(fs: fsspec.AbstractFileSystem, target: str, shown: s
             raise _replace_refusal(shown, "a Zarr store (a folder, not a link)")
         if not os.listdir(target):
             return
+        foreign = _foreign_entry(target)
+        if foreign is not None:
+            raise _replace_refusal(
+                shown, f"a Zarr store ({foreign} is neither Zarr metadata nor a chunk)"
+            )
+        return
     if not any(fs.exists(f"{target}/{name}") for name in _ZARR_ROOT_METADATA):
         raise _replace_refusal(
             shown, f"a Zarr store (it has no {' or '.join(_ZARR_ROOT_METADATA)})"
@@ -334,6 +384,31 @@ def _finish_zarr(
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             zarr.consolidate_metadata(store)
     return target if local else fs.unstrip_protocol(target)
+
+
+def zarr_group(group: str | None) -> str | None:
+    """``group`` without its outer slashes; ``ValueError`` unless every part is a name.
+
+    ``.``, ``..`` and empty parts would put the group somewhere else than inside the
+    store (``x/..`` is the store itself, which ``mode="w"`` would then replace whole).
+
+    Examples
+    --------
+    >>> zarr_group("/2021/spring/")
+    '2021/spring'
+    >>> zarr_group("x/..")
+    Traceback (most recent call last):
+    ...
+    ValueError: Zarr group 'x/..' must be names separated by '/' (no '.', '..' or empty part)
+    """
+    if not group:
+        return None
+    stripped = group.strip("/")
+    if any(part in ("", ".", "..") for part in stripped.split("/")) or "\\" in stripped:
+        raise ValueError(
+            f"Zarr group {group!r} must be names separated by '/' (no '.', '..' or empty part)"
+        )
+    return stripped
 
 
 def _ensure_parent_groups(
@@ -465,7 +540,7 @@ def write_zarr(
     url = os.fspath(store)
     fs, root = fsspec.core.url_to_fs(url, **storage_options)
     root = root.rstrip("/")
-    group = group.strip("/") if group else None
+    group = zarr_group(group)
     target = f"{root}/{group}" if group else root
     write_params = {
         "store": url,

@@ -740,7 +740,7 @@ def build_catalog(
         another build holds the lock of ``out``.
     OutputExistsError
         When ``out`` exists and is not a catalog this function wrote (or holds files
-        foreign to it).
+        foreign to it), is a symbolic link, or a link sits where its lock file goes.
 
     Examples
     --------
@@ -768,6 +768,11 @@ def build_catalog(
             )
     source_paths = [Path(os.path.abspath(s)) for s in sources]
     out_path = Path(os.path.abspath(out))
+    if out_path.is_symlink():
+        raise OutputExistsError(
+            f"catalog folder {out_path} is a symbolic link (to {os.path.realpath(out_path)}); "
+            "a build replaces its folder, so give the folder itself as the output"
+        )
     if "#" in str(out_path) or "?" in str(out_path):
         raise ValueError(
             f"catalog folder {out_path} has '#' or '?' in its path, which STAC readers "

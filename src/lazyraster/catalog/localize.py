@@ -267,6 +267,29 @@ def _check_sources(tasks: list[_Task], roots: Sequence[str]) -> None:
     )
 
 
+def _check_items(tasks: list[_Task], folder: str) -> None:
+    """Refuse the run if an item to rewrite is not a local file under the catalog folder.
+
+    Items are rewritten in place: one that a catalog links from elsewhere (an absolute
+    path, ``../``, a link out, a URL) is someone else's file.
+    """
+    outside = {}
+    for task in tasks:
+        href = task.item.get_self_href() or ""
+        path = _paths.local_path(href, folder) if href and "::" not in href else None
+        if path is None or not _paths.within(path, [folder]):
+            outside.setdefault(href, task.item.id)
+    if not outside:
+        return
+    shown = "; ".join(f"item {i!r} at {h}" for h, i in list(outside.items())[:_SHOWN])
+    more = f" (and {len(outside) - _SHOWN} more)" if len(outside) > _SHOWN else ""
+    raise CatalogError(
+        f"{len(outside)} item(s) lie outside the catalog folder {folder}, and localize "
+        f"rewrites items in place: {shown}{more}. Nothing was copied. Copy the items "
+        "into the catalog folder first"
+    )
+
+
 def _relative(dest: str, item: pystac.Item) -> str:
     rel = os.path.relpath(dest, os.path.dirname(item.get_self_href() or "")).replace(os.sep, "/")
     return rel if rel.startswith("../") else f"./{rel}"
@@ -321,8 +344,9 @@ def localize_catalog(
     ------
     CatalogError
         When no item has one of the asset keys, a local href points outside the allowed
-        roots (``../../etc/passwd``, an absolute path, ``file://``, a link out), or a
-        destination would fall outside ``to``; nothing is copied then.
+        roots (``../../etc/passwd``, an absolute path, ``file://``, a link out), an item
+        to rewrite lies outside the catalog folder, or a destination would fall outside
+        ``to``; nothing is copied then.
 
     Examples
     --------
@@ -364,6 +388,7 @@ def localize_catalog(
     if missing:
         raise CatalogError(f"no item has the asset(s) {missing}; choose among {sorted(seen_keys)}")
     _destinations(tasks, to_dir)
+    _check_items(tasks, folder)
     _check_sources(tasks, roots)
     report = LocalizeReport()
     done_items: dict[str, pystac.Item] = {}
