@@ -1,0 +1,67 @@
+"""Found by review of issue 13: inputs a user brings from elsewhere.
+
+Real files from ``/work/shared/data/real-world`` (pystac's STAC examples, recorded API
+responses), copied where a test needs them; expected behaviour from pystac itself.
+"""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+from pathlib import Path
+
+import pystac
+import pytest
+from click.testing import CliRunner
+
+from lazyraster.catalog import describe_catalog
+from lazyraster.cli import main
+from lazyraster.errors import CatalogError
+
+EXAMPLES = Path(__file__).parent / "data" / "stac-examples"
+API_ITEMS = Path(__file__).parent / "data" / "stac-api-items"
+
+
+def test_describe_takes_a_collection_as_root(tmp_path):
+    """A static catalog whose root is a Collection (valid STAC) is described as pystac
+    reads it, not refused with pystac's STACTypeError."""
+    root = pystac.Collection(
+        "c",
+        "a collection root",
+        pystac.Extent(
+            pystac.SpatialExtent([[0, 0, 1, 1]]),
+            pystac.TemporalExtent([[None, None]]),
+        ),
+    )
+    item = pystac.Item(
+        "i",
+        {"type": "Point", "coordinates": [0.5, 0.5]},
+        [0.5, 0.5, 0.5, 0.5],
+        datetime.datetime(2023, 4, 30),
+        {},
+    )
+    root.add_item(item)
+    root.normalize_and_save(str(tmp_path), pystac.CatalogType.SELF_CONTAINED)
+    summary = describe_catalog(tmp_path / "collection.json")
+    expected = pystac.read_file(str(tmp_path / "collection.json"))
+    assert summary["id"] == expected.id
+    assert summary["items"] == len(list(expected.get_items()))
+    assert summary["tree"][0]["type"] == "Collection"
+
+
+@pytest.mark.parametrize("name", ["feature-collection", "item"])
+def test_describe_refuses_what_is_no_catalog_in_one_line(tmp_path, name):
+    """An ItemCollection (what an API returns) or an Item: one line naming the fix, not
+    a traceback."""
+    if name == "item":
+        source = EXAMPLES / "1.0.0" / "simple-item.json"
+    else:
+        source = API_ITEMS / "planetarycomputer__naip.json"
+    path = tmp_path / source.name
+    shutil.copy(source, path)
+    with pytest.raises(CatalogError, match="not a catalog"):
+        describe_catalog(path)
+    result = CliRunner().invoke(main, ["catalog", "describe", str(path)])
+    assert result.exit_code != 0
+    assert not isinstance(result.exception, pystac.STACTypeError)
+    assert len(result.output.strip().splitlines()) == 1, result.output
