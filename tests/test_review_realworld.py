@@ -14,7 +14,8 @@ import pystac
 import pytest
 from click.testing import CliRunner
 
-from lazyraster.catalog import describe_catalog
+from lazyraster.catalog import build_catalog, describe_catalog
+from lazyraster.catalog.samples import write_safe
 from lazyraster.cli import main
 from lazyraster.errors import CatalogError
 
@@ -65,3 +66,19 @@ def test_describe_refuses_what_is_no_catalog_in_one_line(tmp_path, name):
     assert result.exit_code != 0
     assert not isinstance(result.exception, pystac.STACTypeError)
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_safe_product_unpacked_without_the_suffix_is_still_a_product(tmp_path):
+    """A product folder holding MTD_MSIL2A.xml is a SAFE product whatever its name (tools
+    and users drop the ``.SAFE``); its band files are not catalogued as loose JP2s that
+    'have no date'."""
+    safe = write_safe(tmp_path / "in", size_10m=12, bands={"10m": ["B04", "B08"]})
+    bare = safe.rename(safe.with_suffix(""))
+    for source in (tmp_path / "in", bare):
+        out = tmp_path / f"out-{source.name}"
+        report = build_catalog(source, out)
+        assert report.ok, report.problems
+        assert report.added == [bare.name]
+        [item] = pystac.Catalog.from_file(str(out / "catalog.json")).get_items(recursive=True)
+        assert item.properties["s2:processing_baseline"] == "05.09"
+        assert sorted(item.assets) == ["B04_10m", "B08_10m", "product_metadata"]
