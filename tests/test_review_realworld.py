@@ -10,9 +10,13 @@ import datetime
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pystac
 import pytest
 from click.testing import CliRunner
+from tests.test_real_items import expected_variable, localize, read_item
+
+import lazyraster
 
 from lazyraster.catalog import build_catalog, describe_catalog
 from lazyraster.catalog.samples import write_safe
@@ -82,3 +86,28 @@ def test_a_safe_product_unpacked_without_the_suffix_is_still_a_product(tmp_path)
         [item] = pystac.Catalog.from_file(str(out / "catalog.json")).get_items(recursive=True)
         assert item.properties["s2:processing_baseline"] == "05.09"
         assert sorted(item.assets) == ["B04_10m", "B08_10m", "product_metadata"]
+
+
+def test_one_load_over_two_apis_names_bands_by_common_name(nginx):
+    """Planetary Computer calls Sentinel-2's red ``B04``, Earth Search ``red``: one load of
+    both by common name reads each item's own asset, not NaN (missing="nan") or a refusal
+    saying the item has no red. The Earth Search item is moved onto the Planetary
+    Computer tile (its proj fields and footprint), so that both share one grid."""
+    pc = read_item("planetarycomputer__sentinel-2-l2a")
+    es = read_item("earth-search__sentinel-2-l2a")
+    es["properties"]["proj:epsg"] = pc["properties"]["proj:epsg"]
+    es["bbox"], es["geometry"] = pc["bbox"], pc["geometry"]
+    for key in ("red", "nir"):
+        es["assets"][key]["proj:transform"] = pc["assets"]["B04"]["proj:transform"]
+    localize(pc, {"B04", "B08"}, nginx.root, nginx)
+    localize(es, {"red", "nir"}, nginx.root, nginx)
+    items = [pystac.Item.from_dict(pc), pystac.Item.from_dict(es)]
+    for missing in ("error", "nan"):
+        ds = lazyraster.load(items, bands=["red", "nir"], missing=missing).compute()
+        assert list(ds.data_vars) == ["red", "nir"]
+        for item, keys in ((pc, ("B04", "B08")), (es, ("red", "nir"))):
+            at = list(ds.id.values).index(item["id"])
+            for var, key in zip(("red", "nir"), keys, strict=True):
+                got = ds[var].isel(time=at).values
+                np.testing.assert_array_equal(got, expected_variable(item, key, 1, ds))
+                assert np.isfinite(got).any()

@@ -263,6 +263,35 @@ def _pixel_size(asset: pystac.Asset) -> float:
     return abs(transform[0]) if transform else math.inf
 
 
+def _rank(band: _Band) -> tuple:
+    """Which of the bands sharing a name wins it: single-band assets, then the finest."""
+    return (band.count > 1, band.size, band.asset, band.index)
+
+
+def _item_bands(item: pystac.Item, chosen: Mapping[str, _Band]) -> dict[str, _Band]:
+    """The band of ``item`` behind each variable that it has.
+
+    The chosen band's own asset where the item has it; else, for a variable named by a
+    common name, the item's band of that name (items of other collections key their
+    assets otherwise: Earth Search's ``red`` is Planetary Computer's ``B04``).
+    """
+    own: list[_Band] | None = None
+    found = {}
+    for name, band in chosen.items():
+        if band.asset in item.assets:
+            found[name] = band
+            continue
+        if name != band.name:  # named by its asset key: only that asset is it
+            continue
+        if own is None:
+            assets = _data_assets(item).items()
+            own = sorted((b for key, a in assets for b in _bands_of(key, a)), key=_rank)
+        match = next((b for b in own if b.name == name), None)
+        if match is not None:
+            found[name] = match
+    return found
+
+
 def _select_bands(items: Sequence[pystac.Item], bands: Sequence[str] | None) -> dict[str, _Band]:
     """Map variable name -> band for the requested bands.
 
@@ -283,7 +312,7 @@ def _select_bands(items: Sequence[pystac.Item], bands: Sequence[str] | None) -> 
                 per_asset[key] = _bands_of(key, asset)
     candidates = [band for group in per_asset.values() for band in group]
     winners: dict[str, _Band] = {}
-    for band in sorted(candidates, key=lambda b: (b.count > 1, b.size, b.asset, b.index)):
+    for band in sorted(candidates, key=_rank):
         winners.setdefault(band.name, band)
     named = {
         (winners[band.name] is band and band.name) or band.fallback: band for band in candidates
@@ -359,6 +388,9 @@ def _stackstac_dict(
 ) -> dict[str, Any]:
     """The item as a dict stackstac can read, with one single-band asset per band.
 
+    Each asset is keyed by its variable's key in ``chosen`` and read from the item's own
+    band of that variable (see :func:`_item_bands`).
+
     Hrefs are made absolute and carry the band to read and its nodata (see
     :func:`lazyraster._reader.source_url`); ``proj:epsg`` is the CRS key of whatever
     ``proj:*`` field the item has; ``raster:bands`` holds the band's scale and offset as
@@ -366,23 +398,21 @@ def _stackstac_dict(
     Python floats).
     """
     d = item.to_dict(include_self_link=False, transform_hrefs=False)
+    local = _item_bands(item, chosen)
     values = {  # nodata of each band: load(nodata=...), else the catalog's
         name: nodata[name]
         if name in nodata
         else _number(_band_fields(d["assets"][band.asset])[band.index - 1]["nodata"])
-        for name, band in chosen.items()
-        if band.asset in item.assets
+        for name, band in local.items()
     }
     assets = {}
-    for name, band in chosen.items():
-        if band.asset not in item.assets:
-            continue
+    for name, band in local.items():
         fields = dict(d["assets"][band.asset])
         per_band = _band_fields(fields)[band.index - 1]
         value = values[name]
         group = [
             b.index
-            for n, b in chosen.items()
+            for n, b in local.items()
             if b.asset == band.asset and json.dumps(values[n]) == json.dumps(value)
         ]
         fields["href"] = source_url(
@@ -397,7 +427,7 @@ def _stackstac_dict(
         key = _item_crs_key(item, band.asset)
         if key is not None:
             fields["proj:epsg"] = key
-        assets[band.key] = fields
+        assets[chosen[name].key] = fields
     d["assets"] = assets
     crs = _crs_of(d["properties"])
     if crs is not None:  # a new dict: the item's own properties must not change
@@ -562,7 +592,7 @@ def _check_complete(
     if missing == "nan":
         return
     for item in items:
-        absent = sorted({n for n, b in chosen.items() if b.asset not in item.assets})
+        absent = sorted(set(chosen) - set(_item_bands(item, chosen)))
         if absent:
             raise MissingBandError(
                 f"item {item.id!r} has no asset for band(s) {', '.join(absent)} (the other "
@@ -575,9 +605,7 @@ def _common_crs(items: Sequence[pystac.Item], chosen: Mapping[str, _Band], out: 
     """Check that the assets' CRSs allow an output grid, before stackstac guesses."""
     keys = {}
     for item in items:
-        for band in chosen.values():
-            if band.asset not in item.assets:
-                continue
+        for band in _item_bands(item, chosen).values():
             key = _item_crs_key(item, band.asset)
             if key is None and out is None:
                 raise MissingCRSError(
@@ -592,9 +620,8 @@ def _common_crs(items: Sequence[pystac.Item], chosen: Mapping[str, _Band], out: 
             f"the items are in several CRSs ({found}); pass crs= to load them onto one grid"
         )
     for item in items:
-        for band in chosen.values():
-            asset = item.assets.get(band.asset)
-            transform = None if asset is None else _transform_of(item, asset)
+        for band in _item_bands(item, chosen).values():
+            transform = _transform_of(item, item.assets[band.asset])
             if transform is not None and (transform[1] != 0 or transform[3] != 0):
                 raise ValueError(
                     f"item {item.id!r}: asset {band.asset!r} has proj:transform "
@@ -738,7 +765,7 @@ def load(
     items = sorted(items, key=lambda item: (_item_time(item), item.id))
     chosen = _select_bands(items, bands)
     if bands is None and missing == "error":  # by default, the bands every item has
-        every = {n: b for n, b in chosen.items() if all(b.asset in i.assets for i in items)}
+        every = {n: b for n, b in chosen.items() if all(n in _item_bands(i, chosen) for i in items)}
         if chosen and not every:
             raise MissingBandError(
                 f"the items have no data asset in common (they have {', '.join(chosen)}); "
@@ -746,12 +773,7 @@ def load(
             )
         chosen = every
     _check_complete(items, chosen, missing)
-    kinds = {
-        _asset_kind(i.assets[b.asset])
-        for i in items
-        for b in chosen.values()
-        if b.asset in i.assets
-    }
+    kinds = {_asset_kind(i.assets[b.asset]) for i in items for b in _item_bands(i, chosen).values()}
     if kinds == {"array"}:
         refused = {k: v for k, v in options.items() if v is not None}
         refused.update(
