@@ -7,17 +7,18 @@ responses), copied where a test needs them; expected behaviour from pystac itsel
 from __future__ import annotations
 
 import datetime
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pystac
 import pytest
+import xarray as xr
 from click.testing import CliRunner
 from tests.test_real_items import expected_variable, localize, read_item
 
 import lazyraster
-
 from lazyraster.catalog import build_catalog, describe_catalog
 from lazyraster.catalog.samples import write_safe
 from lazyraster.cli import main
@@ -111,3 +112,25 @@ def test_one_load_over_two_apis_names_bands_by_common_name(nginx):
                 got = ds[var].isel(time=at).values
                 np.testing.assert_array_equal(got, expected_variable(item, key, 1, ds))
                 assert np.isfinite(got).any()
+
+
+def test_an_item_collection_file_loads(nginx, tmp_path):
+    """What ``stac-client search ... > items.json`` (and pystac's
+    ``ItemCollection.save_object``) writes: a FeatureCollection file. ``load`` reads its
+    items; relative asset hrefs resolve against the file, as pystac resolves an item's."""
+    landsat = read_item("earth-search__landsat-c2-l2")
+    localize(landsat, {"red"}, nginx.root, nginx)
+    expected = lazyraster.load([pystac.Item.from_dict(landsat)], bands=["red"]).compute()
+    response = tmp_path / "items.json"
+    response.write_text(json.dumps({"type": "FeatureCollection", "features": [landsat]}))
+    got = lazyraster.load(response, bands=["red"]).compute()
+    xr.testing.assert_identical(got, expected)
+    # relative hrefs, no self link: resolved against the file
+    local = json.loads(json.dumps(landsat))
+    local["links"] = []
+    tif = Path(local["assets"]["red"]["_local"])
+    shutil.copy(tif, tmp_path / "red.tif")
+    local["assets"] = {"red": {**local["assets"]["red"], "href": "./red.tif"}}
+    pystac.ItemCollection([pystac.Item.from_dict(local)]).save_object(str(response))
+    got = lazyraster.load(str(response), bands=["red"]).compute()
+    np.testing.assert_array_equal(got.red.values, expected.red.values)
