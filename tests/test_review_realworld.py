@@ -134,3 +134,14 @@ def test_an_item_collection_file_loads(nginx, tmp_path):
     pystac.ItemCollection([pystac.Item.from_dict(local)]).save_object(str(response))
     got = lazyraster.load(str(response), bands=["red"]).compute()
     np.testing.assert_array_equal(got.red.values, expected.red.values)
+
+
+def test_run_on_broken_yaml_is_one_line(tmp_path):
+    """``lazyraster run`` on a spec with a YAML syntax error: one line naming where."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("source: catalogs/sample/catalog.json\nsteps: [ndvi\n")
+    result = CliRunner().invoke(main, ["run", str(spec)])
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert "not valid YAML" in lines[0] and "line 3" in lines[0]
