@@ -22,7 +22,7 @@ import lazyraster
 from lazyraster.catalog import build_catalog, describe_catalog
 from lazyraster.catalog.samples import write_safe
 from lazyraster.cli import main
-from lazyraster.errors import CatalogError
+from lazyraster.errors import CatalogError, MissingBandError
 
 EXAMPLES = Path(__file__).parent / "data" / "stac-examples"
 API_ITEMS = Path(__file__).parent / "data" / "stac-api-items"
@@ -145,3 +145,18 @@ def test_run_on_broken_yaml_is_one_line(tmp_path):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
     assert "not valid YAML" in lines[0] and "line 3" in lines[0]
+
+
+def test_a_product_missing_its_10m_red_is_refused_not_read_at_20m(tmp_path):
+    """Naming bands by common name across items does not quietly swap in another
+    resolution: a product that lacks B04_10m (a damaged download) is refused by name."""
+    write_safe(tmp_path / "in", size_10m=12, bands={"10m": ["B04", "B08"], "20m": ["B04"]})
+    write_safe(
+        tmp_path / "in",
+        size_10m=12,
+        start=datetime.datetime(2023, 5, 5, 10, 46, 21),
+        bands={"10m": ["B08"], "20m": ["B04"]},
+    )
+    assert build_catalog(tmp_path / "in", tmp_path / "stac").ok
+    with pytest.raises(MissingBandError, match=r"20230505.* has no asset for band\(s\) red"):
+        lazyraster.load(tmp_path / "stac" / "catalog.json", bands=["red", "nir"])

@@ -272,8 +272,10 @@ def _item_bands(item: pystac.Item, chosen: Mapping[str, _Band]) -> dict[str, _Ba
     """The band of ``item`` behind each variable that it has.
 
     The chosen band's own asset where the item has it; else, for a variable named by a
-    common name, the item's band of that name (items of other collections key their
-    assets otherwise: Earth Search's ``red`` is Planetary Computer's ``B04``).
+    common name, the item's band of that name and pixel size (items of other
+    collections key their assets otherwise: Earth Search's ``red`` is Planetary
+    Computer's ``B04``). Another pixel size is no match: a product that lacks its 10 m
+    red is not read at 20 m.
     """
     own: list[_Band] | None = None
     found = {}
@@ -286,7 +288,7 @@ def _item_bands(item: pystac.Item, chosen: Mapping[str, _Band]) -> dict[str, _Ba
         if own is None:
             assets = _data_assets(item).items()
             own = sorted((b for key, a in assets for b in _bands_of(key, a)), key=_rank)
-        match = next((b for b in own if b.name == name), None)
+        match = next((b for b in own if b.name == name and b.size == band.size), None)
         if match is not None:
             found[name] = match
     return found
