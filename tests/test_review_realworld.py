@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pystac
 import pytest
+import rasterio
 import xarray as xr
+from affine import Affine
 from click.testing import CliRunner
 from tests.test_real_items import expected_variable, localize, read_item
 
@@ -22,7 +24,7 @@ import lazyraster
 from lazyraster.catalog import build_catalog, describe_catalog
 from lazyraster.catalog.samples import write_safe
 from lazyraster.cli import main
-from lazyraster.errors import CatalogError, MissingBandError
+from lazyraster.errors import CatalogError, MissingBandError, ReadError
 
 EXAMPLES = Path(__file__).parent / "data" / "stac-examples"
 API_ITEMS = Path(__file__).parent / "data" / "stac-api-items"
@@ -160,3 +162,31 @@ def test_a_product_missing_its_10m_red_is_refused_not_read_at_20m(tmp_path):
     assert build_catalog(tmp_path / "in", tmp_path / "stac").ok
     with pytest.raises(MissingBandError, match=r"20230505.* has no asset for band\(s\) red"):
         lazyraster.load(tmp_path / "stac" / "catalog.json", bands=["red", "nir"])
+
+
+def test_a_multi_band_file_whose_asset_lists_no_bands_is_not_read_as_band_1(tmp_path):
+    """A foreign catalog's 3-band ``visual`` COG with no eo:bands/raster:bands: loading
+    only its band 1 under the name ``visual`` would drop the rest without a word; the
+    read fails naming the file and the fix. A single-band file so described loads."""
+    transform = Affine(10, 0, 600000, 0, -10, 5000000)
+    rgb = np.arange(3 * 8 * 8, dtype="uint8").reshape(3, 8, 8)
+    for name, data in (("rgb.tif", rgb), ("one.tif", rgb[:1])):
+        with rasterio.open(
+            tmp_path / name, "w", driver="GTiff", width=8, height=8, count=len(data),
+            dtype="uint8", crs="EPSG:32631", transform=transform,
+        ) as dst:  # fmt: skip
+            dst.write(data)
+    item = pystac.Item(
+        "a",
+        {"type": "Point", "coordinates": [3.0, 45.0]},
+        [3.0, 45.0, 3.0, 45.0],
+        datetime.datetime(2023, 4, 30),
+        {"proj:code": "EPSG:32631", "proj:transform": list(transform)[:6], "proj:shape": [8, 8]},
+    )
+    for key, name in (("visual", "rgb.tif"), ("single", "one.tif")):
+        item.add_asset(key, pystac.Asset(str(tmp_path / name), media_type="image/tiff"))
+    single = lazyraster.load([item], bands=["single"]).single.values[0]
+    np.testing.assert_array_equal(single, rgb[0])
+    ds = lazyraster.load([item], bands=["visual"])
+    with pytest.raises(ReadError, match=r"rgb\.tif: the file has 3 bands but its STAC asset"):
+        ds.compute()

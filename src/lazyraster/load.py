@@ -418,7 +418,11 @@ def _stackstac_dict(
             if b.asset == band.asset and json.dumps(values[n]) == json.dumps(value)
         ]
         fields["href"] = source_url(
-            item.assets[band.asset].get_absolute_href(), band=band.index, nodata=value, group=group
+            item.assets[band.asset].get_absolute_href(),
+            band=band.index,
+            nodata=value,
+            group=group,
+            listed=any(fields.get(k) for k in ("raster:bands", "eo:bands", "bands")),
         )
         fields["raster:bands"] = [
             {
