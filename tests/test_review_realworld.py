@@ -164,29 +164,54 @@ def test_a_product_missing_its_10m_red_is_refused_not_read_at_20m(tmp_path):
         lazyraster.load(tmp_path / "stac" / "catalog.json", bands=["red", "nir"])
 
 
-def test_a_multi_band_file_whose_asset_lists_no_bands_is_not_read_as_band_1(tmp_path):
-    """A foreign catalog's 3-band ``visual`` COG with no eo:bands/raster:bands: loading
-    only its band 1 under the name ``visual`` would drop the rest without a word; the
-    read fails naming the file and the fix. A single-band file so described loads."""
-    transform = Affine(10, 0, 600000, 0, -10, 5000000)
-    rgb = np.arange(3 * 8 * 8, dtype="uint8").reshape(3, 8, 8)
-    for name, data in (("rgb.tif", rgb), ("one.tif", rgb[:1])):
-        with rasterio.open(
-            tmp_path / name, "w", driver="GTiff", width=8, height=8, count=len(data),
-            dtype="uint8", crs="EPSG:32631", transform=transform,
-        ) as dst:  # fmt: skip
-            dst.write(data)
+GRID = Affine(10, 0, 600000, 0, -10, 5000000)
+
+
+def item_of_files(files: dict[str, tuple[Path, np.ndarray]], **asset_fields) -> pystac.Item:
+    """An item in EPSG:32631 on :data:`GRID`, one GeoTIFF asset per key, written here."""
     item = pystac.Item(
         "a",
         {"type": "Point", "coordinates": [3.0, 45.0]},
         [3.0, 45.0, 3.0, 45.0],
         datetime.datetime(2023, 4, 30),
-        {"proj:code": "EPSG:32631", "proj:transform": list(transform)[:6], "proj:shape": [8, 8]},
+        {"proj:code": "EPSG:32631", "proj:transform": list(GRID)[:6], "proj:shape": [8, 8]},
     )
-    for key, name in (("visual", "rgb.tif"), ("single", "one.tif")):
-        item.add_asset(key, pystac.Asset(str(tmp_path / name), media_type="image/tiff"))
+    for key, (path, data) in files.items():
+        with rasterio.open(
+            path, "w", driver="GTiff", width=8, height=8, count=len(data),
+            dtype=data.dtype, crs="EPSG:32631", transform=GRID,
+        ) as dst:  # fmt: skip
+            dst.write(data)
+        item.add_asset(
+            key, pystac.Asset(str(path), media_type="image/tiff", extra_fields=asset_fields)
+        )
+    return item
+
+
+def test_a_multi_band_file_whose_asset_lists_no_bands_is_not_read_as_band_1(tmp_path):
+    """A foreign catalog's 3-band ``visual`` COG with no eo:bands/raster:bands: loading
+    only its band 1 under the name ``visual`` would drop the rest without a word; the
+    read fails naming the file and the fix. A single-band file so described loads."""
+    rgb = np.arange(3 * 8 * 8, dtype="uint8").reshape(3, 8, 8)
+    item = item_of_files(
+        {"visual": (tmp_path / "rgb.tif", rgb), "single": (tmp_path / "one.tif", rgb[:1])}
+    )
     single = lazyraster.load([item], bands=["single"]).single.values[0]
     np.testing.assert_array_equal(single, rgb[0])
     ds = lazyraster.load([item], bands=["visual"])
     with pytest.raises(ReadError, match=r"rgb\.tif: the file has 3 bands but its STAC asset"):
         ds.compute()
+
+
+def test_a_nodata_that_is_no_number_is_one_line_naming_where(tmp_path):
+    """``"nodata": "none"`` in a foreign catalog (or ``load(nodata="x")``): an error of
+    the package naming the item, asset and the fix, not float()'s bare ValueError."""
+    item = item_of_files(
+        {"b": (tmp_path / "b.tif", np.ones((1, 8, 8), "uint16"))},
+        **{"raster:bands": [{"nodata": "none"}]},
+    )
+    with pytest.raises(CatalogError, match=r"item 'a' asset 'b'.*'none' is not a number.*nodata="):
+        lazyraster.load([item])
+    with pytest.raises(CatalogError, match=r"nodata='x' is not a number"):
+        lazyraster.load([item], nodata="x")
+    assert int(lazyraster.load([item], nodata="nan").b.isnull().sum()) == 0

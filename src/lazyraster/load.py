@@ -44,7 +44,7 @@ from rasterio.warp import transform_bounds
 
 from lazyraster._reader import CRSKey, Reader, as_crs, crs_key, source_url
 from lazyraster.config import gdal_options
-from lazyraster.errors import EmptyResultError, MissingBandError, MissingCRSError
+from lazyraster.errors import CatalogError, EmptyResultError, MissingBandError, MissingCRSError
 from lazyraster.search import filter_items, search
 
 __all__ = ["check_bbox", "load", "resolve_items"]
@@ -156,9 +156,19 @@ def _crs_of(fields: Mapping[str, Any]) -> CRS | None:
     return None
 
 
-def _number(value: Any) -> float | None:
-    """A STAC nodata value (a number, or "nan", "inf", "-inf") as a float."""
-    return None if value is None else float(value)
+def _number(value: Any, where: str, fix: str = "") -> float | None:
+    """A STAC nodata value (a number, or "nan", "inf", "-inf") as a float.
+
+    For anything else, the error names ``where`` the value is and ends with ``fix``.
+    """
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise CatalogError(
+            f'{where}{value!r} is not a number (give a number, or "nan", "inf" or "-inf"){fix}'
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -404,7 +414,11 @@ def _stackstac_dict(
     values = {  # nodata of each band: load(nodata=...), else the catalog's
         name: nodata[name]
         if name in nodata
-        else _number(_band_fields(d["assets"][band.asset])[band.index - 1]["nodata"])
+        else _number(
+            _band_fields(d["assets"][band.asset])[band.index - 1]["nodata"],
+            f"item {item.id!r} asset {band.asset!r}: nodata ",
+            "; fix the catalog, or override it with load(nodata=...)",
+        )
         for name, band in local.items()
     }
     assets = {}
@@ -578,7 +592,7 @@ def _nodata_overrides(
     if nodata is None:
         return {}
     if not isinstance(nodata, Mapping):
-        return {name: _number(nodata) for name in chosen}
+        return {name: _number(nodata, "nodata=") for name in chosen}
     out = {}
     for label, value in nodata.items():
         names = [n for n, b in chosen.items() if label in (n, b.asset)]
@@ -587,7 +601,7 @@ def _nodata_overrides(
                 f"nodata= names {label!r}, which is not a loaded band; the bands are "
                 f"{', '.join(chosen)}"
             )
-        out.update({name: _number(value) for name in names})
+        out.update({name: _number(value, f"nodata[{label!r}]=") for name in names})
     return out
 
 
@@ -739,6 +753,8 @@ def load(
         one (unless ``missing="nan"``).
     MissingCRSError
         If the assets' CRS is not known (pass ``crs=``) or differs between items.
+    CatalogError
+        If a nodata value (the catalog's, or ``nodata=``) is not a number.
     ValueError
         For a bbox that is not (west, south, east, north) in degrees, or a grid larger
         than ``lazyraster.load.max-pixels``.
