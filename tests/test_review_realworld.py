@@ -167,7 +167,9 @@ def test_a_product_missing_its_10m_red_is_refused_not_read_at_20m(tmp_path):
 GRID = Affine(10, 0, 600000, 0, -10, 5000000)
 
 
-def item_of_files(files: dict[str, tuple[Path, np.ndarray]], **asset_fields) -> pystac.Item:
+def item_of_files(
+    files: dict[str, tuple[Path, np.ndarray]], media_type: str | None = "image/tiff", **asset_fields
+) -> pystac.Item:
     """An item in EPSG:32631 on :data:`GRID`, one GeoTIFF asset per key, written here."""
     item = pystac.Item(
         "a",
@@ -183,7 +185,7 @@ def item_of_files(files: dict[str, tuple[Path, np.ndarray]], **asset_fields) -> 
         ) as dst:  # fmt: skip
             dst.write(data)
         item.add_asset(
-            key, pystac.Asset(str(path), media_type="image/tiff", extra_fields=asset_fields)
+            key, pystac.Asset(str(path), media_type=media_type, extra_fields=asset_fields)
         )
     return item
 
@@ -215,3 +217,15 @@ def test_a_nodata_that_is_no_number_is_one_line_naming_where(tmp_path):
     with pytest.raises(CatalogError, match=r"nodata='x' is not a number"):
         lazyraster.load([item], nodata="x")
     assert int(lazyraster.load([item], nodata="nan").b.isnull().sum()) == 0
+
+
+def test_assets_without_a_media_type_load_by_their_file_suffix(tmp_path):
+    """STAC makes an asset's ``type`` optional; pystac's own examples
+    (``collectionless-item.json``: ``analytic.tif``) leave it out. Such a GeoTIFF asset
+    loads; an untyped asset that is no raster (a ``.xml``) is still left out."""
+    data = np.arange(64, dtype="uint16").reshape(1, 8, 8)
+    item = item_of_files({"analytic": (tmp_path / "analytic.tif", data)}, media_type=None)
+    item.add_asset("metadata", pystac.Asset(str(tmp_path / "meta.xml")))
+    ds = lazyraster.load([item])
+    assert list(ds.data_vars) == ["analytic"]
+    np.testing.assert_array_equal(ds.analytic.values[0], data[0])

@@ -26,6 +26,7 @@ import json
 import math
 import numbers
 import os
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,7 @@ from lazyraster.config import gdal_options
 from lazyraster.errors import CatalogError, EmptyResultError, MissingBandError, MissingCRSError
 from lazyraster.search import filter_items, search
 
-__all__ = ["check_bbox", "load", "resolve_items"]
+__all__ = ["asset_kind", "check_bbox", "load", "resolve_items"]
 
 RASTER_MEDIA_TYPES = frozenset(
     {
@@ -69,6 +70,10 @@ ARRAY_MEDIA_TYPES = frozenset(
         "application/x-zarr",
     }
 )
+#: File suffixes that say what an asset without a media type holds (STAC makes
+#: ``type`` optional).
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2")
+ARRAY_SUFFIXES = (".nc", ".nc4", ".h5", ".zarr")
 DEFAULT_CHUNKS = {"time": 1, "y": 1024, "x": 1024}
 
 ItemsLike = str | os.PathLike[str] | pystac.ItemCollection | Sequence[pystac.Item] | pystac.Item
@@ -229,7 +234,7 @@ def _band_fields(asset: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _bands_of(key: str, asset: pystac.Asset) -> list[_Band]:
-    fields = _band_fields(asset.extra_fields) if _asset_kind(asset) == "raster" else [{}]
+    fields = _band_fields(asset.extra_fields) if asset_kind(asset) == "raster" else [{}]
     size = _pixel_size(asset)
     if len(fields) == 1:
         name = fields[0].get("common_name") or fields[0].get("name") or key
@@ -254,7 +259,7 @@ def _data_assets(item: pystac.Item) -> dict[str, pystac.Asset]:
     return {
         key: asset
         for key, asset in item.assets.items()
-        if (asset.media_type or "").lower() in RASTER_MEDIA_TYPES | ARRAY_MEDIA_TYPES
+        if asset_kind(asset) is not None
         and "overview" not in (asset.roles or [])
         and "thumbnail" not in (asset.roles or [])
     }
@@ -795,7 +800,7 @@ def load(
             )
         chosen = every
     _check_complete(items, chosen, missing)
-    kinds = {_asset_kind(i.assets[b.asset]) for i in items for b in _item_bands(i, chosen).values()}
+    kinds = {asset_kind(i.assets[b.asset]) for i in items for b in _item_bands(i, chosen).values()}
     if kinds == {"array"}:
         refused = {k: v for k, v in options.items() if v is not None}
         refused.update(
@@ -875,15 +880,32 @@ def load(
     return ds.rio.write_crs(out)
 
 
-def _asset_kind(asset: pystac.Asset) -> str:
-    return "array" if (asset.media_type or "").lower() in ARRAY_MEDIA_TYPES else "raster"
+def asset_kind(asset: pystac.Asset) -> str | None:
+    """``"raster"``, ``"array"`` (netCDF, Zarr), or None for an asset ``load`` does not read.
+
+    By media type; an asset without one by the suffix of its file.
+
+    Examples
+    --------
+    >>> asset_kind(pystac.Asset("B04.tif")), asset_kind(pystac.Asset("a.nc", media_type="text/xml"))
+    ('raster', None)
+    """
+    media_type = (asset.media_type or "").lower()
+    if media_type:
+        if media_type in RASTER_MEDIA_TYPES:
+            return "raster"
+        return "array" if media_type in ARRAY_MEDIA_TYPES else None
+    path = urllib.parse.urlsplit(asset.href).path.lower().rstrip("/")
+    if path.endswith(RASTER_SUFFIXES):
+        return "raster"
+    return "array" if path.endswith(ARRAY_SUFFIXES) else None
 
 
 def _open_array_asset(asset: pystac.Asset, key: str, chunks: Mapping[str, int]) -> xr.Dataset:
     """One netCDF or Zarr asset as a lazy Dataset holding the asset's variable(s)."""
     href = asset.get_absolute_href()
     media_type = (asset.media_type or "").lower()
-    if "zarr" in media_type:
+    if "zarr" in media_type or (not media_type and href.rstrip("/").lower().endswith(".zarr")):
         ds = xr.open_zarr(href, chunks={}, decode_coords="all")
     elif "://" in href and not href.startswith("file://"):
         ds = xr.open_dataset(
