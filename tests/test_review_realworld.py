@@ -229,3 +229,11 @@ def test_assets_without_a_media_type_load_by_their_file_suffix(tmp_path):
     ds = lazyraster.load([item])
     assert list(ds.data_vars) == ["analytic"]
     np.testing.assert_array_equal(ds.analytic.values[0], data[0])
+
+
+def test_items_without_data_assets_are_refused_as_such(tmp_path):
+    """Items whose assets are all metadata: say so, not 'raster and array together'."""
+    item = item_of_files({})
+    item.add_asset("metadata", pystac.Asset(str(tmp_path / "MTD.xml"), media_type="text/xml"))
+    with pytest.raises(MissingBandError, match=r"no data asset.*metadata"):
+        lazyraster.load([item])

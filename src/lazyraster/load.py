@@ -791,6 +791,12 @@ def load(
         )
     items = sorted(items, key=lambda item: (_item_time(item), item.id))
     chosen = _select_bands(items, bands)
+    if not chosen:
+        keys = sorted({key for item in items for key in item.assets})
+        raise MissingBandError(
+            f"the items have no data asset (GeoTIFF, COG, JPEG2000, netCDF or Zarr, by media "
+            f"type or file suffix); their assets are: {', '.join(keys) or 'none'}"
+        )
     if bands is None and missing == "error":  # by default, the bands every item has
         every = {n: b for n, b in chosen.items() if all(n in _item_bands(i, chosen) for i in items)}
         if chosen and not every:
