@@ -754,8 +754,8 @@ def load(
     EmptyResultError
         If no item passes the filters.
     MissingBandError
-        If a requested band is not among the items' raster assets, or an item lacks
-        one (unless ``missing="nan"``).
+        If a requested band is not among the items' raster assets, an item lacks one
+        (unless ``missing="nan"``), or the items have no data asset at all.
     MissingCRSError
         If the assets' CRS is not known (pass ``crs=``) or differs between items.
     CatalogError
