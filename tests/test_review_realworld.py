@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ import lazyraster
 from lazyraster.catalog import build_catalog, describe_catalog
 from lazyraster.catalog.samples import write_safe
 from lazyraster.cli import main
-from lazyraster.errors import CatalogError, MissingBandError, ReadError
+from lazyraster.errors import CatalogError, MissingBandError, MissingCRSError, ReadError
 
 EXAMPLES = Path(__file__).parent / "data" / "stac-examples"
 API_ITEMS = Path(__file__).parent / "data" / "stac-api-items"
@@ -237,3 +239,21 @@ def test_items_without_data_assets_are_refused_as_such(tmp_path):
     item.add_asset("metadata", pystac.Asset(str(tmp_path / "MTD.xml"), media_type="text/xml"))
     with pytest.raises(MissingBandError, match=r"no data asset.*metadata"):
         lazyraster.load([item])
+
+
+def test_an_unknown_crs_is_one_line_without_gdal_noise(tmp_path):
+    """``--crs EPSG:99999``: click's one line, and no 'ERROR 1: PROJ ...' that GDAL
+    prints on the process's stderr when no rasterio environment catches it."""
+    (tmp_path / "in").mkdir()
+    run = subprocess.run(
+        [sys.executable, "-c", "from lazyraster.cli import main; main()", "catalog", "build",
+         str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--crs", "EPSG:99999"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert "ERROR 1" not in run.stderr, run.stderr
+    with pytest.raises(MissingCRSError, match="EPSG:99999"):
+        lazyraster.load(
+            [item_of_files({"b": (tmp_path / "b.tif", np.ones((1, 8, 8), "uint16"))})],
+            crs="EPSG:99999",
+        )

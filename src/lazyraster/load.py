@@ -35,6 +35,7 @@ import dask
 import fsspec
 import numpy as np
 import pystac
+import rasterio
 import rioxarray  # noqa: F401  (registers .rio)
 import stackstac
 import xarray as xr
@@ -139,6 +140,17 @@ def _item_time(item: pystac.Item) -> dt.datetime:
     return time
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_crs(text: str) -> CRS:
+    """The CRS of an EPSG code, ``AUTHORITY:CODE``, WKT or PROJJSON text, parsed once.
+
+    Inside a rasterio environment, so that GDAL's error for an unknown CRS becomes the
+    CRSError only, not also a line printed on the process's stderr.
+    """
+    with rasterio.Env():
+        return CRS.from_user_input(text)
+
+
 def _crs_of(fields: Mapping[str, Any]) -> CRS | None:
     """The CRS of ``proj:epsg``, ``proj:code``, ``proj:wkt2`` or ``proj:projjson``.
 
@@ -152,7 +164,7 @@ def _crs_of(fields: Mapping[str, Any]) -> CRS | None:
         if not value:
             continue
         try:
-            return CRS.from_user_input(json.dumps(value) if isinstance(value, dict) else value)
+            return _parse_crs(json.dumps(value) if isinstance(value, dict) else str(value))
         except CRSError as err:
             raise MissingCRSError(
                 f"{field} {str(value)[:60]!r} is not a CRS PROJ knows ({err}); fix the "
@@ -383,7 +395,8 @@ def _output_crs(crs: Any) -> int | None:
     if crs is None:
         return None
     try:
-        return crs_key(CRS.from_user_input(crs))
+        with rasterio.Env():  # GDAL's error is the CRSError, not also a line on stderr
+            return crs_key(CRS.from_user_input(crs))
     except CRSError as err:
         raise MissingCRSError(
             f"crs={crs!r} is not a CRS PROJ knows ({err}); pass an EPSG code such as 32631, "
