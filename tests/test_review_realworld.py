@@ -257,3 +257,14 @@ def test_an_unknown_crs_is_one_line_without_gdal_noise(tmp_path):
             [item_of_files({"b": (tmp_path / "b.tif", np.ones((1, 8, 8), "uint16"))})],
             crs="EPSG:99999",
         )
+
+
+def test_load_takes_a_catalog_folder_as_describe_and_validate_do(tmp_path):
+    """``lazyraster.load("stac")`` reads ``stac/catalog.json``, as ``catalog describe`` and
+    ``catalog validate`` take the folder."""
+    write_safe(tmp_path / "in", size_10m=12, bands={"10m": ["B04", "B08"]})
+    build_catalog(tmp_path / "in", tmp_path / "stac")
+    by_file = lazyraster.load(tmp_path / "stac" / "catalog.json", bands=["red"])
+    xr.testing.assert_identical(lazyraster.load(tmp_path / "stac", bands=["red"]), by_file)
+    with pytest.raises(CatalogError, match=r"no catalog\.json"):
+        lazyraster.load(tmp_path / "in", bands=["red"])

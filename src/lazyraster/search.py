@@ -322,7 +322,8 @@ def read_items(
     Parameters
     ----------
     source : str or path
-        Path or URL of the catalog, collection or item.
+        Path or URL of the catalog, collection, item or item collection file, or a
+        catalog folder (its ``catalog.json``).
     stac_io : pystac.StacIO, optional
         Default: a :class:`RetryingStacIO`.
 
@@ -333,6 +334,13 @@ def read_items(
     """
     stac_io = stac_io or RetryingStacIO()
     href = os.fspath(source)
+    if os.path.isdir(href):  # a catalog folder, as `lazyraster catalog` commands take
+        href = os.path.join(href, "catalog.json")
+        if not os.path.isfile(href):
+            raise CatalogError(
+                f"{source} is a folder with no catalog.json: give a catalog folder or the "
+                "path of a catalog, collection or item JSON file"
+            )
     doc = stac_io.read_json(href)
     if doc.get("type") == "FeatureCollection":  # pystac.read_file refuses these
         for item in pystac.ItemCollection.from_dict(doc, preserve_dict=False):
