@@ -468,8 +468,6 @@ def safe_item(path: Path, *, checksum: bool = False) -> dict[str, Any]:
     properties.update(_mgrs_fields(tile))
     properties["s2:mgrs_tile"] = tile
     properties["s2:processing_baseline"] = baseline
-    properties["s2:boa_quantification_value"] = _stac._clean(quant)
-    properties["s2:boa_add_offset"] = _stac._clean(boa_offset("B04") * quant)
     properties["s2:product_uri"] = uri or path.name
     for field, tag in (("product_type", "PRODUCT_TYPE"), ("generation_time", "GENERATION_TIME")):
         if tag in meta:
