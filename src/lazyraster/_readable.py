@@ -28,7 +28,7 @@ import xarray as xr
 from lazyraster.cluster import available_cores
 from lazyraster.config import gdal_options
 from lazyraster.errors import ReadError
-from lazyraster.load import ARRAY_MEDIA_TYPES, RASTER_MEDIA_TYPES
+from lazyraster.load import asset_kind
 
 __all__ = ["SceneFile", "readable", "scene_files", "unreadable", "with_item"]
 
@@ -74,15 +74,15 @@ def scene_files(items: Iterable[pystac.Item], bands: Sequence[str] | None) -> li
     files = []
     for item in items:
         for key, asset in item.assets.items():
-            media_type = (asset.media_type or "").lower()
-            if media_type not in RASTER_MEDIA_TYPES | ARRAY_MEDIA_TYPES:
+            kind = asset_kind(asset)
+            if kind is None:
                 continue
             if {"overview", "thumbnail"} & set(asset.roles or []):
                 continue
             if wanted is not None and not ({key} | _band_names(asset)) & wanted:
                 continue
             href = asset.get_absolute_href() or asset.href
-            files.append(SceneFile(item.id, key, href, media_type in ARRAY_MEDIA_TYPES))
+            files.append(SceneFile(item.id, key, href, kind == "array"))
     return files
 
 

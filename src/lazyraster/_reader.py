@@ -101,19 +101,27 @@ def as_crs(key: int) -> CRS:
     return key.to_crs() if isinstance(key, CRSKey) else CRS.from_epsg(key)
 
 
-def source_url(href: str, *, band: int, nodata: float | None, group: Sequence[int] = ()) -> str:
+def source_url(
+    href: str,
+    *,
+    band: int,
+    nodata: float | None,
+    group: Sequence[int] = (),
+    listed: bool = True,
+) -> str:
     """Pack the band to read and the catalog's nodata into the URL given to :class:`Reader`.
 
     ``band`` is 1-based; ``nodata`` None means: the file's nodata tag. ``group`` lists
     the bands of the file (``band`` among them) that are loaded with this nodata: they
-    are read together, in one call per window.
+    are read together, in one call per window. ``listed`` False says that the STAC
+    asset describes no band at all: the file must then have one.
 
     Examples
     --------
     >>> Reader.unpack(source_url("https://x/a.tif", band=2, nodata=0, group=[2, 4]))
-    ('https://x/a.tif', 2, 0, (2, 4))
+    ('https://x/a.tif', 2, 0, (2, 4), True)
     """
-    packed = {"band": band, "nodata": nodata, "group": list(group) or [band]}
+    packed = {"band": band, "nodata": nodata, "group": list(group) or [band], "listed": listed}
     return href + _SEPARATOR + json.dumps(packed)
 
 
@@ -184,16 +192,17 @@ class Reader(AutoParallelRioReader):
 
     def __init__(self, *, url: str, **kwargs: Any) -> None:
         self._packed_url = url
-        href, self._band, self._catalog_nodata, self._group = self.unpack(url)
+        href, self._band, self._catalog_nodata, self._group, self._listed = self.unpack(url)
         super().__init__(url=href, **kwargs)
 
     @staticmethod
-    def unpack(url: str) -> tuple[str, int, float | None, tuple[int, ...]]:
-        """Split a :func:`source_url` into (href, band, catalog nodata, band group)."""
+    def unpack(url: str) -> tuple[str, int, float | None, tuple[int, ...], bool]:
+        """Split a :func:`source_url` into (href, band, catalog nodata, band group, listed)."""
         href, _, packed = url.partition(_SEPARATOR)
         fields = json.loads(packed) if packed else {}
         band = int(fields.get("band", 1))
-        return href, band, fields.get("nodata"), tuple(fields.get("group", [band]))
+        group = tuple(fields.get("group", [band]))
+        return href, band, fields.get("nodata"), group, bool(fields.get("listed", True))
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "url": self._packed_url}
@@ -218,6 +227,13 @@ class Reader(AutoParallelRioReader):
                 shared = _SHARED[key] = self._open_shared()
         self._shared = shared  # keeps the shared dataset alive while this reader lives
         self._count, self._warped, self._nodata = shared.count, shared.warped, shared.nodata
+        if not self._listed and shared.count > 1:
+            raise ReadError(
+                f"cannot read {self.url}: the file has {shared.count} bands but its STAC asset "
+                "lists none (no eo:bands, raster:bands or bands), so only band 1 would load; "
+                "add one entry per band to the asset's raster:bands (each then loads as a "
+                "variable of its own)"
+            )
         if not all(1 <= band <= shared.count for band in self._group):
             raise ReadError(
                 f"cannot read band {self._band} of {self.url}: the file has {shared.count} "

@@ -26,6 +26,7 @@ import json
 import math
 import numbers
 import os
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ import dask
 import fsspec
 import numpy as np
 import pystac
+import rasterio
 import rioxarray  # noqa: F401  (registers .rio)
 import stackstac
 import xarray as xr
@@ -44,10 +46,10 @@ from rasterio.warp import transform_bounds
 
 from lazyraster._reader import CRSKey, Reader, as_crs, crs_key, source_url
 from lazyraster.config import gdal_options
-from lazyraster.errors import EmptyResultError, MissingBandError, MissingCRSError
+from lazyraster.errors import CatalogError, EmptyResultError, MissingBandError, MissingCRSError
 from lazyraster.search import filter_items, search
 
-__all__ = ["check_bbox", "load", "resolve_items"]
+__all__ = ["asset_kind", "check_bbox", "load", "resolve_items"]
 
 RASTER_MEDIA_TYPES = frozenset(
     {
@@ -69,6 +71,10 @@ ARRAY_MEDIA_TYPES = frozenset(
         "application/x-zarr",
     }
 )
+#: File suffixes that say what an asset without a media type holds (STAC makes
+#: ``type`` optional).
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2")
+ARRAY_SUFFIXES = (".nc", ".nc4", ".h5", ".zarr")
 DEFAULT_CHUNKS = {"time": 1, "y": 1024, "x": 1024}
 
 ItemsLike = str | os.PathLike[str] | pystac.ItemCollection | Sequence[pystac.Item] | pystac.Item
@@ -134,6 +140,17 @@ def _item_time(item: pystac.Item) -> dt.datetime:
     return time
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_crs(text: str) -> CRS:
+    """The CRS of an EPSG code, ``AUTHORITY:CODE``, WKT or PROJJSON text, parsed once.
+
+    Inside a rasterio environment, so that GDAL's error for an unknown CRS becomes the
+    CRSError only, not also a line printed on the process's stderr.
+    """
+    with rasterio.Env():
+        return CRS.from_user_input(text)
+
+
 def _crs_of(fields: Mapping[str, Any]) -> CRS | None:
     """The CRS of ``proj:epsg``, ``proj:code``, ``proj:wkt2`` or ``proj:projjson``.
 
@@ -147,7 +164,7 @@ def _crs_of(fields: Mapping[str, Any]) -> CRS | None:
         if not value:
             continue
         try:
-            return CRS.from_user_input(json.dumps(value) if isinstance(value, dict) else value)
+            return _parse_crs(json.dumps(value) if isinstance(value, dict) else str(value))
         except CRSError as err:
             raise MissingCRSError(
                 f"{field} {str(value)[:60]!r} is not a CRS PROJ knows ({err}); fix the "
@@ -156,9 +173,19 @@ def _crs_of(fields: Mapping[str, Any]) -> CRS | None:
     return None
 
 
-def _number(value: Any) -> float | None:
-    """A STAC nodata value (a number, or "nan", "inf", "-inf") as a float."""
-    return None if value is None else float(value)
+def _number(value: Any, where: str, fix: str = "") -> float | None:
+    """A STAC nodata value (a number, or "nan", "inf", "-inf") as a float.
+
+    For anything else, the error names ``where`` the value is and ends with ``fix``.
+    """
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise CatalogError(
+            f'{where}{value!r} is not a number (give a number, or "nan", "inf" or "-inf"){fix}'
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -219,7 +246,7 @@ def _band_fields(asset: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _bands_of(key: str, asset: pystac.Asset) -> list[_Band]:
-    fields = _band_fields(asset.extra_fields) if _asset_kind(asset) == "raster" else [{}]
+    fields = _band_fields(asset.extra_fields) if asset_kind(asset) == "raster" else [{}]
     size = _pixel_size(asset)
     if len(fields) == 1:
         name = fields[0].get("common_name") or fields[0].get("name") or key
@@ -244,7 +271,7 @@ def _data_assets(item: pystac.Item) -> dict[str, pystac.Asset]:
     return {
         key: asset
         for key, asset in item.assets.items()
-        if (asset.media_type or "").lower() in RASTER_MEDIA_TYPES | ARRAY_MEDIA_TYPES
+        if asset_kind(asset) is not None
         and "overview" not in (asset.roles or [])
         and "thumbnail" not in (asset.roles or [])
     }
@@ -261,6 +288,37 @@ def _transform_of(item: pystac.Item | None, asset: pystac.Asset) -> list[float] 
 def _pixel_size(asset: pystac.Asset) -> float:
     transform = _transform_of(asset.owner, asset)
     return abs(transform[0]) if transform else math.inf
+
+
+def _rank(band: _Band) -> tuple:
+    """Which of the bands sharing a name wins it: single-band assets, then the finest."""
+    return (band.count > 1, band.size, band.asset, band.index)
+
+
+def _item_bands(item: pystac.Item, chosen: Mapping[str, _Band]) -> dict[str, _Band]:
+    """The band of ``item`` behind each variable that it has.
+
+    The chosen band's own asset where the item has it; else, for a variable named by a
+    common name, the item's band of that name and pixel size (items of other
+    collections key their assets otherwise: Earth Search's ``red`` is Planetary
+    Computer's ``B04``). Another pixel size is no match: a product that lacks its 10 m
+    red is not read at 20 m.
+    """
+    own: list[_Band] | None = None
+    found = {}
+    for name, band in chosen.items():
+        if band.asset in item.assets:
+            found[name] = band
+            continue
+        if name != band.name:  # named by its asset key: only that asset is it
+            continue
+        if own is None:
+            assets = _data_assets(item).items()
+            own = sorted((b for key, a in assets for b in _bands_of(key, a)), key=_rank)
+        match = next((b for b in own if b.name == name and b.size == band.size), None)
+        if match is not None:
+            found[name] = match
+    return found
 
 
 def _select_bands(items: Sequence[pystac.Item], bands: Sequence[str] | None) -> dict[str, _Band]:
@@ -283,7 +341,7 @@ def _select_bands(items: Sequence[pystac.Item], bands: Sequence[str] | None) -> 
                 per_asset[key] = _bands_of(key, asset)
     candidates = [band for group in per_asset.values() for band in group]
     winners: dict[str, _Band] = {}
-    for band in sorted(candidates, key=lambda b: (b.count > 1, b.size, b.asset, b.index)):
+    for band in sorted(candidates, key=_rank):
         winners.setdefault(band.name, band)
     named = {
         (winners[band.name] is band and band.name) or band.fallback: band for band in candidates
@@ -343,7 +401,8 @@ def _output_crs(crs: Any) -> int | None:
     if crs is None:
         return None
     try:
-        return crs_key(CRS.from_user_input(crs))
+        with rasterio.Env():  # GDAL's error is the CRSError, not also a line on stderr
+            return crs_key(CRS.from_user_input(crs))
     except CRSError as err:
         raise MissingCRSError(
             f"crs={crs!r} is not a CRS PROJ knows ({err}); pass an EPSG code such as 32631, "
@@ -365,6 +424,9 @@ def _stackstac_dict(
 ) -> dict[str, Any]:
     """The item as a dict stackstac can read, with one single-band asset per band.
 
+    Each asset is keyed by its variable's key in ``chosen`` and read from the item's own
+    band of that variable (see :func:`_item_bands`).
+
     Hrefs are made absolute and carry the band to read and its nodata (see
     :func:`lazyraster._reader.source_url`); ``proj:epsg`` is the CRS key of whatever
     ``proj:*`` field the item has; ``raster:bands`` holds the band's scale and offset as
@@ -372,27 +434,33 @@ def _stackstac_dict(
     Python floats).
     """
     d = item.to_dict(include_self_link=False, transform_hrefs=False)
+    local = _item_bands(item, chosen)
     values = {  # nodata of each band: load(nodata=...), else the catalog's
         name: nodata[name]
         if name in nodata
-        else _number(_band_fields(d["assets"][band.asset])[band.index - 1]["nodata"])
-        for name, band in chosen.items()
-        if band.asset in item.assets
+        else _number(
+            _band_fields(d["assets"][band.asset])[band.index - 1]["nodata"],
+            f"item {item.id!r} asset {band.asset!r}: nodata ",
+            "; fix the catalog, or override it with load(nodata=...)",
+        )
+        for name, band in local.items()
     }
     assets = {}
-    for name, band in chosen.items():
-        if band.asset not in item.assets:
-            continue
+    for name, band in local.items():
         fields = dict(d["assets"][band.asset])
         per_band = _band_fields(fields)[band.index - 1]
         value = values[name]
         group = [
             b.index
-            for n, b in chosen.items()
+            for n, b in local.items()
             if b.asset == band.asset and json.dumps(values[n]) == json.dumps(value)
         ]
         fields["href"] = source_url(
-            item.assets[band.asset].get_absolute_href(), band=band.index, nodata=value, group=group
+            item.assets[band.asset].get_absolute_href(),
+            band=band.index,
+            nodata=value,
+            group=group,
+            listed=any(fields.get(k) for k in ("raster:bands", "eo:bands", "bands")),
         )
         fields["raster:bands"] = [
             {
@@ -403,7 +471,7 @@ def _stackstac_dict(
         key = _item_crs_key(item, band.asset)
         if key is not None:
             fields["proj:epsg"] = key
-        assets[band.key] = fields
+        assets[chosen[name].key] = fields
     d["assets"] = assets
     crs = _crs_of(d["properties"])
     if crs is not None:  # a new dict: the item's own properties must not change
@@ -548,7 +616,7 @@ def _nodata_overrides(
     if nodata is None:
         return {}
     if not isinstance(nodata, Mapping):
-        return {name: _number(nodata) for name in chosen}
+        return {name: _number(nodata, "nodata=") for name in chosen}
     out = {}
     for label, value in nodata.items():
         names = [n for n, b in chosen.items() if label in (n, b.asset)]
@@ -557,7 +625,7 @@ def _nodata_overrides(
                 f"nodata= names {label!r}, which is not a loaded band; the bands are "
                 f"{', '.join(chosen)}"
             )
-        out.update({name: _number(value) for name in names})
+        out.update({name: _number(value, f"nodata[{label!r}]=") for name in names})
     return out
 
 
@@ -568,7 +636,7 @@ def _check_complete(
     if missing == "nan":
         return
     for item in items:
-        absent = sorted({n for n, b in chosen.items() if b.asset not in item.assets})
+        absent = sorted(set(chosen) - set(_item_bands(item, chosen)))
         if absent:
             raise MissingBandError(
                 f"item {item.id!r} has no asset for band(s) {', '.join(absent)} (the other "
@@ -581,9 +649,7 @@ def _common_crs(items: Sequence[pystac.Item], chosen: Mapping[str, _Band], out: 
     """Check that the assets' CRSs allow an output grid, before stackstac guesses."""
     keys = {}
     for item in items:
-        for band in chosen.values():
-            if band.asset not in item.assets:
-                continue
+        for band in _item_bands(item, chosen).values():
             key = _item_crs_key(item, band.asset)
             if key is None and out is None:
                 raise MissingCRSError(
@@ -598,9 +664,8 @@ def _common_crs(items: Sequence[pystac.Item], chosen: Mapping[str, _Band], out: 
             f"the items are in several CRSs ({found}); pass crs= to load them onto one grid"
         )
     for item in items:
-        for band in chosen.values():
-            asset = item.assets.get(band.asset)
-            transform = None if asset is None else _transform_of(item, asset)
+        for band in _item_bands(item, chosen).values():
+            transform = _transform_of(item, item.assets[band.asset])
             if transform is not None and (transform[1] != 0 or transform[3] != 0):
                 raise ValueError(
                     f"item {item.id!r}: asset {band.asset!r} has proj:transform "
@@ -721,10 +786,12 @@ def load(
     EmptyResultError
         If no item passes the filters.
     MissingBandError
-        If a requested band is not among the items' raster assets, or an item lacks
-        one (unless ``missing="nan"``).
+        If a requested band is not among the items' raster assets, an item lacks one
+        (unless ``missing="nan"``), or the items have no data asset at all.
     MissingCRSError
         If the assets' CRS is not known (pass ``crs=``) or differs between items.
+    CatalogError
+        If a nodata value (the catalog's, or ``nodata=``) is not a number.
     ValueError
         For a bbox that is not (west, south, east, north) in degrees, a resolution that
         is not a positive number, or a grid larger than ``lazyraster.load.max-pixels``.
@@ -771,8 +838,14 @@ def load(
         )
     items = sorted(items, key=lambda item: (_item_time(item), item.id))
     chosen = _select_bands(items, bands)
+    if not chosen:
+        keys = sorted({key for item in items for key in item.assets})
+        raise MissingBandError(
+            f"the items have no data asset (GeoTIFF, COG, JPEG2000, netCDF or Zarr, by media "
+            f"type or file suffix); their assets are: {', '.join(keys) or 'none'}"
+        )
     if bands is None and missing == "error":  # by default, the bands every item has
-        every = {n: b for n, b in chosen.items() if all(b.asset in i.assets for i in items)}
+        every = {n: b for n, b in chosen.items() if all(n in _item_bands(i, chosen) for i in items)}
         if chosen and not every:
             raise MissingBandError(
                 f"the items have no data asset in common (they have {', '.join(chosen)}); "
@@ -780,12 +853,7 @@ def load(
             )
         chosen = every
     _check_complete(items, chosen, missing)
-    kinds = {
-        _asset_kind(i.assets[b.asset])
-        for i in items
-        for b in chosen.values()
-        if b.asset in i.assets
-    }
+    kinds = {asset_kind(i.assets[b.asset]) for i in items for b in _item_bands(i, chosen).values()}
     if kinds == {"array"}:
         refused = {k: v for k, v in options.items() if v is not None}
         refused.update(
@@ -867,15 +935,32 @@ def load(
     return ds.rio.write_crs(out)
 
 
-def _asset_kind(asset: pystac.Asset) -> str:
-    return "array" if (asset.media_type or "").lower() in ARRAY_MEDIA_TYPES else "raster"
+def asset_kind(asset: pystac.Asset) -> str | None:
+    """``"raster"``, ``"array"`` (netCDF, Zarr), or None for an asset ``load`` does not read.
+
+    By media type; an asset without one by the suffix of its file.
+
+    Examples
+    --------
+    >>> asset_kind(pystac.Asset("B04.tif")), asset_kind(pystac.Asset("a.nc", media_type="text/xml"))
+    ('raster', None)
+    """
+    media_type = (asset.media_type or "").lower()
+    if media_type:
+        if media_type in RASTER_MEDIA_TYPES:
+            return "raster"
+        return "array" if media_type in ARRAY_MEDIA_TYPES else None
+    path = urllib.parse.urlsplit(asset.href).path.lower().rstrip("/")
+    if path.endswith(RASTER_SUFFIXES):
+        return "raster"
+    return "array" if path.endswith(ARRAY_SUFFIXES) else None
 
 
 def _open_array_asset(asset: pystac.Asset, key: str, chunks: Mapping[str, int]) -> xr.Dataset:
     """One netCDF or Zarr asset as a lazy Dataset holding the asset's variable(s)."""
     href = asset.get_absolute_href()
     media_type = (asset.media_type or "").lower()
-    if "zarr" in media_type:
+    if "zarr" in media_type or (not media_type and href.rstrip("/").lower().endswith(".zarr")):
         ds = xr.open_zarr(href, chunks={}, decode_coords="all")
     elif "://" in href and not href.startswith("file://"):
         ds = xr.open_dataset(

@@ -600,6 +600,23 @@ class _SpecLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _yaml_reason(err: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: what it found, and where (1-based line and column).
+
+    Examples
+    --------
+    >>> try:
+    ...     yaml.safe_load("a: [1, 2")
+    ... except yaml.YAMLError as err:
+    ...     print(_yaml_reason(err))
+    expected ',' or ']', but got '<stream end>' at line 1, column 9
+    """
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def _parse_spec(text: str, origin: str) -> Any:
     """Parse spec text with :class:`_SpecLoader` (bounded, no duplicate keys)."""
     loader = _SpecLoader(text)
@@ -651,7 +668,7 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
     except UnicodeDecodeError as err:
         raise SpecError(f"{os.fspath(path)} is not UTF-8 text: {err.reason}") from None
     except yaml.YAMLError as err:
-        raise SpecError(f"{os.fspath(path)} is not valid YAML: {err}") from None
+        raise SpecError(f"{os.fspath(path)} is not valid YAML: {_yaml_reason(err)}") from None
     return Spec.from_mapping(parsed if parsed is not None else {}, origin=os.fspath(path))
 
 

@@ -322,7 +322,8 @@ def read_items(
     Parameters
     ----------
     source : str or path
-        Path or URL of the catalog, collection or item.
+        Path or URL of the catalog, collection, item or item collection file, or a
+        catalog folder (its ``catalog.json``).
     stac_io : pystac.StacIO, optional
         Default: a :class:`RetryingStacIO`.
 
@@ -333,17 +334,34 @@ def read_items(
     """
     stac_io = stac_io or RetryingStacIO()
     href = os.fspath(source)
-    root = pystac.read_file(href, stac_io=stac_io)
+    if os.path.isdir(href):  # a catalog folder, as `lazyraster catalog` commands take
+        href = os.path.join(href, "catalog.json")
+        if not os.path.isfile(href):
+            raise CatalogError(
+                f"{source} is a folder with no catalog.json: give a catalog folder or the "
+                "path of a catalog, collection or item JSON file"
+            )
+    doc = stac_io.read_json(href)
+    if doc.get("type") == "FeatureCollection":  # pystac.read_file refuses these
+        for item in pystac.ItemCollection.from_dict(doc, preserve_dict=False):
+            if item.get_self_href() is None:  # relative asset hrefs: from the file
+                item.set_self_href(_absolute(href))
+            yield item
+        return
+    root = stac_io.stac_object_from_dict(doc, href=href, preserve_dict=False)
     if isinstance(root, pystac.Item):
         yield root
     elif isinstance(root, pystac.Catalog):
         root._stac_io = stac_io  # as Catalog.from_file does: children are read with it
         key = _key(root.get_self_href() or href)
         yield from _walk(root, root, [key], {key})
-    elif isinstance(root, pystac.ItemCollection):
-        yield from root
-    else:  # pragma: no cover - pystac.read_file returns one of the above
+    else:  # pragma: no cover - pystac makes one of the above
         raise TypeError(f"{source!s} is a {type(root).__name__}, not a catalog or item")
+
+
+def _absolute(href: str) -> str:
+    """``href`` as an absolute path or URL."""
+    return href if "://" in href else os.path.abspath(href)
 
 
 def _is_api(source: str) -> bool:

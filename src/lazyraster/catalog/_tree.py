@@ -113,15 +113,28 @@ def read_tree(catalog: str | os.PathLike[str], problems: list[str] | None = None
 
 
 def read_catalog(catalog: str | os.PathLike[str]) -> pystac.Catalog:
-    """The root catalog as a :class:`pystac.Catalog` read with :class:`~._stac.CatalogIO`.
+    """The root catalog or collection, read with :class:`~._stac.CatalogIO`.
 
-    Raises :class:`CatalogError` when the file is missing or not a STAC catalog.
+    Raises :class:`CatalogError` when the file is missing, unreadable, or a STAC Item or
+    ItemCollection rather than a catalog.
     """
     path = root_file(catalog)
     try:
-        root = pystac.Catalog.from_file(str(path), stac_io=_stac.CatalogIO())
+        root = pystac.read_file(str(path), stac_io=_stac.CatalogIO())
+    except pystac.STACTypeError:
+        kind = _load(path).get("type")
+        raise CatalogError(
+            f"{path} is {f'a {kind}' if kind else 'JSON without a STAC type'}, not a catalog "
+            "or collection; give the catalog that holds its items (or build one with "
+            "`lazyraster catalog build`)"
+        ) from None
     except (OSError, ValueError, pystac.STACError) as exc:
         raise CatalogError(f"{path} is not a readable STAC catalog ({exc})") from None
+    if not isinstance(root, pystac.Catalog):
+        raise CatalogError(
+            f"{path} is a STAC {type(root).__name__}, not a catalog or collection; give the "
+            "catalog that links to it"
+        )
     return root
 
 

@@ -265,7 +265,7 @@ def _scan(
                     sub = here / name
                     if name.startswith(".") or os.path.normpath(sub) in excluded:
                         continue
-                    if name.upper().endswith(".SAFE"):
+                    if sentinel2.is_safe(sub):
                         safes.append(sub)
                     else:
                         keep.append(name)

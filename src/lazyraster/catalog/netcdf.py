@@ -90,7 +90,8 @@ def parse_crs(value: str | rasterio.crs.CRS | None) -> rasterio.crs.CRS | None:
     if value is None or isinstance(value, rasterio.crs.CRS):
         return value
     try:
-        return rasterio.crs.CRS.from_user_input(value)
+        with rasterio.Env():  # GDAL's errors go to rasterio, not printed on stderr
+            return rasterio.crs.CRS.from_user_input(value)
     except (rasterio.errors.CRSError, ValueError):
         raise ValueError(
             f"CRS {value!r} is not understood: give it as EPSG:XXXX, WKT or PROJ text"

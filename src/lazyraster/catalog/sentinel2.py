@@ -85,14 +85,24 @@ _ATTRIBUTE_FIELDS = {
 }
 
 
+#: Product metadata files: a folder holding one is a product, whatever its name.
+_PRODUCT_FILES = ("MTD_MSIL2A.xml", "MTD_MSIL1C.xml")
+
+
 def is_safe(path: Path) -> bool:
-    """True for a directory named ``*.SAFE`` (a Sentinel-2 product folder)."""
-    return path.suffix.upper() == ".SAFE" and path.is_dir()
+    """True for a Sentinel-2 product folder: named ``*.SAFE``, or holding its metadata.
+
+    Unpacked products whose ``.SAFE`` was dropped from the name are products too (their
+    band files are not loose JPEG2000s).
+    """
+    if not path.is_dir():
+        return False
+    return path.suffix.upper() == ".SAFE" or any((path / n).is_file() for n in _PRODUCT_FILES)
 
 
 def safe_id(path: Path) -> str:
     """Item id of a product: its folder name without ``.SAFE``."""
-    return path.name[: -len(".SAFE")]
+    return path.name[: -len(".SAFE")] if path.suffix.upper() == ".SAFE" else path.name
 
 
 def band_files(path: Path) -> dict[str, Path]:

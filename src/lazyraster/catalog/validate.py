@@ -36,7 +36,7 @@ from pystac import STACObjectType
 from pystac.serialization.identify import STACVersionID
 from pystac.validation.schema_uri_map import OldExtensionSchemaUriMap
 
-from lazyraster.catalog import _tree
+from lazyraster.catalog import _stac, _tree
 from lazyraster.errors import CatalogError
 
 __all__ = ["ValidationReport", "validate_catalog", "validate_document"]
@@ -313,9 +313,10 @@ def validate_document(doc: dict[str, Any], *, name: str = "document") -> Validat
 
 
 def _local_path(href: str) -> str | None:
+    """The path a local href stands for (percent-decoded, as the builder encodes it)."""
     if href.startswith("file://"):
         return urllib.request.url2pathname(urllib.parse.urlsplit(href).path)
-    return None if "://" in href else urllib.parse.unquote(href)  # a relative URI reference
+    return None if "://" in href else _stac.decode_href(href)
 
 
 def _resolve(href: str, base: Path) -> str:
