@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pystac
 import pytest
 import rasterio
 import xarray as xr
@@ -326,6 +327,28 @@ def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert "1 item(s)" in result.stdout and "focal_mean(variable='ndvi'" in result.stdout
     assert "cluster: local" in result.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_a_grid_one_pixel_wide_keeps_its_resolution_in_the_plan_and_the_geotiff(tmp_path):
+    # 0.5 degree pixels over the 0.1 degree sample scene: one pixel, whose resolution
+    # rioxarray cannot infer from the coordinates alone
+    target = {"path": str(tmp_path / "ndvi.tif"), "variables": ["ndvi"]}
+    spec = _spec(tmp_path, load={"crs": 4326, "resolution": 0.5}, steps=["ndvi"])
+    spec["output"] = {"geotiff": target}
+    item = next(pystac.Catalog.from_file(str(SAMPLE)).get_items(recursive=True))
+    west, south, east, north = item.bbox
+    spec_file = _write_spec(tmp_path / "s.yaml", spec)
+    result = CliRunner().invoke(main, ["run", str(spec_file), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "1 x 1 pixels of 0.5 x 0.5" in result.stdout
+
+    run_pipeline(spec)
+    with rasterio.open(target["path"]) as src:
+        assert src.shape == (1, 1) and src.crs.to_epsg() == 4326
+        assert (src.transform.a, src.transform.e) == (0.5, -0.5)
+        left, bottom, right, top = src.bounds
+    assert left <= west and east <= right and bottom <= south and north <= top
+    assert left % 0.5 == 0 and top % 0.5 == 0
 
 
 def test_cli_cluster_option_overrides_the_spec(tmp_path):

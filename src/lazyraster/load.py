@@ -932,7 +932,8 @@ def load(
             ds[name].attrs["stac_band"] = band.index
     if groupby == "solar_day":
         ds = _mosaic_solar_days(ds, items)
-    return ds.rio.write_crs(out)
+    # the transform as rioxarray records it, so a grid one pixel wide keeps its resolution
+    return ds.rio.write_crs(out).rio.write_transform(data.attrs["transform"])
 
 
 def asset_kind(asset: pystac.Asset) -> str | None:
