@@ -130,7 +130,8 @@ class FileLock:
             if same:
                 self._fd = fd
                 os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                with contextlib.suppress(OSError):  # a full disk: the lock holds, unnamed
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
                 return True
             os.close(fd)
 
