@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,25 @@ def require_service(available: bool, name: str, how: str) -> None:
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted on ``folder`` with mount ``options`` (root only; CI runs as root)."""
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "lazyraster-test", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    require_service(
+        mounted.returncode == 0, f"a tmpfs ({mounted.stderr.strip()})", "run the tests as root"
+    )
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
 
 
 @pytest.fixture(params=["numpy", "dask"])

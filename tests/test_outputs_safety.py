@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
+from tests.conftest import tmpfs
 
 import lazyraster
 from lazyraster import OutputExistsError, write_geotiff, write_zarr
@@ -302,17 +303,8 @@ def test_sweep_removes_only_unheld_temporaries_of_that_output(tmp_path):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a 2 MiB tmpfs here ({done.stderr.strip()})")
-    yield mount
-    subprocess.run(["umount", "--lazy", str(mount)], check=True)
+    with tmpfs(tmp_path / "small", "size=2m") as mount:
+        yield mount
 
 
 @pytest.mark.parametrize("kind", ["zarr", "cog"])

@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import signal
-import subprocess
 from pathlib import Path
 
 import dask
@@ -26,6 +25,7 @@ import rasterio
 import xarray as xr
 import yaml
 from click.testing import CliRunner
+from tests.conftest import tmpfs
 from tests.services import free_port
 
 from lazyraster import build_catalog, pipeline
@@ -296,19 +296,8 @@ def test_an_unreachable_scheduler_is_one_line_naming_it(scenes, tmp_path):
 @pytest.fixture
 def read_only(tmp_path):
     """A read-only tmpfs mounted on a folder of ``tmp_path`` (root only)."""
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "lazyraster-ro", str(folder)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_a_read_only_output_folder_stops_the_run_before_computing(scenes, tmp_path, read_only):
