@@ -94,8 +94,8 @@ def main(src_dir: str) -> None:
     transform = full * Affine.translation(COLS.start, ROWS.start)
     ny, nx = ROWS.stop - ROWS.start, COLS.stop - COLS.start
 
-    if OUT.exists():
-        shutil.rmtree(OUT)
+    if (OUT / COLLECTION).exists():  # what this script made; the bundled spec stays
+        shutil.rmtree(OUT / COLLECTION)
     (OUT / COLLECTION / ITEM).mkdir(parents=True)
 
     bounds = (
