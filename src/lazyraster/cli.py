@@ -141,6 +141,28 @@ def run(
         log.setLevel(level)
 
 
+# ---------------------------------------------------------------- lazyraster warmup
+
+
+@main.command()
+@click.option(
+    "--dtype",
+    "dtypes",
+    multiple=True,
+    help="Input dtype to prepare (repeatable; default float32 float64 uint16 int16 uint8).",
+)
+def warmup(dtypes: tuple[str, ...]) -> None:
+    """Compile or load every numba kernel once, so later processes only load them.
+
+    Run it once where the workers will find the cache (NUMBA_CACHE_DIR on a shared
+    file system, on a node like the compute nodes), before submitting the jobs.
+    """
+    from lazyraster._kernels import DTYPES
+    from lazyraster._kernels import warmup as run_warmup
+
+    click.echo(run_warmup(dtypes or DTYPES).summary())
+
+
 # ---------------------------------------------------------------- lazyraster catalog
 
 #: Exit status of ``catalog build`` when the catalog was written but sources were skipped.
