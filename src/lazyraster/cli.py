@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import importlib
 import json
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -113,6 +112,8 @@ def run(
     spec_path: Path, overwrite: bool, dry_run: bool, kind: str | None, progress_interval: float
 ) -> None:
     """Run the pipeline described in SPEC.yaml (see docs/pipeline.md): load, analyse, write."""
+    import logging
+
     from lazyraster.errors import LazyrasterError
     from lazyraster.pipeline import plan_pipeline, run_pipeline
 
