@@ -56,7 +56,7 @@ def test_accessor_works_after_importing_only_the_package() -> None:
     for order in (
         "import lazyraster\nimport xarray as xr",
         "import xarray as xr\nimport lazyraster",
-    ):  # noqa: E501
+    ):
         out = fresh(
             f"{order}\nimport numpy as np\n"
             "ds = xr.Dataset({'red': ('x', np.array([1.0, 1.0])), 'nir': ('x', [3.0, 1.0])})\n"
@@ -75,6 +75,12 @@ def test_rio_accessor_works_after_importing_only_the_package() -> None:
         "print(xr.DataArray.rio.__module__.split('.')[0])"
     )
     assert out.split() == ["False", "4326", "None", "rioxarray"]
+    # rioxarray imported by the loader (or the user) replaces the placeholder silently
+    out = fresh(
+        "import warnings\nwarnings.simplefilter('error')\nimport lazyraster, xarray as xr\n"
+        "import rioxarray\nprint(xr.Dataset.rio.__module__.split('.')[0])"
+    )
+    assert out.split() == ["rioxarray"]
 
 
 def test_defaults_reach_dask_config_whenever_it_is_imported() -> None:

@@ -81,8 +81,9 @@ class GeoDataArrayAccessor(_GeoAccessor):
 class _Rio:
     """Placeholder for rioxarray's ``.rio``: imports rioxarray on first use.
 
-    Importing rioxarray registers its accessor in place of this one (the placeholder
-    steps aside first, so xarray does not warn about an overridden attribute).
+    Importing rioxarray registers its accessor in place of this one. The placeholder
+    steps aside first: on first use here, or when rioxarray's own registration asks
+    ``hasattr(cls, "rio")`` (it then finds nothing, so xarray warns of no override).
     """
 
     def __get__(self, obj: xr.Dataset | xr.DataArray | None, owner: type) -> Any:
