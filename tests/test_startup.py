@@ -234,3 +234,15 @@ def _nobody_ids() -> tuple[int, int]:
 
     entry = pwd.getpwnam("nobody")
     return entry.pw_uid, entry.pw_gid
+
+
+def test_warmup_fills_the_cache_once_and_says_where(tmp_path: Path) -> None:
+    """``lazyraster warmup`` compiles into NUMBA_CACHE_DIR; run again, it compiles nothing."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "shared")}
+    code = "from lazyraster.cli import main\nmain(['warmup', '--dtype', 'uint16'])"
+    first = fresh(code, env)
+    assert " 0 compiled" not in first
+    assert f"cache: {tmp_path / 'shared'}" in first
+    second = fresh(code, env)
+    assert "signatures loaded from the cache, 0 compiled and cached" in second
+    assert list((tmp_path / "shared").rglob("*.nbi"))
