@@ -6,7 +6,9 @@ Usage::
     python benchmarks/run.py ndvi --size 2048 --repeat 3
     python benchmarks/run.py --list
 
-Each benchmark lives in ``benchmarks/bench_<name>.py`` (see ``harness.py``).
+Each benchmark lives in ``benchmarks/bench_<name>.py`` (see ``harness.py``). One that
+measures whole processes instead of in-process cases (``bench_startup``) defines
+``report(repeat) -> str`` in place of ``setup``; its table is printed as it is.
 """
 
 from __future__ import annotations
@@ -41,10 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.name not in available():
         parser.error(f"no benchmark {args.name!r}; choose one of: {', '.join(available())}")
     module = importlib.import_module(f"bench_{args.name}")
+    cores = len(os.sched_getaffinity(0))
+    if hasattr(module, "report"):
+        print(f"## {args.name}: {module.__doc__.strip().splitlines()[0]}")
+        python = platform.python_version()
+        print(f"{args.repeat} fresh processes per figure, {cores} cores, Python {python}")
+        print()
+        print(module.report(args.repeat))
+        return 0
     size = args.size or module.DEFAULT_SIZE
     cases = module.setup(size)
     harness.run(cases, repeat=args.repeat)
-    cores = len(os.sched_getaffinity(0))
     print(f"## {args.name}: {module.__doc__.strip().splitlines()[0]}")
     print(f"size {size}, {args.repeat} rounds, {cores} cores, Python {platform.python_version()}")
     print()

@@ -422,7 +422,15 @@ def _run(
                     d[i] = nan if (x != x or y != y) else max(x, y)
 
 
-_TUPLE_STEP = 8  # inputs are padded to a multiple of this, to bound numba specialisations
+#: Inputs and outputs are padded to a multiple of this many arrays: tuples of one length
+#: are one numba type, compiled once and loaded from the cache after (a typed List of the
+#: outputs would compile numba's list helpers again in every process).
+_TUPLE_STEP = 8
+
+
+def _padded(n: int) -> int:
+    """``n`` rounded up to a multiple of :data:`_TUPLE_STEP` (at least one step)."""
+    return max(_TUPLE_STEP, -(-n // _TUPLE_STEP) * _TUPLE_STEP)
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -483,7 +491,7 @@ def execute(
         np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=dtype), shape)).reshape(-1)
         for a in arrays
     ]
-    width = max(_TUPLE_STEP, -(-n_in // _TUPLE_STEP) * _TUPLE_STEP)
+    width = _padded(n_in)
     flat += [np.empty(0, dtype=dtype)] * (width - n_in)
     flat = [_readonly(a) for a in flat]  # one array type for numba, whatever the source
 
@@ -498,9 +506,8 @@ def execute(
     size = math.prod(shape)
     outs = [np.empty(shape, dtype=np.float32) for _ in range(program.n_outputs)]
     if size:
-        flat_outs = numba.typed.List.empty_list(numba.float32[::1])
-        for o in outs:
-            flat_outs.append(o.reshape(-1))
+        flat_outs = [o.reshape(-1) for o in outs]
+        flat_outs += [np.empty(0, dtype=np.float32)] * (_padded(len(outs)) - len(outs))
         _run(
             tuple(flat),
             per_input(scale, 1.0),
@@ -509,7 +516,7 @@ def execute(
             program.code,
             program.constants.astype(np.float32),
             program.n_registers,
-            flat_outs,
+            tuple(flat_outs),
             size,
             strip,
         )

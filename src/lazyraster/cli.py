@@ -1,23 +1,24 @@
 """The ``lazyraster`` command line.
 
 Each command parses its arguments and delegates to a library function that is tested
-on its own.
+on its own. The library is imported inside the commands: ``--help`` and ``--version``
+load click and this module only.
 """
 
 from __future__ import annotations
 
 import errno
+import importlib
 import json
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from lazyraster import __version__
-from lazyraster import catalog as catalog_lib
-from lazyraster.errors import LazyrasterError, redact
+if TYPE_CHECKING:
+    from lazyraster.errors import LazyrasterError
 
 #: What to do about an I/O error, by errno.
 _FIXES = {
@@ -38,6 +39,8 @@ def _failure(exc: LazyrasterError | OSError) -> click.ClickException:
 
     Other exceptions are bugs and keep their traceback. Credentials in URLs are masked.
     """
+    from lazyraster.errors import LazyrasterError, redact
+
     if isinstance(exc, LazyrasterError):
         return click.ClickException(redact(str(exc)))
     text = exc.strerror or str(exc) or type(exc).__name__
@@ -46,8 +49,19 @@ def _failure(exc: LazyrasterError | OSError) -> click.ClickException:
     return click.ClickException(redact(f"{where}{text}" + (f"; {fix}" if fix else "")))
 
 
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from lazyraster import __version__
+
+        click.echo(f"lazyraster, version {__version__}")
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="lazyraster")
+@click.option(
+    "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+    help="Show the version and exit.",
+)  # fmt: skip
 def main() -> None:
     """Lazy raster analysis: STAC catalogs to xarray, indices, focal statistics, spring index."""
 
@@ -73,6 +87,7 @@ def main() -> None:
 def demo(catalog: str, out: str, overwrite: bool, collections: tuple[str, ...]) -> None:
     """Load a catalog, compute NDVI and its focal mean, write Zarr, a COG and a PNG."""
     from lazyraster.demo import run_demo
+    from lazyraster.errors import LazyrasterError
 
     try:
         result = run_demo(catalog, out, overwrite=overwrite, collections=list(collections) or None)
@@ -97,6 +112,9 @@ def run(
     spec_path: Path, overwrite: bool, dry_run: bool, kind: str | None, progress_interval: float
 ) -> None:
     """Run the pipeline described in SPEC.yaml (see docs/pipeline.md): load, analyse, write."""
+    import logging
+
+    from lazyraster.errors import LazyrasterError
     from lazyraster.pipeline import plan_pipeline, run_pipeline
 
     handler = logging.StreamHandler(sys.stderr)
@@ -122,6 +140,28 @@ def run(
     finally:
         log.removeHandler(handler)
         log.setLevel(level)
+
+
+# ---------------------------------------------------------------- lazyraster warmup
+
+
+@main.command()
+@click.option(
+    "--dtype",
+    "dtypes",
+    multiple=True,
+    help="Input dtype to prepare (repeatable; default float32 float64 uint16 int16 uint8).",
+)
+def warmup(dtypes: tuple[str, ...]) -> None:
+    """Compile or load every numba kernel once, so later processes only load them.
+
+    Run it once where the workers will find the cache (NUMBA_CACHE_DIR on a shared
+    file system, on a node like the compute nodes), before submitting the jobs.
+    """
+    from lazyraster._kernels import DTYPES
+    from lazyraster._kernels import warmup as run_warmup
+
+    click.echo(run_warmup(dtypes or DTYPES).summary())
 
 
 # ---------------------------------------------------------------- lazyraster catalog
@@ -157,11 +197,14 @@ def _keys(ctx: click.Context, param: click.Parameter, value: str | None) -> list
     return keys
 
 
-def _check(check: Callable[[str], object], example: str) -> Callable[..., str | None]:
+def _check(check: str, example: str) -> Callable[..., str | None]:
+    """A click callback calling ``lazyraster.catalog.<check>`` (``module.function``) on values."""
+
     def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
         if value is not None:
+            module, _, name = check.rpartition(".")
             try:
-                check(value)
+                getattr(importlib.import_module(f"lazyraster.catalog.{module}"), name)(value)
             except ValueError as exc:
                 raise click.BadParameter(f"{exc} (example: {example})") from None
         return value
@@ -183,24 +226,24 @@ def catalog() -> None:
 @click.option("--collection", help="Put the items in a Collection of this id.")
 @click.option(
     "--layout",
-    callback=_check(catalog_lib.build._layout_names, "'${year}/${tile}'"),
+    callback=_check("build._layout_names", "'${year}/${tile}'"),
     help="Sub-catalogs, e.g. '${year}/${tile}' or '${region}'.",
 )
 @click.option(
     "--pattern",
-    callback=_check(catalog_lib.build.compile_pattern, "'{date}_{band}.tif'"),
+    callback=_check("build.compile_pattern", "'{date}_{band}.tif'"),
     help="File-name pattern grouping files into items, e.g. '{date}_{band}.tif'.",
 )
 @click.option(
     "--datetime",
     "when",
-    callback=_check(catalog_lib._stac.parse_datetime, "2023-04-30T10:46:21Z"),
+    callback=_check("_stac.parse_datetime", "2023-04-30T10:46:21Z"),
     help="Datetime of items that get none from their files.",
 )
 @click.option("--bands", callback=_keys, help="Band names of the GeoTIFFs, e.g. red,nir.")
 @click.option(
     "--crs",
-    callback=_check(catalog_lib.netcdf.parse_crs, "EPSG:3035"),
+    callback=_check("netcdf.parse_crs", "EPSG:3035"),
     help="CRS of netCDF files without a CF grid mapping, e.g. EPSG:3035.",
 )
 @click.option("--checksum", is_flag=True, help="Write file:checksum (reads every byte).")
@@ -226,6 +269,9 @@ def catalog_build(
     One build per output folder runs at a time: a second one waits for the first
     (saying so on stderr) and then updates its catalog, or with --no-wait fails.
     """
+    from lazyraster import catalog as catalog_lib
+    from lazyraster.errors import LazyrasterError
+
     try:
         report = catalog_lib.build_catalog(
             sources,
@@ -256,6 +302,9 @@ def catalog_build(
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def catalog_describe(catalog_path: Path, as_json: bool) -> None:
     """Show CATALOG's tree, item counts, time span, bbox and assets per collection."""
+    from lazyraster import catalog as catalog_lib
+    from lazyraster.errors import LazyrasterError
+
     try:
         summary = catalog_lib.describe_catalog(catalog_path)
     except LazyrasterError as exc:
@@ -275,6 +324,9 @@ def catalog_validate(catalog_path: Path, no_hrefs: bool, checksum: bool) -> None
     Schemas are the bundled copies of the STAC core and extension schemas; a schema not
     bundled, or a STAC version before 1.0.0-rc.1, is listed as not checked.
     """
+    from lazyraster import catalog as catalog_lib
+    from lazyraster.errors import LazyrasterError
+
     try:
         report = catalog_lib.validate_catalog(
             catalog_path, check_hrefs=not no_hrefs, checksum=checksum
@@ -321,6 +373,9 @@ def catalog_localize(
 
     Local hrefs must lie under the catalog's folder or an --allow-root folder.
     """
+    from lazyraster import catalog as catalog_lib
+    from lazyraster.errors import LazyrasterError
+
     try:
         report = catalog_lib.localize_catalog(
             catalog_path,

@@ -1,9 +1,11 @@
 """Package configuration, layered the dask way.
 
 Defaults ship in ``lazyraster.yaml`` beside this module and are merged into
-``dask.config`` under ``lazyraster`` when the package is imported; nothing is written
-to the user's home. A dask config file, ``DASK_LAZYRASTER__...`` environment variables
-and ``dask.config.set`` override them.
+``dask.config`` under ``lazyraster`` as soon as both the package and ``dask.config``
+are imported (whichever comes first; see ``lazyraster/__init__.py``); nothing is
+written to the user's home. This module imports dask only inside its functions, so
+that merge can run while dask itself is being imported. A dask config file,
+``DASK_LAZYRASTER__...`` environment variables and ``dask.config.set`` override them.
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import dask.config
-import yaml
 
 __all__ = ["gdal_options", "load_defaults"]
 
@@ -28,6 +27,9 @@ def load_defaults() -> None:
     copies jobqueue.yaml into the user's home): then ``jobqueue.slurm.*`` keys exist
     before a ``dask.config.set`` block that would otherwise remove them again.
     """
+    import dask.config
+    import yaml
+
     with open(_DEFAULTS) as f:
         dask.config.update_defaults(yaml.safe_load(f))
     spec = importlib.util.find_spec("dask_jobqueue")
@@ -48,6 +50,8 @@ def gdal_options(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     >>> gdal_options()["GDAL_DISABLE_READDIR_ON_OPEN"]
     'EMPTY_DIR'
     """
+    import dask.config
+
     options = dict(dask.config.get("lazyraster.gdal", default={}))
     options.update(overrides or {})
     return options
