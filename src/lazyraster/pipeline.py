@@ -107,6 +107,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dask
+import dask.array
 import fsspec
 import pystac
 import shapely.errors
@@ -117,6 +118,7 @@ from dask.callbacks import Callback
 
 from lazyraster import _readable, focal, indices, masking, phenology
 from lazyraster.cluster import cluster as _cluster
+from lazyraster.cluster import default_workers
 from lazyraster.errors import (
     EmptyResultError,
     LazyrasterError,
@@ -1031,6 +1033,26 @@ def _started(options: dict[str, Any]) -> Iterator[Any]:
         yield client
 
 
+def _sized_to_job(options: dict[str, Any], kind: str, ds: xr.Dataset) -> dict[str, Any]:
+    """No more worker processes than the job has chunks, when ``workers`` is not set.
+
+    Each worker process of ``processes`` and ``local`` costs a Python start and the
+    imports of the analysis before its first task; a worker without a chunk to compute
+    would only pay that. The widest step of a run is as wide as the variable with the
+    most chunks (the loaded bands, as a rule), so that is how many workers can be busy.
+    """
+    if kind not in ("processes", "local") or options.get("workers") is not None:
+        return options
+    chunks = max(
+        (v.data.npartitions for v in ds.data_vars.values() if isinstance(v.data, dask.array.Array)),
+        default=1,
+    )
+    if chunks >= default_workers(kind):
+        return options
+    logger.info("%s chunk(s) to compute: starting %d worker process(es)", chunks, chunks)
+    return {**options, "workers": chunks}
+
+
 def _geotiff_frame(ds: xr.Dataset) -> tuple[xr.Dataset, str | None]:
     if "time" in ds.dims and ds.sizes["time"] == 1:
         return ds.isel(time=0, drop=True), None
@@ -1096,6 +1118,7 @@ def run_pipeline(
     }
     outputs: dict[str, list[str]] = {}
     kind = cluster_options.get("kind") or dask.config.get("lazyraster.cluster.kind")
+    cluster_options = _sized_to_job(cluster_options, kind, ds)
     logger.info("%s: computing on %s", spec.origin, kind)
     with _started(cluster_options) as client:
         with _timed(timings, "persist"):

@@ -61,6 +61,9 @@ from typing import Any, Literal
 
 import dask
 import dask.array as dsa
+import dask.base
+import dask.core
+import dask.multiprocessing
 import fsspec
 import numpy as np
 import rasterio
@@ -69,6 +72,7 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 from affine import Affine
 from dask.delayed import Delayed
+from dask.highlevelgraph import MaterializedLayer
 from fsspec.implementations.local import LocalFileSystem
 
 from lazyraster import _atomic, _overview, _tiff
@@ -142,6 +146,35 @@ def _with_transform(obj: xr.Dataset) -> xr.Dataset:
     except Exception:  # no spatial dims, or coordinates not regular: write as they are
         return obj
     return obj.rio.write_transform(transform)
+
+
+def _in_memory(obj: xr.Dataset | xr.DataArray) -> bool:
+    """True if every chunk of ``obj`` is computed already (persisted, or numpy-backed)."""
+    variables = obj.variables if isinstance(obj, xr.Dataset) else {None: obj.variable, **obj.coords}
+    for var in variables.values():
+        if not isinstance(var.data, dsa.Array):
+            continue
+        layers = var.data.__dask_graph__().layers.values()
+        if not all(isinstance(layer, MaterializedLayer) for layer in layers):
+            return False
+        if any(dask.core.istask(value) for layer in layers for value in layer.values()):
+            return False
+    return True
+
+
+def _compute(result: Delayed, in_memory: bool) -> Any:
+    """Compute a writer's graph; data in memory here are written from here, on threads.
+
+    Under dask's ``processes`` scheduler every task's inputs are pickled to a worker
+    process. Data that are in this process's memory already (persisted there: that
+    scheduler brings results back) would so be copied chunk by chunk to other
+    processes only to be compressed and written, which is GIL-free work that threads
+    here do as well. On a distributed cluster persisted chunks live on the workers,
+    and the writing tasks run there, next to them.
+    """
+    if in_memory and dask.base.get_scheduler() is dask.multiprocessing.get:
+        return result.compute(scheduler="threads")
+    return result.compute()
 
 
 # --------------------------------------------------------------------------------------
@@ -582,6 +615,7 @@ def write_zarr(
 
         # xarray reads a group through the root's consolidated metadata: keep it current
         consolidate_root = root if group and consolidated is not False else None
+        in_memory = _in_memory(ds)
         ds = _align_chunks(_clean_for_zarr(ds), chunks)
         tmp_url = tmp if local else fs.unstrip_protocol(tmp)
         to_zarr_options = {
@@ -600,7 +634,7 @@ def write_zarr(
             finish = dask.delayed(_finish_zarr, pure=False)(writes, *finish_args)
             if not compute:
                 return finish  # the temporary stays locked by this process until it commits
-            return finish.compute()
+            return _compute(finish, in_memory)
         except BaseException as exc:
             _discard(fs, tmp)
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
@@ -1236,6 +1270,7 @@ def write_geotiff(
         raise MissingCRSError(
             "the data has no CRS; set one with obj.rio.write_crs('EPSG:...') before writing"
         )
+    in_memory = _in_memory(obj)
     da = _as_bands(obj, per, nodata)
     if np.dtype(da.dtype).name not in _GDAL_DTYPES:
         raise TypeError(f"GeoTIFF cannot hold {da.dtype}; cast with .astype('float32') first")
@@ -1302,7 +1337,7 @@ def write_geotiff(
     if not compute:
         return result
     try:
-        return result.compute()
+        return _compute(result, in_memory)
     except BaseException as exc:
         for _, tmpdir in graphs:
             _discard_local(tmpdir)
