@@ -75,6 +75,7 @@ from typing import Any
 
 import dask
 import dask.config
+import dask.multiprocessing
 from dask.utils import format_bytes, parse_bytes
 
 from lazyraster.errors import ClusterConfigError, ClusterStartError
@@ -753,6 +754,12 @@ def _start_worker() -> None:
     """Nothing: submitted once per worker to start the pool's processes together."""
 
 
+def _pool_get(pool: _ProcessPool, dsk: Any, keys: Any, **kwargs: Any) -> Any:
+    # the pool's processes ran the initializer: dask need not warn that it cannot
+    with dask.config.set({"multiprocessing.initializer": None}):
+        return dask.multiprocessing.get(dsk, keys, pool=pool, **kwargs)
+
+
 class _ProcessPool(concurrent.futures.Executor):
     """One process pool for a ``cluster("processes")`` block, shared by its computations.
 
@@ -763,6 +770,10 @@ class _ProcessPool(concurrent.futures.Executor):
 
     A pool whose worker died is broken for good (``BrokenProcessPool``); the next
     computation then gets a new one, as it would from dask.
+
+    The block's scheduler is :attr:`get`, dask's ``processes`` scheduler bound to this
+    pool, rather than dask config ``pool=``, which dask's threaded scheduler would use
+    too: a ``compute(scheduler="threads")`` inside the block still runs on threads.
     """
 
     def __init__(self, workers: int) -> None:
@@ -771,6 +782,8 @@ class _ProcessPool(concurrent.futures.Executor):
             # as dask does for its own pools: the workers must hash alike (dask.bag)
             os.environ["PYTHONHASHSEED"] = "6640"
         self._pool = self._new()
+        #: dask's ``processes`` scheduler on this pool (``__wrapped__`` says which)
+        self.get = functools.wraps(dask.multiprocessing.get)(functools.partial(_pool_get, self))
         for _ in range(workers):
             self._pool.submit(_start_worker)
 
@@ -808,7 +821,7 @@ def _local_scheduler(kind: str, workers: int | None, options: dict[str, Any]) ->
         return
     pool = _ProcessPool(n)
     try:
-        with dask.config.set(scheduler=kind, num_workers=n, pool=pool):
+        with dask.config.set(scheduler=pool.get, num_workers=n):
             yield None
     finally:
         pool.shutdown(cancel_futures=True)

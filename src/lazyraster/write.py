@@ -172,7 +172,8 @@ def _compute(result: Delayed, in_memory: bool) -> Any:
     here do as well. On a distributed cluster persisted chunks live on the workers,
     and the writing tasks run there, next to them.
     """
-    if in_memory and dask.base.get_scheduler() is dask.multiprocessing.get:
+    get = dask.base.get_scheduler()
+    if in_memory and dask.multiprocessing.get in (get, getattr(get, "__wrapped__", None)):
         return result.compute(scheduler="threads")
     return result.compute()
 
