@@ -13,6 +13,10 @@ harness's warm-up round fills it).
   ``with lazyraster.cluster(kind)`` (the NDVI and focal mean of the three scenes), timed
   inside the process around the write only; ``threads`` is each pair's baseline.
 
+With ``LAZYRASTER_BENCH_BEFORE=<src folder of another version>`` every row is run a
+second time with that version first on ``PYTHONPATH``, interleaved with the others, for
+before/after figures in one run.
+
 The table gives the median and best of the wall times, the ratio of the median to the
 row group's ``threads`` median (lower is better; the issue's targets are 2x for runs
 and 1.5x for writes), and the peak resident set of the largest process of the run
@@ -67,19 +71,26 @@ class _Fresh:
     """Run a command in a fresh process; keep its wall time (or the time it prints)."""
 
     def __init__(
-        self, group: str, args: Sequence[str], *, cwd: Path, reports_time: bool = False
+        self,
+        group: str,
+        args: Sequence[str],
+        *,
+        cwd: Path,
+        reports_time: bool = False,
+        src: str | None = None,
     ) -> None:
         self.group = group
         self.args = list(args)
         self.cwd = cwd
         self.reports_time = reports_time
+        self.env = None if src is None else {**os.environ, "PYTHONPATH": src}
         self.seconds: list[float] = []
         self.peaks: list[int] = []
 
     def __call__(self) -> None:
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             start = time.perf_counter()
-            proc = subprocess.Popen(self.args, cwd=self.cwd, stdout=out, stderr=err)
+            proc = subprocess.Popen(self.args, cwd=self.cwd, env=self.env, stdout=out, stderr=err)
             _, status, usage = os.wait4(proc.pid, 0)  # usage: this process and its children
             elapsed = time.perf_counter() - start
             proc.returncode = os.waitstatus_to_exitcode(status)
@@ -115,17 +126,23 @@ def setup(size: int) -> list[Case]:
     scenes = _scenes_spec(size, work)
     writer = work / "write.py"
     writer.write_text(_WRITE)
+    versions = [("", None)]
+    before = os.environ.get("LAZYRASTER_BENCH_BEFORE")
+    if before:
+        versions.append((" (before)", before))
     cases = []
-    for group, spec in (("sample", "catalogs/sample/ndvi.yaml"), ("scenes", str(scenes))):
-        for kind in KINDS:
-            run = [*_cli(), "run", spec, "--overwrite", "--cluster", kind]
-            cases.append(Case(f"{group}: run --cluster {kind}", _Fresh(group, run, cwd=work)))
-    for fmt in ("zarr", "geotiff"):
-        for kind in ("threads", "processes"):
-            out = str(work / f"written-{kind}.{'zarr' if fmt == 'zarr' else 'tif'}")
-            args = [sys.executable, str(writer), str(scenes), kind, fmt, out]
-            fresh = _Fresh(f"write {fmt}", args, cwd=work, reports_time=True)
-            cases.append(Case(f"write: {fmt} of persisted data, {kind}", fresh))
+    for label, src in versions:
+        for group, spec in (("sample", "catalogs/sample/ndvi.yaml"), ("scenes", str(scenes))):
+            for kind in KINDS:
+                run = [*_cli(), "run", spec, "--overwrite", "--cluster", kind]
+                fresh = _Fresh(group + label, run, cwd=work, src=src)
+                cases.append(Case(f"{group}{label}: run --cluster {kind}", fresh))
+        for fmt in ("zarr", "geotiff"):
+            for kind in ("threads", "processes"):
+                out = str(work / f"written-{kind}.{'zarr' if fmt == 'zarr' else 'tif'}")
+                args = [sys.executable, str(writer), str(scenes), kind, fmt, out]
+                fresh = _Fresh(f"write {fmt}{label}", args, cwd=work, reports_time=True, src=src)
+                cases.append(Case(f"write{label}: {fmt} of persisted data, {kind}", fresh))
     cases[0].baseline = True
     return cases
 
@@ -140,10 +157,11 @@ def table(cases: list[Case]) -> str:
     for case in cases:
         fresh = case.func
         assert isinstance(fresh, _Fresh)
-        median = statistics.median(fresh.seconds)
+        seconds = fresh.seconds[1:] or fresh.seconds  # the first is the warm-up round
+        median = statistics.median(seconds)
         base.setdefault(fresh.group, median)  # the group's first row runs on threads
         rows.append(
-            f"| {case.name} | {median:.3f} | {min(fresh.seconds):.3f} | "
+            f"| {case.name} | {median:.3f} | {min(seconds):.3f} | "
             f"{median / base[fresh.group]:.2f}x | {max(fresh.peaks) / 2**20:.0f} |"
         )
     return "\n".join(rows)

@@ -12,6 +12,8 @@ Kinds
 ``"threads"``, ``"processes"``
     dask's local schedulers, with as many workers as this process may use cores
     (``len(os.sched_getaffinity(0))``, which respects a batch job's allocation).
+    ``processes`` keeps one pool of worker processes for the whole block, started on
+    entering it, instead of one per computation.
 ``"local"``
     a ``distributed.LocalCluster`` sized from those cores and from the memory this
     process may really use (cgroup or SLURM job limit, and the machine's RAM).

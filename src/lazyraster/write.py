@@ -23,7 +23,9 @@ Both writers share three rules:
   so the same graph runs on threads, processes, a ``LocalCluster`` or SLURM workers
   (which must see the output's file system). ``compute=False`` returns a
   :class:`dask.delayed.Delayed` whose ``compute()`` writes the data *and* moves the
-  output into place.
+  output into place. Under dask's ``processes`` scheduler, data that are in memory
+  already (persisted: that scheduler brings results back to the client) are written
+  from this process on threads, not copied to worker processes chunk by chunk.
 
 Remote fsspec stores (``s3://``, ``gs://``, ``memory://``, ...) have no atomic rename of
 a prefix. There :func:`write_zarr` writes to the temporary prefix, then copies the chunks
