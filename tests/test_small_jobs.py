@@ -182,12 +182,13 @@ def test_a_three_chunk_run_starts_at_most_three_workers(kind, three_chunks, tmp_
     (tmp_path / "started").mkdir()
     record: dict = {}
     monkeypatch.setattr(pipeline, "_cluster", _recording(record))
+    monkeypatch.setattr(pipeline, "BYTES_PER_WORKER", 1)  # as if each chunk were big
     spec = _spec(source, tmp_path / "out", cluster=kind)
     spec["load"]["chunks"] = 512  # one chunk per scene and band
     with dask.config.set({"multiprocessing.initializer": _note_start}):
         pipeline.run_pipeline(spec)
     if kind == "processes":
-        assert 1 <= len(os.listdir(tmp_path / "started")) <= 3  # 8 without the sizing
+        assert len(os.listdir(tmp_path / "started")) == 3  # 8 without the sizing
     else:
         assert record == {"workers": 3, "threads": 6}  # 8 cores: 2 threads each
     with xr.open_zarr(tmp_path / "out" / "ndvi.zarr") as ds:
@@ -195,6 +196,17 @@ def test_a_three_chunk_run_starts_at_most_three_workers(kind, three_chunks, tmp_
             np.testing.assert_allclose(
                 ds.ndvi.isel(time=k).values, _ndvi(files[f"s{k}"]), rtol=1e-6
             )
+
+
+def test_a_tiny_run_on_local_is_one_worker_with_every_core_as_threads(
+    three_chunks, tmp_path, monkeypatch
+):
+    source, _ = three_chunks  # 27 chunks of a few KiB: far less than BYTES_PER_WORKER
+    monkeypatch.setattr(cluster_module, "available_cores", lambda: 4)
+    record: dict = {}
+    monkeypatch.setattr(pipeline, "_cluster", _recording(record))
+    pipeline.run_pipeline(_spec(source, tmp_path / "out", cluster="local"))
+    assert record == {"workers": 1, "threads": 4}
 
 
 def test_workers_given_in_the_spec_are_kept(three_chunks, tmp_path, monkeypatch):

@@ -1033,24 +1033,38 @@ def _started(options: dict[str, Any]) -> Iterator[Any]:
         yield client
 
 
+#: Bytes of a run's variables (bands read and results) that make another worker process
+#: worth its start: a Python start, the imports of the analysis and its numba kernels
+#: cost about as long as computing this much does on one core.
+BYTES_PER_WORKER = 256 * 2**20
+
+
 def _sized_to_job(options: dict[str, Any], kind: str, ds: xr.Dataset) -> dict[str, Any]:
-    """No more worker processes than the job has chunks, when ``workers`` is not set.
+    """No more worker processes than the job can keep busy, when ``workers`` is not set.
 
     Each worker process of ``processes`` and ``local`` costs a Python start and the
-    imports of the analysis before its first task; a worker without a chunk to compute
-    would only pay that. The widest step of a run is as wide as the variable with the
-    most chunks (the loaded bands, as a rule), so that is how many workers can be busy.
+    imports of the analysis before its first task; a worker without a chunk to compute,
+    or with too little work to pay for its start, only adds that (and, on ``local``,
+    moves chunks between workers where threads of one would share them). So: at most
+    as many workers as the variable with the most chunks has chunks (the widest step),
+    and one per :data:`BYTES_PER_WORKER` of the run's variables; a ``local`` worker
+    gets the cores of the workers left out as threads.
     """
     if kind not in ("processes", "local") or options.get("workers") is not None:
         return options
-    chunks = max(
-        (v.data.npartitions for v in ds.data_vars.values() if isinstance(v.data, dask.array.Array)),
-        default=1,
-    )
-    if chunks >= default_workers(kind):
+    arrays = [v.data for v in ds.data_vars.values() if isinstance(v.data, dask.array.Array)]
+    chunks = max((a.npartitions for a in arrays), default=1)
+    by_size = -(-sum(a.nbytes for a in arrays) // BYTES_PER_WORKER)
+    workers = max(1, min(chunks, by_size))
+    if workers >= default_workers(kind):
         return options
-    logger.info("%s chunk(s) to compute: starting %d worker process(es)", chunks, chunks)
-    return {**options, "workers": chunks}
+    logger.info(
+        "%d chunk(s), %.1f MiB: starting %d worker process(es)",
+        chunks,
+        sum(a.nbytes for a in arrays) / 2**20,
+        workers,
+    )
+    return {**options, "workers": workers}
 
 
 def _geotiff_frame(ds: xr.Dataset) -> tuple[xr.Dataset, str | None]:
