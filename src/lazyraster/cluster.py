@@ -77,7 +77,6 @@ from typing import Any
 
 import dask
 import dask.config
-import dask.multiprocessing
 from dask.utils import format_bytes, parse_bytes
 
 from lazyraster.errors import ClusterConfigError, ClusterStartError
@@ -757,6 +756,8 @@ def _start_worker() -> None:
 
 
 def _pool_get(pool: _ProcessPool, dsk: Any, keys: Any, **kwargs: Any) -> Any:
+    import dask.multiprocessing
+
     # the pool's processes ran the initializer: dask need not warn that it cannot
     with dask.config.set({"multiprocessing.initializer": None}):
         return dask.multiprocessing.get(dsk, keys, pool=pool, **kwargs)
@@ -784,6 +785,8 @@ class _ProcessPool(concurrent.futures.Executor):
             # as dask does for its own pools: the workers must hash alike (dask.bag)
             os.environ["PYTHONHASHSEED"] = "6640"
         self._pool = self._new()
+        import dask.multiprocessing
+
         #: dask's ``processes`` scheduler on this pool (``__wrapped__`` says which)
         self.get = functools.wraps(dask.multiprocessing.get)(functools.partial(_pool_get, self))
         for _ in range(workers):

@@ -65,7 +65,6 @@ import dask
 import dask.array as dsa
 import dask.base
 import dask.core
-import dask.multiprocessing
 import fsspec
 import numpy as np
 import rasterio
@@ -164,7 +163,7 @@ def _in_memory(obj: xr.Dataset | xr.DataArray) -> bool:
     return True
 
 
-def _compute(result: Delayed, in_memory: bool) -> Any:
+def _compute(result: Delayed, data: xr.Dataset | xr.DataArray) -> Any:
     """Compute a writer's graph; data in memory here are written from here, on threads.
 
     Under dask's ``processes`` scheduler every task's inputs are pickled to a worker
@@ -174,8 +173,11 @@ def _compute(result: Delayed, in_memory: bool) -> Any:
     here do as well. On a distributed cluster persisted chunks live on the workers,
     and the writing tasks run there, next to them.
     """
+    import dask.multiprocessing
+
     get = dask.base.get_scheduler()
-    if in_memory and dask.multiprocessing.get in (get, getattr(get, "__wrapped__", None)):
+    on_processes = dask.multiprocessing.get in (get, getattr(get, "__wrapped__", None))
+    if on_processes and _in_memory(data):
         return result.compute(scheduler="threads")
     return result.compute()
 
@@ -618,7 +620,7 @@ def write_zarr(
 
         # xarray reads a group through the root's consolidated metadata: keep it current
         consolidate_root = root if group and consolidated is not False else None
-        in_memory = _in_memory(ds)
+        source = ds
         ds = _align_chunks(_clean_for_zarr(ds), chunks)
         tmp_url = tmp if local else fs.unstrip_protocol(tmp)
         to_zarr_options = {
@@ -637,7 +639,7 @@ def write_zarr(
             finish = dask.delayed(_finish_zarr, pure=False)(writes, *finish_args)
             if not compute:
                 return finish  # the temporary stays locked by this process until it commits
-            return _compute(finish, in_memory)
+            return _compute(finish, source)
         except BaseException as exc:
             _discard(fs, tmp)
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
@@ -1273,7 +1275,6 @@ def write_geotiff(
         raise MissingCRSError(
             "the data has no CRS; set one with obj.rio.write_crs('EPSG:...') before writing"
         )
-    in_memory = _in_memory(obj)
     da = _as_bands(obj, per, nodata)
     if np.dtype(da.dtype).name not in _GDAL_DTYPES:
         raise TypeError(f"GeoTIFF cannot hold {da.dtype}; cast with .astype('float32') first")
@@ -1340,7 +1341,7 @@ def write_geotiff(
     if not compute:
         return result
     try:
-        return _compute(result, in_memory)
+        return _compute(result, obj)
     except BaseException as exc:
         for _, tmpdir in graphs:
             _discard_local(tmpdir)
