@@ -918,8 +918,9 @@ def _persist_locally(ds: xr.Dataset, interval: float) -> xr.Dataset:
 
     dask's ``processes`` scheduler gives up on the whole computation when one of its
     worker processes dies (``BrokenProcessPool``), where a distributed cluster would
-    compute the lost tasks again; each computation gets a new pool, so once more is
-    the same recovery.
+    compute the lost tasks again; the next computation gets a new pool (dask's own,
+    or the ``cluster("processes")`` block's, which replaces a broken one), so once more
+    is the same recovery.
     """
     for attempt in (1, 2):
         try:
