@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"## {args.name}: {module.__doc__.strip().splitlines()[0]}")
     print(f"size {size}, {args.repeat} rounds, {cores} cores, Python {platform.python_version()}")
     print()
-    print(harness.table(cases))
+    print(getattr(module, "table", harness.table)(cases))
     return 0
 
 

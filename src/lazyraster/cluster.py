@@ -12,6 +12,8 @@ Kinds
 ``"threads"``, ``"processes"``
     dask's local schedulers, with as many workers as this process may use cores
     (``len(os.sched_getaffinity(0))``, which respects a batch job's allocation).
+    ``processes`` keeps one pool of worker processes for the whole block, started on
+    entering it, instead of one per computation.
 ``"local"``
     a ``distributed.LocalCluster`` sized from those cores and from the memory this
     process may really use (cgroup or SLURM job limit, and the machine's RAM).
@@ -55,7 +57,9 @@ Defaults of the factory itself (kind, dashboard addresses, timeouts) live in the
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import functools
 import importlib
 import importlib.util
 import math
@@ -77,7 +81,14 @@ from dask.utils import format_bytes, parse_bytes
 
 from lazyraster.errors import ClusterConfigError, ClusterStartError
 
-__all__ = ["SECRET_NAME", "available_cores", "available_memory", "cluster", "slurm_job_script"]
+__all__ = [
+    "SECRET_NAME",
+    "available_cores",
+    "available_memory",
+    "cluster",
+    "default_workers",
+    "slurm_job_script",
+]
 
 
 #: Job states after which a worker job will never connect.
@@ -718,6 +729,90 @@ def _announce(client: Any) -> None:
     print(f"lazyraster: scheduler {client.scheduler.address}, dashboard {where}", file=sys.stderr)
 
 
+def default_workers(kind: str) -> int:
+    """How many worker processes ``cluster(kind)`` starts when ``workers=`` is not given.
+
+    ``processes``: one per core this process may use; ``local``: distributed's split of
+    those cores into processes and threads (all processes up to 4 cores, then about
+    the square root of the cores, each with several threads); other kinds: 1.
+
+    Examples
+    --------
+    >>> default_workers("processes") == available_cores()
+    True
+    """
+    cores = available_cores()
+    if kind == "processes":
+        return cores
+    if kind == "local":
+        from distributed.deploy.utils import nprocesses_nthreads
+
+        return int(nprocesses_nthreads(cores)[0])
+    return 1
+
+
+def _start_worker() -> None:
+    """Nothing: submitted once per worker to start the pool's processes together."""
+
+
+def _pool_get(pool: _ProcessPool, dsk: Any, keys: Any, **kwargs: Any) -> Any:
+    import dask.multiprocessing
+
+    # the pool's processes ran the initializer: dask need not warn that it cannot
+    with dask.config.set({"multiprocessing.initializer": None}):
+        return dask.multiprocessing.get(dsk, keys, pool=pool, **kwargs)
+
+
+class _ProcessPool(concurrent.futures.Executor):
+    """One process pool for a ``cluster("processes")`` block, shared by its computations.
+
+    dask's ``processes`` scheduler starts a pool for every ``compute``/``persist`` and
+    shuts it down after, so each one pays the start of its worker processes again
+    (each a fresh interpreter: ``spawn``). One pool for the block pays it once. The
+    processes are started at once, together, when the block is entered.
+
+    A pool whose worker died is broken for good (``BrokenProcessPool``); the next
+    computation then gets a new one, as it would from dask.
+
+    The block's scheduler is :attr:`get`, dask's ``processes`` scheduler bound to this
+    pool, rather than dask config ``pool=``, which dask's threaded scheduler would use
+    too: a ``compute(scheduler="threads")`` inside the block still runs on threads.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._max_workers = workers  # read by dask.multiprocessing.get
+        if os.environ.get("PYTHONHASHSEED") in (None, "0"):
+            # as dask does for its own pools: the workers must hash alike (dask.bag)
+            os.environ["PYTHONHASHSEED"] = "6640"
+        self._pool = self._new()
+        import dask.multiprocessing
+
+        #: dask's ``processes`` scheduler on this pool (``__wrapped__`` says which)
+        self.get = functools.wraps(dask.multiprocessing.get)(functools.partial(_pool_get, self))
+        for _ in range(workers):
+            self._pool.submit(_start_worker)
+
+    def _new(self) -> concurrent.futures.ProcessPoolExecutor:
+        from dask.multiprocessing import get_context, initialize_worker_process
+
+        initializer = functools.partial(
+            initialize_worker_process,
+            user_initializer=dask.config.get("multiprocessing.initializer", None),
+        )
+        return concurrent.futures.ProcessPoolExecutor(
+            self._max_workers, mp_context=get_context(), initializer=initializer
+        )
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        if self._pool._broken:  # type: ignore[attr-defined]
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new()
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
 @contextlib.contextmanager
 def _local_scheduler(kind: str, workers: int | None, options: dict[str, Any]) -> Iterator[None]:
     if options:
@@ -725,8 +820,16 @@ def _local_scheduler(kind: str, workers: int | None, options: dict[str, Any]) ->
     if workers is not None:
         _positive_int("workers", workers, "workers=4")
     n = available_cores() if workers is None else workers
-    with dask.config.set(scheduler=kind, num_workers=n):
-        yield None
+    if kind == "threads":
+        with dask.config.set(scheduler=kind, num_workers=n):
+            yield None
+        return
+    pool = _ProcessPool(n)
+    try:
+        with dask.config.set(scheduler=pool.get, num_workers=n):
+            yield None
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 @contextlib.contextmanager

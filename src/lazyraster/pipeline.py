@@ -107,6 +107,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dask
+import dask.array
 import fsspec
 import pystac
 import shapely.errors
@@ -117,6 +118,7 @@ from dask.callbacks import Callback
 
 from lazyraster import _readable, focal, indices, masking, phenology
 from lazyraster.cluster import cluster as _cluster
+from lazyraster.cluster import default_workers
 from lazyraster.errors import (
     EmptyResultError,
     LazyrasterError,
@@ -916,8 +918,9 @@ def _persist_locally(ds: xr.Dataset, interval: float) -> xr.Dataset:
 
     dask's ``processes`` scheduler gives up on the whole computation when one of its
     worker processes dies (``BrokenProcessPool``), where a distributed cluster would
-    compute the lost tasks again; each computation gets a new pool, so once more is
-    the same recovery.
+    compute the lost tasks again; the next computation gets a new pool (dask's own,
+    or the ``cluster("processes")`` block's, which replaces a broken one), so once more
+    is the same recovery.
     """
     for attempt in (1, 2):
         try:
@@ -1031,6 +1034,40 @@ def _started(options: dict[str, Any]) -> Iterator[Any]:
         yield client
 
 
+#: Bytes of a run's variables (bands read and results) that make another worker process
+#: worth its start: a Python start, the imports of the analysis and its numba kernels
+#: cost about as long as computing this much does on one core.
+BYTES_PER_WORKER = 256 * 2**20
+
+
+def _sized_to_job(options: dict[str, Any], kind: str, ds: xr.Dataset) -> dict[str, Any]:
+    """No more worker processes than the job can keep busy, when ``workers`` is not set.
+
+    Each worker process of ``processes`` and ``local`` costs a Python start and the
+    imports of the analysis before its first task; a worker without a chunk to compute,
+    or with too little work to pay for its start, only adds that (and, on ``local``,
+    moves chunks between workers where threads of one would share them). So: at most
+    as many workers as the variable with the most chunks has chunks (the widest step),
+    and one per :data:`BYTES_PER_WORKER` of the run's variables; a ``local`` worker
+    gets the cores of the workers left out as threads.
+    """
+    if kind not in ("processes", "local") or options.get("workers") is not None:
+        return options
+    arrays = [v.data for v in ds.data_vars.values() if isinstance(v.data, dask.array.Array)]
+    chunks = max((a.npartitions for a in arrays), default=1)
+    by_size = -(-sum(a.nbytes for a in arrays) // BYTES_PER_WORKER)
+    workers = max(1, min(chunks, by_size))
+    if workers >= default_workers(kind):
+        return options
+    logger.info(
+        "%d chunk(s), %.1f MiB: starting %d worker process(es)",
+        chunks,
+        sum(a.nbytes for a in arrays) / 2**20,
+        workers,
+    )
+    return {**options, "workers": workers}
+
+
 def _geotiff_frame(ds: xr.Dataset) -> tuple[xr.Dataset, str | None]:
     if "time" in ds.dims and ds.sizes["time"] == 1:
         return ds.isel(time=0, drop=True), None
@@ -1096,6 +1133,7 @@ def run_pipeline(
     }
     outputs: dict[str, list[str]] = {}
     kind = cluster_options.get("kind") or dask.config.get("lazyraster.cluster.kind")
+    cluster_options = _sized_to_job(cluster_options, kind, ds)
     logger.info("%s: computing on %s", spec.origin, kind)
     with _started(cluster_options) as client:
         with _timed(timings, "persist"):

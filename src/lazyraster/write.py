@@ -23,7 +23,9 @@ Both writers share three rules:
   so the same graph runs on threads, processes, a ``LocalCluster`` or SLURM workers
   (which must see the output's file system). ``compute=False`` returns a
   :class:`dask.delayed.Delayed` whose ``compute()`` writes the data *and* moves the
-  output into place.
+  output into place. Under dask's ``processes`` scheduler, data that are in memory
+  already (persisted: that scheduler brings results back to the client) are written
+  from this process on threads, not copied to worker processes chunk by chunk.
 
 Remote fsspec stores (``s3://``, ``gs://``, ``memory://``, ...) have no atomic rename of
 a prefix. There :func:`write_zarr` writes to the temporary prefix, then copies the chunks
@@ -61,6 +63,8 @@ from typing import Any, Literal
 
 import dask
 import dask.array as dsa
+import dask.base
+import dask.core
 import fsspec
 import numpy as np
 import rasterio
@@ -69,6 +73,7 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 from affine import Affine
 from dask.delayed import Delayed
+from dask.highlevelgraph import MaterializedLayer
 from fsspec.implementations.local import LocalFileSystem
 
 from lazyraster import _atomic, _overview, _tiff
@@ -142,6 +147,39 @@ def _with_transform(obj: xr.Dataset) -> xr.Dataset:
     except Exception:  # no spatial dims, or coordinates not regular: write as they are
         return obj
     return obj.rio.write_transform(transform)
+
+
+def _in_memory(obj: xr.Dataset | xr.DataArray) -> bool:
+    """True if every chunk of ``obj`` is computed already (persisted, or numpy-backed)."""
+    variables = obj.variables if isinstance(obj, xr.Dataset) else {None: obj.variable, **obj.coords}
+    for var in variables.values():
+        if not isinstance(var.data, dsa.Array):
+            continue
+        layers = var.data.__dask_graph__().layers.values()
+        if not all(isinstance(layer, MaterializedLayer) for layer in layers):
+            return False
+        if any(dask.core.istask(value) for layer in layers for value in layer.values()):
+            return False
+    return True
+
+
+def _compute(result: Delayed, data: xr.Dataset | xr.DataArray) -> Any:
+    """Compute a writer's graph; data in memory here are written from here, on threads.
+
+    Under dask's ``processes`` scheduler every task's inputs are pickled to a worker
+    process. Data that are in this process's memory already (persisted there: that
+    scheduler brings results back) would so be copied chunk by chunk to other
+    processes only to be compressed and written, which is GIL-free work that threads
+    here do as well. On a distributed cluster persisted chunks live on the workers,
+    and the writing tasks run there, next to them.
+    """
+    import dask.multiprocessing
+
+    get = dask.base.get_scheduler()
+    on_processes = dask.multiprocessing.get in (get, getattr(get, "__wrapped__", None))
+    if on_processes and _in_memory(data):
+        return result.compute(scheduler="threads")
+    return result.compute()
 
 
 # --------------------------------------------------------------------------------------
@@ -582,6 +620,7 @@ def write_zarr(
 
         # xarray reads a group through the root's consolidated metadata: keep it current
         consolidate_root = root if group and consolidated is not False else None
+        source = ds
         ds = _align_chunks(_clean_for_zarr(ds), chunks)
         tmp_url = tmp if local else fs.unstrip_protocol(tmp)
         to_zarr_options = {
@@ -600,7 +639,7 @@ def write_zarr(
             finish = dask.delayed(_finish_zarr, pure=False)(writes, *finish_args)
             if not compute:
                 return finish  # the temporary stays locked by this process until it commits
-            return finish.compute()
+            return _compute(finish, source)
         except BaseException as exc:
             _discard(fs, tmp)
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
@@ -1302,7 +1341,7 @@ def write_geotiff(
     if not compute:
         return result
     try:
-        return result.compute()
+        return _compute(result, obj)
     except BaseException as exc:
         for _, tmpdir in graphs:
             _discard_local(tmpdir)
