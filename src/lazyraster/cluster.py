@@ -58,6 +58,7 @@ Defaults of the factory itself (kind, dashboard addresses, timeouts) live in the
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures.process
 import contextlib
 import functools
 import importlib
@@ -804,10 +805,12 @@ class _ProcessPool(concurrent.futures.Executor):
         )
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
-        if self._pool._broken:  # type: ignore[attr-defined]
+        try:
+            return self._pool.submit(fn, *args, **kwargs)
+        except concurrent.futures.process.BrokenProcessPool:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new()
-        return self._pool.submit(fn, *args, **kwargs)
+            return self._pool.submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
