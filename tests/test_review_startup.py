@@ -8,6 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+CLI = "from lazyraster.cli import main; main()"
+
 
 def fresh(code: str) -> str:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
@@ -25,3 +27,16 @@ def test_accessor_registers_although_xarray_was_looked_up_before_its_import() ->
         "print(hasattr(xr.Dataset, 'geo'), hasattr(xr.DataArray, 'geo'))"
     )
     assert out.split() == ["True", "True"]
+
+
+def test_warmup_with_a_dtype_it_cannot_prepare_fails_in_one_line() -> None:
+    for dtype in ("foo", "complex128"):
+        done = subprocess.run(
+            [sys.executable, "-c", CLI, "warmup", "--dtype", dtype],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode != 0
+        assert "Traceback" not in done.stderr, done.stderr
+        assert f"{dtype!r}" in done.stderr and "float32" in done.stderr
