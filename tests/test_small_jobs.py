@@ -81,6 +81,16 @@ def test_threads_inside_a_processes_block_are_threads():
         assert os.getpid() not in set(x.compute().tolist())
 
 
+def test_a_local_cluster_starts_inside_a_processes_block():
+    # distributed's nanny pickles dask's config to start its worker process: the block's
+    # scheduler must pickle (as dask's own "processes"), not drag its pool along
+    with lazyraster.cluster("processes", workers=1):
+        with lazyraster.cluster("local", workers=1) as client:
+            assert client.submit(os.getpid).result() != os.getpid()
+            assert da.arange(10, chunks=3).sum().compute() == 45
+        assert os.getpid() not in _pids(2)
+
+
 def test_a_processes_block_shuts_its_workers_down():
     with lazyraster.cluster("processes", workers=2):
         workers = _pids(6)
