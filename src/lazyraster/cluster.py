@@ -769,6 +769,8 @@ class _PoolScheduler:
         self.__wrapped__ = dask.multiprocessing.get
 
     def __call__(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        if self.pool.closed:  # left in dask's config by blocks that overlapped in threads
+            return self.__wrapped__(dsk, keys, **kwargs)
         # the pool's processes ran the initializer: dask need not warn that it cannot
         with dask.config.set({"multiprocessing.initializer": None}):
             return self.__wrapped__(dsk, keys, pool=self.pool, **kwargs)
@@ -795,6 +797,7 @@ class _ProcessPool(concurrent.futures.Executor):
 
     def __init__(self, workers: int) -> None:
         self._max_workers = workers  # read by dask.multiprocessing.get
+        self.closed = False
         if os.environ.get("PYTHONHASHSEED") in (None, "0"):
             # as dask does for its own pools: the workers must hash alike (dask.bag)
             os.environ["PYTHONHASHSEED"] = "6640"
@@ -822,6 +825,7 @@ class _ProcessPool(concurrent.futures.Executor):
         return self._pool.submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.closed = True
         self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
