@@ -81,6 +81,46 @@ def test_threads_inside_a_processes_block_are_threads():
         assert os.getpid() not in set(x.compute().tolist())
 
 
+def test_a_local_cluster_starts_inside_a_processes_block():
+    # distributed's nanny pickles dask's config to start its worker process: the block's
+    # scheduler must pickle (as dask's own "processes"), not drag its pool along
+    with lazyraster.cluster("processes", workers=1):
+        with lazyraster.cluster("local", workers=1) as client:
+            assert client.submit(os.getpid).result() != os.getpid()
+            assert da.arange(10, chunks=3).sum().compute() == 45
+        assert os.getpid() not in _pids(2)
+
+
+def test_overlapping_processes_blocks_in_two_threads_leave_a_working_scheduler():
+    # dask.config.set is process-wide: B's block, entered inside A's and left after it,
+    # puts A's (shut down) scheduler back; it must still compute, as dask's own would
+    import threading
+
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with lazyraster.cluster("processes", workers=1):
+            a_in.set()
+            b_in.wait()
+        a_out.set()
+
+    def second() -> None:
+        a_in.wait()
+        with lazyraster.cluster("processes", workers=1):
+            b_in.set()
+            a_out.wait()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert da.arange(10, chunks=3).sum().compute() == 45
+    finally:
+        dask.config.config.pop("scheduler", None)
+
+
 def test_a_processes_block_shuts_its_workers_down():
     with lazyraster.cluster("processes", workers=2):
         workers = _pids(6)

@@ -55,25 +55,26 @@ class _Finder:
     ) -> ModuleSpec | None:
         if fullname != self.name:
             return None
-        sys.meta_path.remove(self)
+        # a look-up without import (``importlib.util.find_spec``) comes here too: this
+        # finder leaves the meta path only once the module's code has run
         for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
+            find = getattr(finder, "find_spec", None) if finder is not self else None
             spec = find(fullname, path, target) if find is not None else None
             if spec is not None:
                 break
         else:
             return None
         if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _Loader(spec.loader, self.callback)
+            spec.loader = _Loader(spec.loader, self)
         return spec
 
 
 class _Loader:
     """The module's own loader, then the callback; the module keeps its own loader."""
 
-    def __init__(self, loader: Any, callback: Callable[[ModuleType], object]) -> None:
+    def __init__(self, loader: Any, finder: _Finder) -> None:
         self.loader = loader
-        self.callback = callback
+        self.finder = finder
 
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         return self.loader.create_module(spec)
@@ -83,9 +84,11 @@ class _Loader:
         if module.__spec__ is not None:
             module.__spec__.loader = self.loader
         self.loader.exec_module(module)
+        if self.finder in sys.meta_path:
+            sys.meta_path.remove(self.finder)
         # the import system binds ``parent.child`` only after this returns; the
         # callback may already use it
         parent, _, child = module.__name__.rpartition(".")
         if parent:
             setattr(sys.modules[parent], child, module)
-        self.callback(module)
+        self.finder.callback(module)

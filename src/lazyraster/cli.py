@@ -150,7 +150,7 @@ def run(
     "--dtype",
     "dtypes",
     multiple=True,
-    help="Input dtype to prepare (repeatable; default float32 float64 uint16 int16 uint8).",
+    help="Input dtype: float32, float64, uint16, int16 or uint8 (repeatable; default all).",
 )
 def warmup(dtypes: tuple[str, ...]) -> None:
     """Compile or load every numba kernel once, so later processes only load them.
@@ -161,6 +161,11 @@ def warmup(dtypes: tuple[str, ...]) -> None:
     from lazyraster._kernels import DTYPES
     from lazyraster._kernels import warmup as run_warmup
 
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            raise click.BadParameter(
+                f"{dtype!r}: warmup prepares {', '.join(DTYPES)}", param_hint="'--dtype'"
+            )
     click.echo(run_warmup(dtypes or DTYPES).summary())
 
 

@@ -756,12 +756,28 @@ def _start_worker() -> None:
     """Nothing: submitted once per worker to start the pool's processes together."""
 
 
-def _pool_get(pool: _ProcessPool, dsk: Any, keys: Any, **kwargs: Any) -> Any:
-    import dask.multiprocessing
+class _PoolScheduler:
+    """dask's ``processes`` scheduler bound to one block's pool (``__wrapped__`` says which).
 
-    # the pool's processes ran the initializer: dask need not warn that it cannot
-    with dask.config.set({"multiprocessing.initializer": None}):
-        return dask.multiprocessing.get(dsk, keys, pool=pool, **kwargs)
+    It is the block's ``scheduler`` in dask's config, which distributed's nanny pickles
+    to start a worker process: there it arrives as dask's own ``"processes"``.
+    """
+
+    def __init__(self, pool: _ProcessPool) -> None:
+        import dask.multiprocessing
+
+        self.pool = pool
+        self.__wrapped__ = dask.multiprocessing.get
+
+    def __call__(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        if self.pool.closed:  # left in dask's config by blocks that overlapped in threads
+            return self.__wrapped__(dsk, keys, **kwargs)
+        # the pool's processes ran the initializer: dask need not warn that it cannot
+        with dask.config.set({"multiprocessing.initializer": None}):
+            return self.__wrapped__(dsk, keys, pool=self.pool, **kwargs)
+
+    def __reduce__(self) -> tuple[type[str], tuple[str]]:
+        return (str, ("processes",))
 
 
 class _ProcessPool(concurrent.futures.Executor):
@@ -782,14 +798,13 @@ class _ProcessPool(concurrent.futures.Executor):
 
     def __init__(self, workers: int) -> None:
         self._max_workers = workers  # read by dask.multiprocessing.get
+        self.closed = False
         if os.environ.get("PYTHONHASHSEED") in (None, "0"):
             # as dask does for its own pools: the workers must hash alike (dask.bag)
             os.environ["PYTHONHASHSEED"] = "6640"
         self._pool = self._new()
-        import dask.multiprocessing
-
-        #: dask's ``processes`` scheduler on this pool (``__wrapped__`` says which)
-        self.get = functools.wraps(dask.multiprocessing.get)(functools.partial(_pool_get, self))
+        #: dask's ``processes`` scheduler on this pool
+        self.get = _PoolScheduler(self)
         for _ in range(workers):
             self._pool.submit(_start_worker)
 
@@ -813,6 +828,7 @@ class _ProcessPool(concurrent.futures.Executor):
             return self._pool.submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.closed = True
         self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
