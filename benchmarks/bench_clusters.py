@@ -83,7 +83,10 @@ class _Fresh:
         self.args = list(args)
         self.cwd = cwd
         self.reports_time = reports_time
-        self.env = None if src is None else {**os.environ, "PYTHONPATH": src}
+        # absolute: the processes run in another folder
+        inherited = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        path = os.pathsep.join(os.path.abspath(p) for p in inherited if p)
+        self.env = {**os.environ, "PYTHONPATH": src or path}
         self.seconds: list[float] = []
         self.peaks: list[int] = []
 
