@@ -1,7 +1,7 @@
 """Found by review of issue 13: inputs a user brings from elsewhere.
 
-Real files from ``/work/shared/data/real-world`` (pystac's STAC examples, recorded API
-responses), copied where a test needs them; expected behaviour from pystac itself.
+Real files made elsewhere (pystac's STAC examples, recorded API responses; copies under
+``tests/data/``, see its PROVENANCE.md); expected behaviour from pystac itself.
 """
 
 from __future__ import annotations
