@@ -35,7 +35,7 @@ from pystac.extensions.raster import RasterBand, RasterExtension
 
 from harness import Case
 from lazyraster.catalog import build_catalog
-from lazyraster.catalog.samples import write_cog, write_safe
+from lazyraster.testing import write_safe, write_sample_cog
 
 DEFAULT_SIZE = 1000
 
@@ -47,7 +47,7 @@ def make_inputs(size: int) -> Path:
     for i in range(size):
         date = start + dt.timedelta(days=i // 2)
         band = ("B04", "B08")[i % 2]
-        write_cog(root / "cogs" / f"{date:%Y%m%d}_{band}.tif", shape=(64, 64), seed=i)
+        write_sample_cog(root / "cogs" / f"{date:%Y%m%d}_{band}.tif", shape=(64, 64), seed=i)
     for j in range(size // 20):
         when = dt.datetime(2021, 1, 1, 10, 30) + dt.timedelta(days=5 * j)
         write_safe(root / "s2", start=when, size_10m=6, seed=j, baseline="04.00")

@@ -47,7 +47,7 @@ KINDS = ("threads", "processes", "local")
 _WRITE = """
 import sys, time
 import lazyraster
-from lazyraster.pipeline import _as_spec, _build_skipping, _find_items, _written_variables
+from lazyraster.pipeline._pipeline import _as_spec, _build_skipping, _find_items, _written_variables
 
 def main():
     spec_path, kind, fmt, out = sys.argv[1:]

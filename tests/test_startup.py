@@ -116,7 +116,9 @@ def test_version_is_the_installed_one() -> None:
 def test_every_public_name_resolves_to_its_module_object() -> None:
     for name in lazyraster.__all__:
         value = getattr(lazyraster, name)
-        if name != "__version__":
+        if name in lazyraster._SUBMODULES:  # the callable packages load and cluster
+            assert value is sys.modules[f"lazyraster.{name}"], name
+        elif name != "__version__":
             home = __import__(f"lazyraster.{lazyraster._HOME[name]}", fromlist=[name])
             assert value is getattr(home, name), name
     assert set(lazyraster.__all__) <= set(dir(lazyraster))
@@ -124,15 +126,29 @@ def test_every_public_name_resolves_to_its_module_object() -> None:
         lazyraster.nope  # noqa: B018
 
 
-def test_star_import_and_functions_keep_their_names_over_their_modules() -> None:
+def test_load_and_cluster_are_callable_packages_that_hide_nothing() -> None:
+    """``lazyraster.load(...)`` calls the loader and ``lazyraster.load`` is its package."""
     out = fresh(
-        "from lazyraster import *\nimport lazyraster.load, lazyraster.search, lazyraster.cluster\n"
-        "import lazyraster\n"
-        "print(callable(load), callable(ndvi), lazyraster.load.__module__,"
-        " lazyraster.search.__module__, lazyraster.cluster.__module__)"
+        "from lazyraster import *\nimport lazyraster.load as L, lazyraster.cluster as C\n"
+        "import inspect, lazyraster\n"
+        "print(callable(load), callable(ndvi), L is load, C is cluster, L.__name__,"
+        " C.__name__, L.resolve_items.__module__, C.available_cores.__module__,"
+        " search.__module__, list(inspect.signature(load).parameters)[0],"
+        " list(inspect.signature(cluster).parameters)[0])"
     )
-    modules = ["lazyraster.load", "lazyraster.search", "lazyraster.cluster"]
-    assert out.split() == ["True", "True", *modules]
+    assert out.split() == [
+        "True",
+        "True",
+        "True",
+        "True",
+        "lazyraster.load",
+        "lazyraster.cluster",
+        "lazyraster.load._load",
+        "lazyraster.cluster._factory",
+        "lazyraster.catalog._search",
+        "source",
+        "kind",
+    ]
 
 
 # ------------------------------------------------------------------- numba's cache
@@ -171,7 +187,7 @@ def test_kernels_index_expressions_and_closures_load_from_the_cache(tmp_path: Pa
     kernel_stats(WORK, env)
     stats = kernel_stats(WORK, env)
     ran = {n: s for n, s in stats.items() if any(s)}
-    assert {"_reader._decode", "_expression._run", "focal._box_moments_finite",
+    assert {"load._reader._decode", "_expression._run", "focal._box_moments_finite",
             "focal._span_order", "phenology._spring_index_kernel"} <= set(ran)  # fmt: skip
     assert all(misses == 0 for _, misses in ran.values()), ran
 

@@ -15,11 +15,11 @@ imported. ``lazyraster --help`` therefore loads neither xarray nor dask.
 from __future__ import annotations
 
 import importlib
-import sys
 import types
 from typing import TYPE_CHECKING, Any
 
 from lazyraster._imports import after_import as _after_import
+from lazyraster._imports import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from lazyraster._kernels import warmup
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         build_catalog,
         describe_catalog,
         localize_catalog,
+        search,
         validate_catalog,
     )
     from lazyraster.cluster import available_cores, available_memory, cluster, slurm_job_script
@@ -56,11 +57,10 @@ if TYPE_CHECKING:
         ndvi,
         normalized_difference,
     )
+    from lazyraster.io import write_geotiff, write_zarr
     from lazyraster.load import load, resolve_items
     from lazyraster.phenology import spring_index, spring_index_dataset
     from lazyraster.pipeline import load_spec, plan_pipeline, run_pipeline
-    from lazyraster.search import search
-    from lazyraster.write import write_geotiff, write_zarr
 
 #: Public name -> the module (under ``lazyraster.``) that defines it.
 _HOME = {
@@ -68,7 +68,6 @@ _HOME = {
     "available_memory": "cluster",
     "build_catalog": "catalog",
     "CatalogError": "errors",
-    "cluster": "cluster",
     "ClusterConfigError": "errors",
     "ClusterStartError": "errors",
     "describe_catalog": "catalog",
@@ -83,7 +82,6 @@ _HOME = {
     "index_info": "indices",
     "LazyrasterError": "errors",
     "list_indices": "indices",
-    "load": "load",
     "load_spec": "pipeline",
     "localize_catalog": "catalog",
     "MissingBandError": "errors",
@@ -94,15 +92,15 @@ _HOME = {
     "plan_pipeline": "pipeline",
     "resolve_items": "load",
     "run_pipeline": "pipeline",
-    "search": "search",
+    "search": "catalog",
     "slurm_job_script": "cluster",
     "SpecError": "errors",
     "spring_index": "phenology",
     "spring_index_dataset": "phenology",
     "validate_catalog": "catalog",
     "warmup": "_kernels",
-    "write_geotiff": "write",
-    "write_zarr": "write",
+    "write_geotiff": "io",
+    "write_zarr": "io",
 }
 
 #: Submodules reachable as attributes (``lazyraster.focal``) without importing them.
@@ -113,17 +111,15 @@ _SUBMODULES = frozenset(
         "cli",
         "cluster",
         "config",
-        "demo",
         "errors",
         "focal",
         "indices",
+        "io",
         "load",
         "masking",
         "phenology",
         "pipeline",
-        "search",
         "testing",
-        "write",
     }
 )
 
@@ -171,43 +167,18 @@ __all__ = [
 ]
 
 
+_module_getattr, __dir__ = _lazy_exports(__name__, _HOME, _SUBMODULES)
+
+
 def __getattr__(name: str) -> Any:
     """Import a public name's module on first use (PEP 562) and keep the name bound."""
-    if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version
+    if name != "__version__":
+        return _module_getattr(name)
+    from lazyraster.config import package_version
 
-        try:
-            value: Any = version("lazyraster")
-        except PackageNotFoundError:  # running from a source tree that is not installed
-            value = "0+unknown"
-    elif name in _HOME:
-        value = getattr(importlib.import_module(f"lazyraster.{_HOME[name]}"), name)
-    elif name in _SUBMODULES:
-        return importlib.import_module(f"lazyraster.{name}")
-    else:
-        raise AttributeError(f"module 'lazyraster' has no attribute {name!r}")
+    value = package_version()
     globals()[name] = value
     return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__, *_SUBMODULES})
-
-
-class _Package(types.ModuleType):
-    """The package module: a function keeps its name when its namesake module loads.
-
-    Importing ``lazyraster.load`` binds the module as attribute ``load`` of the package;
-    ``lazyraster.load`` must stay the function (likewise ``search`` and ``cluster``).
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _HOME.get(name) == name:
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def _register_accessor(xarray: types.ModuleType) -> None:

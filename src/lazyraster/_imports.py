@@ -4,20 +4,24 @@
 before anything heavy is loaded), yet the ``geo`` accessor must exist as soon as xarray
 does, and the packaged defaults must be in ``dask.config`` before anyone reads or
 overrides it. :func:`after_import` runs such a step at once if the module is already
-imported, or else right after its import, whoever imports it.
+imported, or else right after its import, whoever imports it. :func:`lazy_exports` gives
+a package the PEP 562 hooks that load each public name's module on first use, and
+:class:`CallableModule` lets a package be called as its main function
+(``lazyraster.load(...)``) while staying the package (``lazyraster.load.resolve_items``).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
 
-__all__ = ["after_import"]
+__all__ = ["CallableModule", "after_import", "lazy_exports"]
 
 
 def after_import(name: str, callback: Callable[[ModuleType], object]) -> None:
@@ -92,3 +96,74 @@ class _Loader:
         if parent:
             setattr(sys.modules[parent], child, module)
         self.finder.callback(module)
+
+
+def lazy_exports(
+    package: str, homes: Mapping[str, str], submodules: Iterable[str] = ()
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """The module ``__getattr__`` and ``__dir__`` of a package with lazy public names.
+
+    Parameters
+    ----------
+    package : str
+        The package's ``__name__``.
+    homes : mapping
+        Public name -> the submodule (relative to ``package``) that defines it.
+    submodules : iterable of str
+        Submodules reachable as attributes without importing them first.
+
+    Returns
+    -------
+    tuple
+        ``(__getattr__, __dir__)``, to bind at the package's top level. A name, once
+        looked up, is bound in the package and costs nothing more.
+
+    Examples
+    --------
+    >>> import types, sys
+    >>> pkg = types.ModuleType("pkg")
+    >>> sys.modules["pkg"] = pkg
+    >>> pkg.__getattr__, pkg.__dir__ = lazy_exports("pkg", {}, ["json"])
+    >>> "json" in pkg.__dir__()
+    True
+    """
+    known = frozenset(submodules)
+
+    def __getattr__(name: str) -> Any:
+        if name in known:
+            return importlib.import_module(f"{package}.{name}")
+        if name not in homes:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{homes[name]}"), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*vars(sys.modules[package]), *homes, *known})
+
+    return __getattr__, __dir__
+
+
+class CallableModule(ModuleType):
+    """A package that is also its main function.
+
+    ``lazyraster.load`` is the package of the loaders and ``lazyraster.load(...)`` calls
+    :func:`lazyraster.load.load`: neither hides the other. The function is the module's
+    ``__wrapped__``, so :func:`inspect.signature` and IDEs show its parameters.
+
+    Examples
+    --------
+    >>> import inspect, lazyraster.cluster
+    >>> str(inspect.signature(lazyraster.cluster)).startswith("(kind")
+    True
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__wrapped__(*args, **kwargs)
+
+    @classmethod
+    def install(cls, package: str, function: Callable[..., Any]) -> None:
+        """Make the (already imported) ``package`` callable as ``function``."""
+        module = sys.modules[package]
+        module.__class__ = cls
+        module.__wrapped__ = function

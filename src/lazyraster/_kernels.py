@@ -21,7 +21,14 @@ from typing import Any
 __all__ = ["DTYPES", "KERNEL_MODULES", "WarmupReport", "kernels", "warmup"]
 
 #: Modules (under ``lazyraster.``) that define numba kernels.
-KERNEL_MODULES = ("_expression", "_overview", "_reader", "_tiff", "focal", "phenology")
+KERNEL_MODULES = (
+    "_expression",
+    "io.cog._overviews",
+    "load._reader",
+    "io.cog._tiff",
+    "focal",
+    "phenology",
+)
 
 #: Input dtypes :func:`warmup` prepares the kernels for.
 DTYPES = ("float32", "float64", "uint16", "int16", "uint8")

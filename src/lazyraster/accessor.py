@@ -58,8 +58,8 @@ class _GeoAccessor:
     focal_min = _Method("focal", "focal_min")
     focal_max = _Method("focal", "focal_max")
     focal_median = _Method("focal", "focal_median")
-    to_zarr = _Method("write", "write_zarr")
-    to_geotiff = _Method("write", "write_geotiff")
+    to_zarr = _Method("io", "write_zarr")
+    to_geotiff = _Method("io", "write_geotiff")
 
 
 @xr.register_dataset_accessor("geo")

@@ -86,8 +86,8 @@ def main() -> None:
 )
 def demo(catalog: str, out: str, overwrite: bool, collections: tuple[str, ...]) -> None:
     """Load a catalog, compute NDVI and its focal mean, write Zarr, a COG and a PNG."""
-    from lazyraster.demo import run_demo
     from lazyraster.errors import LazyrasterError
+    from lazyraster.pipeline import run_demo
 
     try:
         result = run_demo(catalog, out, overwrite=overwrite, collections=list(collections) or None)
@@ -231,12 +231,12 @@ def catalog() -> None:
 @click.option("--collection", help="Put the items in a Collection of this id.")
 @click.option(
     "--layout",
-    callback=_check("build._layout_names", "'${year}/${tile}'"),
+    callback=_check("_build._layout_names", "'${year}/${tile}'"),
     help="Sub-catalogs, e.g. '${year}/${tile}' or '${region}'.",
 )
 @click.option(
     "--pattern",
-    callback=_check("build.compile_pattern", "'{date}_{band}.tif'"),
+    callback=_check("_build.compile_pattern", "'{date}_{band}.tif'"),
     help="File-name pattern grouping files into items, e.g. '{date}_{band}.tif'.",
 )
 @click.option(
@@ -248,7 +248,7 @@ def catalog() -> None:
 @click.option("--bands", callback=_keys, help="Band names of the GeoTIFFs, e.g. red,nir.")
 @click.option(
     "--crs",
-    callback=_check("netcdf.parse_crs", "EPSG:3035"),
+    callback=_check("formats.netcdf.parse_crs", "EPSG:3035"),
     help="CRS of netCDF files without a CF grid mapping, e.g. EPSG:3035.",
 )
 @click.option("--checksum", is_flag=True, help="Write file:checksum (reads every byte).")

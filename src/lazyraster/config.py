@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["gdal_options", "load_defaults"]
+__all__ = ["gdal_options", "load_defaults", "package_version"]
 
 _DEFAULTS = Path(__file__).with_name("lazyraster.yaml")
 
@@ -55,3 +55,19 @@ def gdal_options(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     options = dict(dask.config.get("lazyraster.gdal", default={}))
     options.update(overrides or {})
     return options
+
+
+def package_version() -> str:
+    """The installed lazyraster's version (``0+unknown`` from an uninstalled source tree).
+
+    Examples
+    --------
+    >>> package_version() != ""
+    True
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lazyraster")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -1,4 +1,4 @@
-"""Static STAC catalogs over local files: build, describe, validate and localize.
+"""Catalogs: search STAC APIs, and build, describe, validate and localize static catalogs.
 
 Sentinel-2 L2A SAFE folders, GeoTIFF/COG files and netCDF files become a
 self-contained static catalog with relative hrefs and the projection, eo, raster and
@@ -12,10 +12,30 @@ file fields that loaders need::
 
 from __future__ import annotations
 
-from lazyraster.catalog.build import BuildReport, Problem, build_catalog
-from lazyraster.catalog.describe import describe_catalog, format_description
-from lazyraster.catalog.localize import LocalizeReport, localize_catalog
-from lazyraster.catalog.validate import ValidationReport, validate_catalog
+from typing import TYPE_CHECKING
+
+from lazyraster._imports import lazy_exports
+
+if TYPE_CHECKING:
+    from lazyraster.catalog._build import BuildReport, Problem, build_catalog
+    from lazyraster.catalog._describe import describe_catalog, format_description
+    from lazyraster.catalog._localize import LocalizeReport, localize_catalog
+    from lazyraster.catalog._search import filter_items, search
+    from lazyraster.catalog._validate import ValidationReport, validate_catalog
+
+_HOME = {
+    "BuildReport": "_build",
+    "Problem": "_build",
+    "build_catalog": "_build",
+    "describe_catalog": "_describe",
+    "format_description": "_describe",
+    "LocalizeReport": "_localize",
+    "localize_catalog": "_localize",
+    "filter_items": "_search",
+    "search": "_search",
+    "ValidationReport": "_validate",
+    "validate_catalog": "_validate",
+}
 
 __all__ = [
     "BuildReport",
@@ -24,7 +44,11 @@ __all__ = [
     "ValidationReport",
     "build_catalog",
     "describe_catalog",
+    "filter_items",
     "format_description",
     "localize_catalog",
+    "search",
     "validate_catalog",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _HOME)

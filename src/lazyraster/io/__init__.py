@@ -1,0 +1,38 @@
+"""Writing: Zarr stores and Cloud-Optimized GeoTIFFs, whole or not at all.
+
+Both writers take a Dataset or DataArray, refuse to replace an existing output unless
+asked (``mode="w"``), write into a temporary next to the target and move it into place
+only once complete, under every dask scheduler::
+
+    from lazyraster.io import write_geotiff, write_zarr
+    write_zarr(ndvi, "out/ndvi.zarr")
+    write_geotiff(ndvi, "out/ndvi.tif")
+
+``compute=False`` returns a :class:`dask.delayed.Delayed` that does the same when
+computed, so several outputs can be computed together. The same atomic primitives
+(:func:`output_lock`, :func:`exchange`, :func:`replacing`) keep the catalog builder's and
+localizer's outputs whole.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lazyraster._imports import lazy_exports
+
+if TYPE_CHECKING:
+    from lazyraster.io._atomic import exchange, output_lock, replacing
+    from lazyraster.io._write import write_geotiff, write_zarr, zarr_group
+
+_HOME = {
+    "exchange": "_atomic",
+    "output_lock": "_atomic",
+    "replacing": "_atomic",
+    "write_geotiff": "_write",
+    "write_zarr": "_write",
+    "zarr_group": "_write",
+}
+
+__all__ = ["exchange", "output_lock", "replacing", "write_geotiff", "write_zarr", "zarr_group"]
+
+__getattr__, __dir__ = lazy_exports(__name__, _HOME)

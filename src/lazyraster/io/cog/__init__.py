@@ -1,0 +1,1 @@
+"""The Cloud-Optimized GeoTIFF writer's parts: the TIFF file layout and the overviews."""

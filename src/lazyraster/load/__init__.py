@@ -1,0 +1,26 @@
+"""Loading: STAC items become chunked, CRS-aware xarray Datasets.
+
+The package is callable: ``lazyraster.load(source, ...)`` is :func:`load`::
+
+    import lazyraster
+    ds = lazyraster.load("catalogs/sample/catalog.json", bands=["red", "nir"])
+"""
+
+from __future__ import annotations
+
+from lazyraster._imports import CallableModule
+from lazyraster.load._load import asset_kind, check_bbox, load, resolve_items
+from lazyraster.load._readable import READ_ERRORS, readable, unreadable, with_item
+
+__all__ = [
+    "READ_ERRORS",
+    "asset_kind",
+    "check_bbox",
+    "load",
+    "readable",
+    "resolve_items",
+    "unreadable",
+    "with_item",
+]
+
+CallableModule.install(__name__, load)

@@ -1,0 +1,34 @@
+"""Pipelines: a YAML spec names the catalog, the steps and the outputs of a batch run.
+
+::
+
+    from lazyraster.pipeline import load_spec, run_pipeline
+    report = run_pipeline(load_spec("catalogs/sample/ndvi.yaml"))
+"""
+
+from __future__ import annotations
+
+from lazyraster.pipeline._demo import DemoResult, run_demo
+from lazyraster.pipeline._pipeline import (
+    STEPS,
+    Plan,
+    RunReport,
+    Spec,
+    Step,
+    load_spec,
+    plan_pipeline,
+    run_pipeline,
+)
+
+__all__ = [
+    "STEPS",
+    "DemoResult",
+    "Plan",
+    "RunReport",
+    "Spec",
+    "Step",
+    "load_spec",
+    "plan_pipeline",
+    "run_demo",
+    "run_pipeline",
+]

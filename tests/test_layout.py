@@ -1,0 +1,222 @@
+"""The shape of the package: module sizes, public seams only, imports that flow one way.
+
+These read the source with :mod:`ast` (nothing is imported), so a rule broken anywhere in
+``src/lazyraster`` fails here naming the module and the import that breaks it.
+
+The rules are those of issue 16. What still breaks them is listed in :data:`PENDING`
+(the splits and seams issue 16 has left to do): a new break fails, and so does an entry
+that no longer breaks anything, so the list only shrinks.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+SRC = ROOT / "src" / "lazyraster"
+MAX_LINES = 600
+
+#: Top-level private modules that are shared infrastructure: any package may use them.
+SHARED = {"_imports", "_paths", "_kernels"}
+
+#: Layer of each stage: a module may import stages of its own layer or lower ones only
+#: (``pipeline`` composes the stages, ``cli`` and the root sit on top of everything).
+LAYER = {
+    "errors": 0,
+    "config": 0,
+    "_imports": 0,
+    "_paths": 0,
+    "io": 1,
+    "cluster": 1,
+    "focal": 1,
+    "indices": 1,
+    "phenology": 1,
+    "masking": 1,
+    "_expression": 1,
+    "catalog": 2,
+    "load": 3,
+    "accessor": 3,
+    "_kernels": 3,
+    "testing": 4,
+    "pipeline": 5,
+    "cli": 6,
+}
+
+#: Peer modules whose insides we must not reach into (their public seams only).
+PEER_PRIVATE = ("stackstac.rio_reader",)
+
+
+#: Known breaks per rule, left to do under issue 16; remove an entry when its fix lands.
+PENDING: dict[str, frozenset[str]] = {
+    "modules to split": frozenset(
+        f"src/lazyraster/{module} has {MAX_LINES} lines or more"
+        for module in (
+            "catalog/_build.py",
+            "cluster/_factory.py",
+            "focal.py",
+            "indices.py",
+            "io/_write.py",
+            "load/_load.py",
+            "phenology.py",
+            "pipeline/_pipeline.py",
+        )
+    ),
+    "private names of other packages": frozenset(
+        {"src/lazyraster/indices.py imports lazyraster _expression"}
+    ),
+    "private parts of peers": frozenset(
+        f"src/lazyraster/load/_reader.py imports stackstac.rio_reader {name}"
+        for name in (
+            "AutoParallelRioReader",
+            "MULTITHREADED_DRIVER_ALLOWLIST",
+            "SelfCleaningDatasetReader",
+            "SingleThreadedRioDataset",
+            "ThreadLocalRioDataset",
+        )
+    ),
+    "upward imports": frozenset(
+        {
+            "src/lazyraster/_kernels.py imports lazyraster (the package root)",
+            "src/lazyraster/_kernels.py imports lazyraster.testing (layer 4 > 3)",
+        }
+    ),
+}
+
+
+def _no_new(broken: list[str], rule: str) -> None:
+    found, known = set(broken), PENDING.get(rule, frozenset())
+    new = sorted(found - known)
+    assert not new, f"{rule}:\n" + "\n".join(new)
+    fixed = sorted(known - found)
+    assert not fixed, f"fixed, remove from PENDING[{rule!r}]:\n" + "\n".join(fixed)
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in SRC.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _stage(module: str) -> str:
+    """``lazyraster.load._reader`` -> ``load``; ``lazyraster`` -> ``""`` (the root)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _is_submodule(name: str) -> bool:
+    return (SRC / f"{name}.py").exists() or (SRC / name / "__init__.py").exists()
+
+
+def _imports(path: Path) -> Iterator[tuple[int, str, str | None]]:
+    """``(line, module, name)`` of every import; ``name`` is None for ``import x``."""
+    module = _name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name, None
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                yield node.lineno, target, alias.name
+
+
+def _targets(target: str, name: str | None) -> str:
+    """The module reached: ``from lazyraster import focal`` reaches ``lazyraster.focal``."""
+    if target == "lazyraster" and name is not None and _is_submodule(name):
+        return f"lazyraster.{name}"
+    return target
+
+
+def _private(name: str | None) -> bool:
+    return name is not None and name.startswith("_") and not name.startswith("__")
+
+
+def _private_part(module: str) -> bool:
+    return any(part.startswith("_") for part in module.split(".")[2:])
+
+
+def test_every_module_is_under_600_lines() -> None:
+    broken = []
+    for path in _modules():
+        if len(path.read_text().splitlines()) >= MAX_LINES:
+            broken.append(f"{path.relative_to(ROOT)} has {MAX_LINES} lines or more")
+    _no_new(broken, "modules to split")
+
+
+def test_no_module_reaches_into_another_packages_private_parts() -> None:
+    broken = []
+    for path in _modules():
+        me = _stage(_name(path))
+        for _, target, name in _imports(path):
+            if not target.startswith("lazyraster"):
+                continue
+            reached = _targets(target, name)
+            stage = _stage(reached)
+            if stage == me or (stage in SHARED and (reached != target or not _private(name))):
+                continue
+            private_name = _private(name) and reached == target
+            if _private_part(reached) or private_name or stage.startswith("_"):
+                broken.append(f"{path.relative_to(ROOT)} imports {target} {name or ''}".strip())
+    _no_new(broken, "private names of other packages")
+
+
+def test_no_module_uses_the_private_parts_of_stackstac_dask_or_dask_jobqueue() -> None:
+    broken = []
+    peers = ("stackstac", "dask", "distributed", "dask_jobqueue")
+    for path in _modules():
+        for _, target, name in _imports(path):
+            if target.split(".")[0] not in peers:
+                continue
+            private = any(part.startswith("_") for part in target.split("."))
+            if private or (name or "").startswith("_") or target.startswith(PEER_PRIVATE):
+                broken.append(f"{path.relative_to(ROOT)} imports {target} {name or ''}".strip())
+    _no_new(broken, "private parts of peers")
+
+
+def test_imports_flow_one_way() -> None:
+    """Stages import their own layer or lower ones; nothing below the top imports the root."""
+    broken = []
+    for path in _modules():
+        me = _stage(_name(path))
+        if me == "":
+            continue
+        for _, target, name in _imports(path):
+            if target != "lazyraster" and not target.startswith("lazyraster."):
+                continue
+            reached = _targets(target, name)
+            stage = _stage(reached)
+            where = f"{path.relative_to(ROOT)} imports {reached}"
+            if stage == "" and me != "cli":
+                broken.append(f"{where} (the package root) {name or ''}".strip())
+            elif stage and stage != me and LAYER[stage] > LAYER[me]:
+                broken.append(f"{where} (layer {LAYER[stage]} > {LAYER[me]})")
+    _no_new(broken, "upward imports")
+
+
+def test_every_stage_has_a_layer() -> None:
+    stages = {_stage(_name(p)) for p in _modules()} - {""}
+    assert stages <= set(LAYER), f"give {sorted(stages - set(LAYER))} a layer in LAYER"
+
+
+def test_package_inits_only_re_export() -> None:
+    """An ``__init__`` holds a docstring, imports, ``__all__`` and the lazy hooks: no logic."""
+    broken = []
+    for path in SRC.rglob("__init__.py"):
+        if path.parent == SRC:
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                broken.append(f"{path.relative_to(ROOT)}:{node.lineno} defines {node.name}")
+    _no_new(broken, "logic in a package __init__")
