@@ -174,9 +174,12 @@ def __getattr__(name: str) -> Any:
     """Import a public name's module on first use (PEP 562) and keep the name bound."""
     if name != "__version__":
         return _module_getattr(name)
-    from lazyraster.config import package_version
+    from importlib.metadata import PackageNotFoundError, version
 
-    value = package_version()
+    try:  # as config.package_version, which --version must not import
+        value = version("lazyraster")
+    except PackageNotFoundError:
+        value = "0+unknown"
     globals()[name] = value
     return value
 

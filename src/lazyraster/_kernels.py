@@ -123,8 +123,9 @@ def _exercise(folder: Path, dtype: str) -> None:
     import numpy as np
     import xarray as xr
 
-    import lazyraster
     from lazyraster import focal, testing
+    from lazyraster.io import write_geotiff
+    from lazyraster.load import load
 
     bands = {}
     for i, band in enumerate(("blue", "red", "nir")):
@@ -133,7 +134,7 @@ def _exercise(folder: Path, dtype: str) -> None:
     assets = {b: {"href": str(p), "common_name": b} for b, p in bands.items()}
     item = testing.raster_item(f"warmup-{dtype}", dt.datetime(2024, 5, 1), assets)
     for out in (None, "float64"):
-        loaded = lazyraster.load([item], chunks=24, dtype=out)
+        loaded = load([item], chunks=24, dtype=out)
         loaded.geo.ndvi().compute()
         loaded.geo.index("EVI").compute()
     first = loaded.isel(time=0)
@@ -150,7 +151,7 @@ def _exercise(folder: Path, dtype: str) -> None:
             for shape in ("square", "circle"):
                 getattr(focal, f"focal_{stat}")(plane, size=3, shape=shape).compute()
     tiles = testing.synthetic_raster((260, 260)).astype(dtype).chunk(128)  # with an overview
-    lazyraster.write_geotiff(tiles, folder / f"{dtype}.tif", blocksize=128)
+    write_geotiff(tiles, folder / f"{dtype}.tif", blocksize=128)
 
 
 def _spring_index() -> None:
