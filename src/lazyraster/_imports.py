@@ -161,6 +161,9 @@ class CallableModule(ModuleType):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.__wrapped__(*args, **kwargs)
 
+    def __reduce__(self) -> tuple[Callable[[str], ModuleType], tuple[str]]:
+        return importlib.import_module, (self.__name__,)
+
     @classmethod
     def install(cls, package: str, function: Callable[..., Any]) -> None:
         """Make the (already imported) ``package`` callable as ``function``."""

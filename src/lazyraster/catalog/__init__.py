@@ -12,16 +12,22 @@ file fields that loaders need::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-from lazyraster._imports import lazy_exports
+from lazyraster._imports import lazy_exports as _lazy_exports
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from lazyraster.catalog._build import BuildReport, Problem, build_catalog
     from lazyraster.catalog._describe import describe_catalog, format_description
     from lazyraster.catalog._localize import LocalizeReport, localize_catalog
-    from lazyraster.catalog._search import filter_items, search
-    from lazyraster.catalog._validate import ValidationReport, validate_catalog
+    from lazyraster.catalog._search import (
+        RetryingStacIO,
+        filter_items,
+        parse_datetime,
+        read_items,
+        search,
+    )
+    from lazyraster.catalog._validate import ValidationReport, validate_catalog, validate_document
 
 _HOME = {
     "BuildReport": "_build",
@@ -32,23 +38,31 @@ _HOME = {
     "LocalizeReport": "_localize",
     "localize_catalog": "_localize",
     "filter_items": "_search",
+    "parse_datetime": "_search",
+    "read_items": "_search",
+    "RetryingStacIO": "_search",
     "search": "_search",
     "ValidationReport": "_validate",
     "validate_catalog": "_validate",
+    "validate_document": "_validate",
 }
 
 __all__ = [
     "BuildReport",
     "LocalizeReport",
     "Problem",
+    "RetryingStacIO",
     "ValidationReport",
     "build_catalog",
     "describe_catalog",
     "filter_items",
     "format_description",
     "localize_catalog",
+    "parse_datetime",
+    "read_items",
     "search",
     "validate_catalog",
+    "validate_document",
 ]
 
-__getattr__, __dir__ = lazy_exports(__name__, _HOME)
+__getattr__, __dir__ = _lazy_exports(__name__, _HOME)

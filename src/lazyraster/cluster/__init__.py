@@ -9,7 +9,7 @@ The package is callable: ``lazyraster.cluster(kind, ...)`` is :func:`cluster`::
 
 from __future__ import annotations
 
-from lazyraster._imports import CallableModule
+from lazyraster._imports import CallableModule as _CallableModule
 from lazyraster.cluster._factory import (
     SECRET_NAME,
     available_cores,
@@ -28,4 +28,4 @@ __all__ = [
     "slurm_job_script",
 ]
 
-CallableModule.install(__name__, cluster)
+_CallableModule.install(__name__, cluster)

@@ -16,11 +16,11 @@ localizer's outputs whole.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-from lazyraster._imports import lazy_exports
+from lazyraster._imports import lazy_exports as _lazy_exports
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from lazyraster.io._atomic import exchange, output_lock, replacing
     from lazyraster.io._write import write_geotiff, write_zarr, zarr_group
 
@@ -35,4 +35,4 @@ _HOME = {
 
 __all__ = ["exchange", "output_lock", "replacing", "write_geotiff", "write_zarr", "zarr_group"]
 
-__getattr__, __dir__ = lazy_exports(__name__, _HOME)
+__getattr__, __dir__ = _lazy_exports(__name__, _HOME)

@@ -8,7 +8,7 @@ The package is callable: ``lazyraster.load(source, ...)`` is :func:`load`::
 
 from __future__ import annotations
 
-from lazyraster._imports import CallableModule
+from lazyraster._imports import CallableModule as _CallableModule
 from lazyraster.load._load import asset_kind, check_bbox, load, resolve_items
 from lazyraster.load._readable import READ_ERRORS, readable, unreadable, with_item
 
@@ -23,4 +23,4 @@ __all__ = [
     "with_item",
 ]
 
-CallableModule.install(__name__, load)
+_CallableModule.install(__name__, load)

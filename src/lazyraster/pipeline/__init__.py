@@ -8,8 +8,11 @@
 
 from __future__ import annotations
 
-from lazyraster.pipeline._demo import DemoResult, run_demo
+from lazyraster.pipeline._demo import DemoResult, analyse, run_demo
 from lazyraster.pipeline._pipeline import (
+    MAX_SPEC_BYTES,
+    MAX_SPEC_DEPTH,
+    MAX_SPEC_NODES,
     STEPS,
     Plan,
     RunReport,
@@ -21,12 +24,16 @@ from lazyraster.pipeline._pipeline import (
 )
 
 __all__ = [
+    "MAX_SPEC_BYTES",
+    "MAX_SPEC_DEPTH",
+    "MAX_SPEC_NODES",
     "STEPS",
     "DemoResult",
     "Plan",
     "RunReport",
     "Spec",
     "Step",
+    "analyse",
     "load_spec",
     "plan_pipeline",
     "run_demo",
