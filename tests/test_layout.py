@@ -68,16 +68,6 @@ PENDING: dict[str, frozenset[str]] = {
     "private names of other packages": frozenset(
         {"src/lazyraster/indices.py imports lazyraster _expression"}
     ),
-    "private parts of peers": frozenset(
-        f"src/lazyraster/load/_reader.py imports stackstac.rio_reader {name}"
-        for name in (
-            "AutoParallelRioReader",
-            "MULTITHREADED_DRIVER_ALLOWLIST",
-            "SelfCleaningDatasetReader",
-            "SingleThreadedRioDataset",
-            "ThreadLocalRioDataset",
-        )
-    ),
 }
 
 

@@ -1,6 +1,15 @@
-"""A stackstac reader that decodes, masks and rescales each chunk in one pass.
+"""lazyraster's raster reader: stackstac's public ``Reader`` protocol, our own class.
 
-stackstac's own reader asks GDAL for a masked float array (a float copy of the data, a
+stackstac reads each asset through a ``reader=`` class that meets the protocol of
+``stackstac/reader_protocol.py``: built with keywords (``url``, ``spec``,
+``resampling``, ``dtype``, ``fill_value``, ``scale_offset``, ``gdal_env``,
+``errors_as_nodata``) without touching the file, ``read(window)`` from many threads,
+``close()``, and pickled to the workers. :class:`Reader` is such a class of its own
+(not a subclass of stackstac's ``AutoParallelRioReader``, whose private ``_open`` and
+dataset wrappers may change in any release). It is on rasterio's public API, with
+the per-thread datasets in :mod:`lazyraster.load._handles`.
+
+stackstac's reader asks GDAL for a masked float array (a float copy of the data, a
 boolean mask, and a third array when filling), then multiplies and adds in place. This
 reader reads the file's native dtype (for Sentinel-2, uint16: half the bytes of
 float32) and turns it into the output dtype with nodata -> fill, ``* scale + offset``
@@ -17,34 +26,36 @@ It also does what stackstac's reader cannot:
 - fail with one line that names the file and the reason.
 
 :func:`source_url` packs the band and the nodata into the URL stackstac hands to the
-reader (stackstac passes nothing else per asset); the reader unpacks it. It relies on
-stackstac 0.5's reader classes; the tests of :func:`lazyraster.load` pin its behaviour.
+reader (stackstac passes nothing else per asset); the reader unpacks it. A plain URL
+reads band 1 with the file's nodata tag, as stackstac's reader does.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import threading
+import warnings
 import weakref
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numba
 import numpy as np
+import rasterio
 from rasterio.crs import CRS
-from rasterio.vrt import WarpedVRT
-from stackstac.rio_reader import (
-    MULTITHREADED_DRIVER_ALLOWLIST,
-    AutoParallelRioReader,
-    SelfCleaningDatasetReader,
-    SingleThreadedRioDataset,
-    ThreadLocalRioDataset,
-)
+from stackstac import DEFAULT_GDAL_ENV, LayeredEnv
 
 from lazyraster.errors import ReadError
+from lazyraster.load._handles import Handles
+
+if TYPE_CHECKING:
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+    from stackstac.raster_spec import RasterSpec
 
 __all__ = ["CRSKey", "Reader", "crs_key", "source_url"]
 
@@ -169,11 +180,25 @@ def _fits(nodata: float, dtype: np.dtype) -> bool:
     return True
 
 
+def _matches(err: BaseException, patterns: Sequence[BaseException]) -> bool:
+    """Whether ``err`` is of a pattern's type and its message starts as the pattern's regex.
+
+    stackstac's meaning of ``errors_as_nodata``: ``RasterioIOError("HTTP response code:
+    404")`` matches a RasterioIOError whose message matches that regular expression.
+    """
+    return any(isinstance(err, type(p)) and re.match(str(p), str(err)) for p in patterns)
+
+
+def _crs_text(key: int) -> str:
+    """The CRS of an EPSG code or :class:`CRSKey` as text, parsed by each thread's VRT."""
+    return key.wkt if isinstance(key, CRSKey) else f"EPSG:{int(key)}"
+
+
 @dataclass
 class _Shared:
     """An open file shared by the readers of its bands, and what they need to know."""
 
-    dataset: Any
+    handles: Handles
     count: int
     warped: bool
     nodata: float | None
@@ -187,13 +212,97 @@ _SHARED: weakref.WeakValueDictionary[tuple, _Shared] = weakref.WeakValueDictiona
 _SHARED_LOCK = threading.Lock()
 
 
-class Reader(AutoParallelRioReader):
-    """stackstac reader with a fused decode, band selection and catalog nodata."""
+class Reader:
+    """Reads one band of one raster onto stackstac's grid, decoded in one numba pass.
 
-    def __init__(self, *, url: str, **kwargs: Any) -> None:
+    Meets stackstac's public ``Reader`` protocol (``stackstac.stack(reader=Reader)``);
+    the parameters are the protocol's. Why it is built as it is:
+
+    - **Its own class, not a subclass of ``AutoParallelRioReader``.** That class's
+      ``read`` asks GDAL for masked float arrays, which the fused decode replaces, and
+      its ``_open`` refuses multi-band files, reads nodata from the file alone and wants
+      an EPSG integer: every part would be overridden, and the private ones
+      (``_open``, its dataset wrappers) may change in any stackstac release.
+    - **Band and catalog nodata in the URL** (:func:`source_url`): stackstac passes the
+      reader nothing else per asset. A plain URL reads band 1 with the file's nodata.
+    - **One open file for the readers of its bands** (``_SHARED``, by href, nodata,
+      grid, resampling and GDAL options): the bands of a multi-band file are read in
+      one GDAL call per window, so a pixel-interleaved block is decoded once.
+    - **A dataset per thread where the driver allows it, else one behind a lock**
+      (:class:`~lazyraster.load._handles.Handles`): GDAL datasets are not thread-safe.
+    - **Opened on the first read, not on construction**: stackstac builds every
+      reader on the client; only the tasks open files, on the workers.
+    - **Pickled as its constructor's arguments**: open GDAL datasets cannot travel;
+      the worker reopens the file on its first read.
+    - **``close`` lets go of the file**: it closes when no reader of it is left, so
+      closing one band's reader does not close the file under another band's.
+    - **``errors_as_nodata`` as stackstac means it**: an error (or the rasterio
+      error it was raised from) that matches a pattern is warned about and read as
+      ``fill_value``; an open that fails so is not retried. Any other error is a
+      :class:`~lazyraster.errors.ReadError` naming the file and GDAL's reason.
+
+    Parameters
+    ----------
+    url : str
+        A :func:`source_url`, or a plain URL or path (band 1, the file's nodata).
+    spec : stackstac.raster_spec.RasterSpec
+        The output grid; ``spec.epsg`` may be a :class:`CRSKey`.
+    resampling : rasterio.enums.Resampling
+        For the warp onto ``spec`` where the file's grid differs.
+    dtype : numpy.dtype
+        Output dtype.
+    fill_value : int or float
+        Value of nodata pixels and of pixels outside the file.
+    scale_offset : (scale, offset)
+        Applied to valid pixels: ``value * scale + offset``.
+    gdal_env : stackstac.LayeredEnv, optional
+        GDAL options for opening, warping and reading; default
+        ``stackstac.DEFAULT_GDAL_ENV``.
+    errors_as_nodata : tuple of Exception
+        Patterns of errors to read as ``fill_value`` (see above).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from stackstac.raster_spec import RasterSpec
+    >>> from rasterio.enums import Resampling
+    >>> from rasterio.windows import Window
+    >>> from lazyraster.testing import write_cog
+    >>> data = np.array([[0, 100], [200, 300]], "uint16")
+    >>> path = write_cog(tempfile.mkdtemp() + "/b.tif", data, nodata=0)
+    >>> spec = RasterSpec(32631, (600000, 5699980, 600020, 5700000), (10, 10))
+    >>> reader = Reader(url=str(path), spec=spec, resampling=Resampling.nearest,
+    ...                 dtype=np.dtype("float32"), fill_value=np.nan,
+    ...                 scale_offset=(0.5, 1.0), gdal_env=None)
+    >>> reader.read(Window(0, 0, 2, 2))
+    array([[ nan,  51.],
+           [101., 151.]], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        spec: RasterSpec,
+        resampling: Resampling,
+        dtype: np.dtype,
+        fill_value: float,
+        scale_offset: tuple[float, float],
+        gdal_env: LayeredEnv | None = None,
+        errors_as_nodata: tuple[BaseException, ...] = (),
+    ) -> None:
         self._packed_url = url
-        href, self._band, self._catalog_nodata, self._group, self._listed = self.unpack(url)
-        super().__init__(url=href, **kwargs)
+        self.url, self._band, self._catalog_nodata, self._group, self._listed = self.unpack(url)
+        self.spec = spec
+        self.resampling = resampling
+        self.dtype = np.dtype(dtype)
+        self.fill_value = fill_value
+        self.scale_offset = scale_offset
+        self.gdal_env = gdal_env or DEFAULT_GDAL_ENV
+        self.errors_as_nodata = tuple(errors_as_nodata or ())
+        self._lock = threading.Lock()
+        self._shared: _Shared | None = None
+        self._gone = False  # the open failed with an error read as nodata
 
     @staticmethod
     def unpack(url: str) -> tuple[str, int, float | None, tuple[int, ...], bool]:
@@ -205,13 +314,50 @@ class Reader(AutoParallelRioReader):
         return href, band, fields.get("nodata"), group, bool(fields.get("listed", True))
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "url": self._packed_url}
+        return {
+            "url": self._packed_url,
+            "spec": self.spec,
+            "resampling": self.resampling,
+            "dtype": self.dtype,
+            "fill_value": self.fill_value,
+            "scale_offset": self.scale_offset,
+            "gdal_env": self.gdal_env,
+            "errors_as_nodata": self.errors_as_nodata,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
 
     def _fail(self, what: str, err: BaseException) -> ReadError:
         reason = _reason(err).removeprefix(f"{self.url}: ").removeprefix(f"'{self.url}' ")
         return ReadError(f"cannot {what} {self.url}: {reason}", href=self.url, reason=reason)
 
-    def _open(self) -> Any:
+    def _as_nodata(self, err: BaseException) -> bool:
+        """Whether ``err`` (or an error it was raised from) is one to read as nodata."""
+        current: BaseException | None = err
+        while current is not None:
+            if _matches(current, self.errors_as_nodata):
+                warnings.warn(
+                    f"{err}; read as fill_value {self.fill_value} (errors_as_nodata)",
+                    stacklevel=3,
+                )
+                return True
+            current = current.__cause__
+        return False
+
+    def _open(self) -> _Shared | None:
+        """The shared open file (opening it on first use), None if it is read as nodata."""
+        with self._lock:
+            if self._shared is None and not self._gone:
+                try:
+                    self._shared = self._lookup()
+                except Exception as err:
+                    if not self._as_nodata(err):
+                        raise
+                    self._gone = True
+            return self._shared
+
+    def _lookup(self) -> _Shared:
         env = self.gdal_env
         key = (
             self.url,
@@ -219,14 +365,12 @@ class Reader(AutoParallelRioReader):
             self._group,
             (self.spec.epsg, tuple(self.spec.bounds), tuple(self.spec.resolutions_xy)),
             self.resampling,
-            json.dumps([env._always, env._open, env._open_vrt, env._read], default=str),
+            json.dumps(env.__getstate__(), default=str),
         )
         with _SHARED_LOCK:
             shared = _SHARED.get(key)
             if shared is None:
                 shared = _SHARED[key] = self._open_shared()
-        self._shared = shared  # keeps the shared dataset alive while this reader lives
-        self._count, self._warped, self._nodata = shared.count, shared.warped, shared.nodata
         if not self._listed and shared.count > 1:
             raise ReadError(
                 f"cannot read {self.url}: the file has {shared.count} bands but its STAC asset "
@@ -239,13 +383,18 @@ class Reader(AutoParallelRioReader):
                 f"cannot read band {self._band} of {self.url}: the file has {shared.count} "
                 "band(s) but its STAC asset lists more; rebuild the catalog"
             )
-        return shared.dataset
+        # a warped VRT without nodata adds an alpha band after the file's bands
+        self._has_alpha = shared.warped and shared.nodata is None
+        group = list(self._group)
+        self._indexes = [*group, shared.count + 1] if self._has_alpha else group
+        self._position = group.index(self._band)
+        return shared
 
     def _open_shared(self) -> _Shared:
         """Open the file (and a warped VRT onto the output grid where it differs)."""
         with self.gdal_env.open:
             try:
-                ds = SelfCleaningDatasetReader(self.url, sharing=False)
+                ds = rasterio.open(self.url, sharing=False)
             except Exception as err:
                 raise self._fail("open", err) from err
             if ds.crs is None:
@@ -269,48 +418,40 @@ class Reader(AutoParallelRioReader):
             if nodata is not None and not _fits(nodata, dtype):
                 nodata = None  # a value the data cannot hold never matches
             height, width = self.spec.shape
-            crs = as_crs(self.spec.epsg)
             native = (
-                ds.crs == crs
+                ds.crs == as_crs(self.spec.epsg)
                 and ds.transform == self.spec.transform
                 and (ds.height, ds.width) == (height, width)
             )
-            vrt = None
+            warp = None
             if not native:
-                with self.gdal_env.open_vrt:
-                    vrt = WarpedVRT(
-                        ds,
-                        sharing=False,
-                        resampling=self.resampling,
-                        crs=crs,
-                        transform=self.spec.transform,
-                        height=height,
-                        width=width,
-                        src_nodata=nodata,
-                        nodata=nodata,
-                        add_alpha=nodata is None,
-                    )
-        wrapper = (
-            ThreadLocalRioDataset
-            if ds.driver in MULTITHREADED_DRIVER_ALLOWLIST
-            else SingleThreadedRioDataset
-        )
-        return _Shared(wrapper(self.gdal_env, ds, vrt=vrt), ds.count, not native, nodata)
+                warp = {
+                    "resampling": self.resampling,
+                    "crs": _crs_text(self.spec.epsg),
+                    "transform": self.spec.transform,
+                    "height": height,
+                    "width": width,
+                    "src_nodata": nodata,
+                    "nodata": nodata,
+                    "add_alpha": nodata is None,
+                }
+            handles = Handles(self.gdal_env, ds, warp)
+        return _Shared(handles, ds.count, not native, nodata)
 
-    def _read_group(self, source: Any, window: Any, indexes: list[int]) -> np.ndarray:
-        """Read the bands ``indexes`` of ``window`` in one call, shared by their readers.
+    def _read_group(self, shared: _Shared, window: Window) -> np.ndarray:
+        """Read the bands of this reader's group in ``window`` in one call, shared by them.
 
         GDAL decodes a pixel-interleaved block for all its bands whichever one is asked
         for; one call for the bands of the group decodes it once. stackstac's task reads
         the group's bands one after the other in one thread: the first reader reads
         them all, and the result waits (per thread) until each band has taken its own.
         """
-        recent = self._shared.recent
+        recent = shared.recent
         entry = getattr(recent, "entry", None)
         where = (window.col_off, window.row_off, window.width, window.height)
         if entry is None or entry[0] != where or self._band not in entry[2]:
             try:
-                raw = source.read(window=window, masked=False, indexes=indexes)
+                raw = shared.handles.read(window, self._indexes)
             except Exception as err:
                 raise self._fail("read", err) from err
             entry = recent.entry = (where, raw, set(self._group))
@@ -319,33 +460,40 @@ class Reader(AutoParallelRioReader):
             recent.entry = None
         return entry[1]
 
-    def close(self) -> None:
-        """Let go of the file; it closes when no reader of it is left."""
-        with self._dataset_lock:
-            self._dataset = None
-            self._shared = None
-
-    def read(self, window: Any, **kwargs: Any) -> np.ndarray:
-        """Read ``window`` as ``self.dtype``: nodata -> fill, then scale and offset."""
-        source = self.dataset  # opens the file on first use
-        # a warped VRT without nodata adds an alpha band after the file's bands
-        has_alpha = self._warped and self._nodata is None
-        group = list(self._group)
-        raw = self._read_group(source, window, [*group, self._count + 1] if has_alpha else group)
-        data = raw[group.index(self._band)]
+    def read(self, window: Window) -> np.ndarray:
+        """Read ``window`` of ``spec`` as ``dtype``: nodata -> fill, then scale and offset."""
+        shared = self._shared
+        try:
+            if shared is None:
+                shared = self._open()
+            if shared is not None:
+                raw = self._read_group(shared, window)
+        except Exception as err:
+            if not self._as_nodata(err):
+                raise
+            shared = None
+        if shared is None:
+            return np.full((window.height, window.width), self.fill_value, self.dtype)
+        data = raw[self._position]
         out = np.empty(data.shape, dtype=self.dtype)
         kind = self.dtype.type
         scale, offset = self.scale_offset
-        alpha = raw[-1] if has_alpha else data[:1, :1]
-        nodata = self._nodata
+        alpha = raw[-1] if self._has_alpha else data[:1, :1]
+        nodata = shared.nodata
         return _decode(
             data,
             raw.dtype.type(nodata) if nodata is not None else raw.dtype.type(0),
             nodata is not None,
             alpha,
-            has_alpha,
+            self._has_alpha,
             kind(scale),
             kind(offset),
             kind(self.fill_value),
             out,
         )
+
+    def close(self) -> None:
+        """Let go of the file; it closes when no reader of it is left."""
+        with self._lock:
+            self._shared = None
+            self._gone = False

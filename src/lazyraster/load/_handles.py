@@ -1,0 +1,104 @@
+"""An open raster file that many threads read at once, on rasterio's public API.
+
+GDAL datasets are never safe to use from two threads, and a dataset must be read by
+the thread that opened it. Some drivers (GTiff) are safe to use from several threads
+when each has its own dataset on its own file descriptor (``sharing=False``); others
+(JP2OpenJPEG, netCDF, HDF5) keep state per driver and must be used by one thread at a
+time. :class:`Handles` picks per driver, as stackstac's own reader does, from the
+public :data:`stackstac.MULTITHREADED_DRIVER_ALLOWLIST` (so a user who adds a driver
+there changes both readers alike):
+
+- a thread-safe driver: each thread opens its own dataset (and its own warped VRT) on
+  first use and keeps it in a :class:`threading.local`; nothing is locked on a read;
+- any other driver: one dataset, one lock around every read.
+
+The warp onto the output grid is given as the keyword arguments of
+:class:`rasterio.vrt.WarpedVRT` with the CRS as text, so every thread builds its VRT
+from the same values and parses its own CRS (a CRS object is not shared between
+threads). Datasets close when the :class:`Handles` holding them is dropped (rasterio
+closes a dataset it frees), the per-thread ones included: their
+:class:`threading.local` goes with it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.io import DatasetReader
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+from stackstac import MULTITHREADED_DRIVER_ALLOWLIST, LayeredEnv
+
+__all__ = ["Handles"]
+
+
+class Handles:
+    """The datasets of one file (and its warp), one per thread where the driver allows.
+
+    Parameters
+    ----------
+    env : stackstac.LayeredEnv
+        GDAL options: ``env.open`` while opening, ``env.open_vrt`` while building the
+        warped VRT, ``env.read`` while reading.
+    dataset : rasterio.io.DatasetReader
+        The file, opened by the calling thread with ``sharing=False``; that thread
+        reads it (a thread-safe driver) or every thread does, one at a time.
+    warp : mapping, optional
+        Keyword arguments of :class:`rasterio.vrt.WarpedVRT` (``crs`` as text) when
+        the file's grid is not the output grid; None to read the file as it is.
+
+    Examples
+    --------
+    >>> import tempfile, stackstac
+    >>> from lazyraster.testing import write_cog
+    >>> path = write_cog(tempfile.mkdtemp() + "/a.tif", np.ones((8, 8), "uint16"))
+    >>> env = stackstac.DEFAULT_GDAL_ENV
+    >>> with env.open:
+    ...     handles = Handles(env, rasterio.open(path, sharing=False))
+    >>> handles.read(Window(0, 0, 4, 2), [1]).shape
+    (1, 2, 4)
+    """
+
+    def __init__(
+        self, env: LayeredEnv, dataset: DatasetReader, warp: Mapping[str, Any] | None = None
+    ) -> None:
+        self._env = env
+        self._url = dataset.name
+        self._driver = dataset.driver
+        self._warp = dict(warp) if warp is not None else None
+        self._per_thread = dataset.driver in MULTITHREADED_DRIVER_ALLOWLIST
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        if self._per_thread:
+            self._local.source = self._warped(dataset)  # the opening thread's own
+        else:
+            self._source = self._warped(dataset)  # every thread's, read under the lock
+
+    def _warped(self, dataset: DatasetReader) -> DatasetReader | WarpedVRT:
+        if self._warp is None:
+            return dataset
+        with self._env.open_vrt:
+            return WarpedVRT(dataset, sharing=False, **self._warp)
+
+    def _open_here(self) -> DatasetReader | WarpedVRT:
+        """Open the calling thread's own dataset (and VRT), on its first read."""
+        with self._env.open:
+            dataset = rasterio.open(self._url, sharing=False, driver=self._driver)
+            source = self._local.source = self._warped(dataset)
+        return source
+
+    def read(self, window: Window, indexes: Sequence[int]) -> np.ndarray:
+        """Bands ``indexes`` (1-based) of ``window``, shape (bands, rows, cols), native dtype."""
+        if self._per_thread:
+            try:
+                source = self._local.source
+            except AttributeError:
+                source = self._open_here()
+            with self._env.read:
+                return source.read(indexes, window=window, masked=False)
+        with self._lock, self._env.read:
+            return self._source.read(indexes, window=window, masked=False)
