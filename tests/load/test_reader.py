@@ -235,13 +235,17 @@ def test_a_remote_cog_reads_with_range_requests_and_the_gdal_env(nginx, tmp_path
     for name, options in (("default", {}), ("ingest", {"GDAL_INGESTED_BYTES_AT_OPEN": 100000})):
         url = nginx.publish(path, f"{name}.tif")
         env = stackstac.DEFAULT_GDAL_ENV.updated(always=options)
-        got = reader(source_url(url, band=1, nodata=None), spec=spec, gdal_env=env).read(window)
-        np.testing.assert_array_equal(got, expected)
+        r = reader(source_url(url, band=1, nodata=None), spec=spec, gdal_env=env)
+        np.testing.assert_array_equal(r.read(window), expected)
         gets = [e for e in nginx.requests() if e.uri.endswith(f"/{name}.tif") and e.method == "GET"]
         assert gets and all(e.status == 206 and e.range for e in gets), gets
         first[name] = int(gets[0].range.rpartition("-")[2]) + 1
         if name == "default":
             assert sum(e.bytes for e in gets) < path.stat().st_size / 4
+            with ThreadPoolExecutor(4) as pool:  # each thread opens the URL again
+                windows = _windows(16, 1024, 1024)
+                for w, array in zip(windows, pool.map(r.read, windows), strict=True):
+                    np.testing.assert_array_equal(array, reference(path, w, nodata=0))
     assert first["default"] < 100000 <= first["ingest"], first
 
 
