@@ -411,3 +411,17 @@ def test_stackstac_loads_alike_with_our_reader_and_its_own(tmp_path, dn, dtype, 
     np.testing.assert_array_equal(ours, theirs)
     valid = ~np.isnan(ours) if np.dtype(dtype).kind == "f" else ours != 0
     assert valid[0].mean() > 0.5 and valid[1].any()
+
+
+def test_a_read_error_is_nodata_only_when_it_matches(tmp_path):
+    """A file cut short opens but fails to read: a ReadError, or fill with the pattern."""
+    data = np.random.default_rng(4).integers(0, 10000, (512, 512), dtype=np.uint16)
+    path = write(tmp_path / "cut.tif", data)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 3 // 4])
+    spec, window = grid(rows=512, cols=512), Window(256, 256, 256, 256)
+    with pytest.raises(ReadError, match=r"cannot read .*cut\.tif: "):
+        reader(str(path), spec=spec).read(window)
+    pattern = (RasterioIOError(".*"),)
+    with pytest.warns(UserWarning, match=r"cannot read .*cut\.tif"):
+        got = reader(str(path), spec=spec, errors_as_nodata=pattern).read(window)
+    np.testing.assert_array_equal(got, np.full((256, 256), np.nan, np.float32))

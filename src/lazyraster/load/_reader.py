@@ -462,7 +462,7 @@ class Reader:
 
     def read(self, window: Window) -> np.ndarray:
         """Read ``window`` of ``spec`` as ``dtype``: nodata -> fill, then scale and offset."""
-        shared = self._shared
+        shared, raw = self._shared, None
         try:
             if shared is None:
                 shared = self._open()
@@ -471,8 +471,7 @@ class Reader:
         except Exception as err:
             if not self._as_nodata(err):
                 raise
-            shared = None
-        if shared is None:
+        if shared is None or raw is None:  # an error read as nodata, now or at the open
             return np.full((window.height, window.width), self.fill_value, self.dtype)
         data = raw[self._position]
         out = np.empty(data.shape, dtype=self.dtype)
