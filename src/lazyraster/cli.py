@@ -214,7 +214,8 @@ def _check(check: str, example: str) -> Callable[..., str | None]:
             try:
                 getattr(catalog_lib, check)(value)
             except ValueError as exc:
-                raise click.BadParameter(f"{exc} (example: {example})") from None
+                hint = "" if example.strip("'") in str(exc) else f" (example: {example})"
+                raise click.BadParameter(f"{exc}{hint}") from None
         return value
 
     return callback

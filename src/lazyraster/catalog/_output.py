@@ -20,7 +20,7 @@ from lazyraster.catalog._layout import FolderLayout, check_layout
 from lazyraster.errors import CatalogError, OutputExistsError
 from lazyraster.io import exchange, output_lock
 
-log = logging.getLogger("lazyraster.catalog._build")
+log = logging.getLogger(__name__)
 
 #: Field of the root ``catalog.json`` that marks a folder as made by :func:`build_catalog`;
 #: only such a folder is ever replaced.
