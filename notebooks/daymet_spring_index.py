@@ -18,7 +18,8 @@
 #
 # The files here are small synthetic stand-ins written into a temporary folder (Daymet
 # itself is not bundled); point `DAYMET` at a real Daymet folder to run it on real
-# data.
+# data. The last section runs the model on the daily temperatures of six real weather
+# stations, whose spring indices the ML_SI toolbox has published.
 
 # %%
 import os
@@ -79,3 +80,43 @@ for year in si.year.values:
 leaf_2021 = xr.open_zarr(store, group="2021").first_leaf.sel(plant="average").load()
 print(f"2021 average first leaf: day {float(leaf_2021.median()):.0f} (median over pixels)")
 assert np.isfinite(leaf_2021.values).all()
+
+# %% [markdown]
+# ## The model on six real stations
+#
+# Daily minimum and maximum temperatures (degrees F) of six GHCN-Daily stations in the
+# United States, 1850-2050 (data in 1890-2014), as the USA National Phenology Network
+# archived them together with the output of the ML_SI toolbox (Ault et al. 2015): see
+# `tests/data/six-stations/PROVENANCE.md`. With `convention="ml_si"` the model follows
+# that toolbox, day length from latitude; the average first leaf and first bloom per
+# station and year can be set beside its published values.
+
+# %%
+import pandas as pd
+
+STATIONS = Path(os.environ.get("LAZYRASTER_STATIONS", "tests/data/six-stations"))
+years = np.arange(1850, 2051)
+days = 240  # the model looks no further than day 240
+
+
+def station_series(name: str) -> xr.DataArray:
+    """Column s*366 + d of the file is station s on day of year d + 1 (29 Feb is day 60)."""
+    table = np.loadtxt(STATIONS / f"{name}.csv", delimiter=",").reshape(201, 6, 366)
+    values = table[:, :, :days].transpose(0, 2, 1).reshape(-1, 6)
+    time = np.concatenate(
+        [pd.Timestamp(f"{y}-01-01") + pd.to_timedelta(np.arange(days), "D") for y in years]
+    )
+    return xr.DataArray(
+        values, dims=("time", "station"), coords={"time": time}, attrs={"units": "degF"}
+    )
+
+
+stations = lazyraster.spring_index(
+    station_series("tmin"),
+    station_series("tmax"),
+    lat=xr.DataArray(np.loadtxt(STATIONS / "lat.csv", delimiter=","), dims="station"),
+    convention="ml_si",
+)
+station_leaf = stations.first_leaf.sel(plant="average")
+print(f"station-years with a first leaf: {int(station_leaf.notnull().sum())}")
+station_leaf.sel(year=slice(2000, 2005)).to_pandas()

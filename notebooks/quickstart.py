@@ -11,8 +11,9 @@
 # %% [markdown]
 # # lazyraster quickstart
 #
-# Load the bundled sample catalog (a real Sentinel-2 L2A composite), compute NDVI
-# lazily, and look at it. Run from the repository root, or set `CATALOG`.
+# Load the bundled sample catalog (a real Sentinel-2 L2A composite), compute NDVI and
+# its 3x3 focal mean lazily, and look at them. Run from the repository root, or set
+# `LAZYRASTER_SAMPLE` to the catalog.
 
 # %%
 import os
@@ -38,3 +39,14 @@ ndvi
 values = ndvi.isel(time=0).values  # computes now
 print(f"valid pixels: {np.isfinite(values).sum()}, median NDVI {np.nanmedian(values):.3f}")
 assert np.nanmin(values) >= -1 and np.nanmax(values) <= 1
+
+# %% [markdown]
+# ## A focal mean: each pixel the mean of the valid pixels of its 3x3 window
+#
+# Pixels without data (NaN) are left out of each window, and so is everything beyond
+# the edge of the image.
+
+# %%
+smooth = ndvi.geo.focal_mean(size=3)
+focal = smooth.isel(time=0).values
+print(f"median focal mean {np.nanmedian(focal):.3f}")

@@ -1,7 +1,8 @@
 """Reference values made outside the code under test, shared by several test modules.
 
 The bundled sample's NDVI straight from its GeoTIFFs with rasterio and numpy (as the
-course scripts compute it), and a plain-loop focal mean.
+course scripts compute it), a plain-loop focal mean, and the spring indices the ML_SI
+toolbox published for six real stations.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import rasterio
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "catalogs" / "sample" / "catalog.json"
+SIX_STATIONS = ROOT / "tests" / "data" / "six-stations"
 ITEM_DIR = SAMPLE.parent / "sentinel-2-l2a-composite" / "S2_L3B_21JXN_20210319"
 
 
@@ -41,3 +43,13 @@ def loop_focal_mean(values: np.ndarray, radius: int = 1) -> np.ndarray:
             if valid.size:
                 out[i, j] = valid.sum() / valid.size
     return out
+
+
+def ml_si_published(event: str) -> np.ndarray:
+    """ML_SI's average first ``leaf`` or ``bloom`` day: (201 years 1850-2050, 6 stations).
+
+    As archived with the stations' temperatures (``tests/data/six-stations``, see its
+    PROVENANCE.md); NaN where ML_SI gave none.
+    """
+    files = [SIX_STATIONS / "ml_si_output" / f"station_{s}_{event}.csv" for s in range(1, 7)]
+    return np.stack([np.loadtxt(f) for f in files], axis=1)

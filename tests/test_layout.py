@@ -12,6 +12,7 @@ that no longer breaks anything, so the list only shrinks.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +47,9 @@ LAYER = {
     "cli": 6,
 }
 
+#: Test modules a test module may import (shared helpers); any other is a test module.
+TEST_HELPERS = {"conftest", "references", "services", "strategies", "_support"}
+
 #: Peer modules whose insides we must not reach into (their public seams only).
 PEER_PRIVATE = ("stackstac.rio_reader",)
 
@@ -55,7 +59,6 @@ PENDING: dict[str, frozenset[str]] = {
     "modules to split": frozenset(
         f"src/lazyraster/{module} has {MAX_LINES} lines or more"
         for module in (
-            "catalog/_build.py",
             "cluster/_factory.py",
             "focal.py",
             "indices.py",
@@ -67,6 +70,13 @@ PENDING: dict[str, frozenset[str]] = {
     ),
     "private names of other packages": frozenset(
         {"src/lazyraster/indices.py imports lazyraster _expression"}
+    ),
+    # the cluster and pipeline tests share helpers by importing each other's modules
+    "test modules importing test modules": frozenset(
+        {
+            "tests/cluster/test_small_jobs.py imports tests.pipeline.test_run_errors",
+            "tests/pipeline/test_pipeline.py imports tests.cluster.test_cluster",
+        }
     ),
 }
 
@@ -205,3 +215,80 @@ def test_package_inits_only_re_export() -> None:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 broken.append(f"{path.relative_to(ROOT)} defines {node.name}")
     _no_new(broken, "logic in a package __init__")
+
+
+def _strings(tree: ast.AST) -> Iterator[str]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.value
+
+
+def _all_of(init: Path) -> set[str]:
+    for node in ast.parse(init.read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "__all__" for target in node.targets
+        ):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
+def test_the_cli_names_no_private_module_or_function() -> None:
+    """The CLI reaches the library through its public names, not by dotted strings.
+
+    Its option checks (``_check("check_layout", ...)``) name functions of
+    ``lazyraster.catalog.__all__``; no string in ``cli.py`` is a dotted path through a
+    private part (``"_build._layout_names"``), which the import checks above cannot see.
+    """
+    tree = ast.parse((SRC / "cli.py").read_text())
+    dotted = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+")
+    broken = sorted(
+        text
+        for text in _strings(tree)
+        if dotted.fullmatch(text) and any(_private(part) for part in text.split("."))
+    )
+    assert not broken, f"cli.py names private parts by string: {broken}"
+    public = _all_of(SRC / "catalog" / "__init__.py")
+    checks = [
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "_check"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    ]
+    assert checks, "the CLI's option checks moved: update this test"
+    assert set(checks) <= public, f"not in lazyraster.catalog.__all__: {set(checks) - public}"
+
+
+def _test_module(target: str) -> str | None:
+    """``tests.load._support`` -> ``tests/load/_support.py`` if that file exists."""
+    path = ROOT.joinpath(*target.split("."))
+    if path.with_suffix(".py").is_file():
+        return target
+    return None
+
+
+def test_no_test_module_imports_another_test_module() -> None:
+    """Tests share helpers through conftest fixtures and helper modules only.
+
+    A test module that imports another one runs that module's tests' set-up, ties two
+    topics together and breaks when either moves: shared code goes to ``conftest.py``,
+    ``references.py``, ``services.py``, ``strategies.py`` or a package's ``_support.py``.
+    """
+    broken = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                base = node.module or ""
+                targets = [_test_module(f"{base}.{a.name}") or base for a in node.names]
+            else:
+                continue
+            for target in targets:
+                if not target.startswith("tests.") or _test_module(target) is None:
+                    continue
+                if target.rpartition(".")[2] not in TEST_HELPERS:
+                    broken.append(f"{path.relative_to(ROOT)} imports {target}")
+    _no_new(sorted(set(broken)), "test modules importing test modules")

@@ -20,6 +20,7 @@ import lazyraster
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "catalogs" / "sample" / "catalog.json"
+CLI = "from lazyraster.cli import main; main()"
 HEAVY = ["distributed", "numba", "stackstac", "pystac_client", "zarr", "dask.array", "dask"]
 
 
@@ -63,6 +64,18 @@ def test_accessor_works_after_importing_only_the_package() -> None:
             "print(ds.geo.ndvi().values.tolist())"
         )
         assert out.split() == ["[0.5,", "0.0]"]
+
+
+def test_accessor_registers_although_xarray_was_looked_up_before_its_import() -> None:
+    # "is xarray installed?" checks (importlib.util.find_spec) ask the meta path finders
+    # without importing; the hook must still run when xarray is imported later
+    out = fresh(
+        "import importlib.util, lazyraster\n"
+        "assert importlib.util.find_spec('xarray') is not None\n"
+        "import xarray as xr\n"
+        "print(hasattr(xr.Dataset, 'geo'), hasattr(xr.DataArray, 'geo'))"
+    )
+    assert out.split() == ["True", "True"]
 
 
 def test_rio_accessor_works_after_importing_only_the_package() -> None:
@@ -262,3 +275,16 @@ def test_warmup_fills_the_cache_once_and_says_where(tmp_path: Path) -> None:
     second = fresh(code, env)
     assert "signatures loaded from the cache, 0 compiled and cached" in second
     assert list((tmp_path / "shared").rglob("*.nbi"))
+
+
+def test_warmup_with_a_dtype_it_cannot_prepare_fails_in_one_line() -> None:
+    for dtype in ("foo", "complex128"):
+        done = subprocess.run(
+            [sys.executable, "-c", CLI, "warmup", "--dtype", dtype],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode != 0
+        assert "Traceback" not in done.stderr, done.stderr
+        assert f"{dtype!r}" in done.stderr and "float32" in done.stderr

@@ -8,7 +8,6 @@ load click and this module only.
 from __future__ import annotations
 
 import errno
-import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -203,15 +202,20 @@ def _keys(ctx: click.Context, param: click.Parameter, value: str | None) -> list
 
 
 def _check(check: str, example: str) -> Callable[..., str | None]:
-    """A click callback calling ``lazyraster.catalog.<check>`` (``module.function``) on values."""
+    """A click callback calling ``lazyraster.catalog.<check>`` on the option's value.
+
+    The catalog is imported when an option is given, not for ``--help``.
+    """
 
     def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
         if value is not None:
-            module, _, name = check.rpartition(".")
+            from lazyraster import catalog as catalog_lib
+
             try:
-                getattr(importlib.import_module(f"lazyraster.catalog.{module}"), name)(value)
+                getattr(catalog_lib, check)(value)
             except ValueError as exc:
-                raise click.BadParameter(f"{exc} (example: {example})") from None
+                hint = "" if example.strip("'") in str(exc) else f" (example: {example})"
+                raise click.BadParameter(f"{exc}{hint}") from None
         return value
 
     return callback
@@ -231,24 +235,24 @@ def catalog() -> None:
 @click.option("--collection", help="Put the items in a Collection of this id.")
 @click.option(
     "--layout",
-    callback=_check("_build._layout_names", "'${year}/${tile}'"),
+    callback=_check("check_layout", "'${year}/${tile}'"),
     help="Sub-catalogs, e.g. '${year}/${tile}' or '${region}'.",
 )
 @click.option(
     "--pattern",
-    callback=_check("_build.compile_pattern", "'{date}_{band}.tif'"),
+    callback=_check("compile_pattern", "'{date}_{band}.tif'"),
     help="File-name pattern grouping files into items, e.g. '{date}_{band}.tif'.",
 )
 @click.option(
     "--datetime",
     "when",
-    callback=_check("_stac.parse_datetime", "2023-04-30T10:46:21Z"),
+    callback=_check("parse_instant", "2023-04-30T10:46:21Z"),
     help="Datetime of items that get none from their files.",
 )
 @click.option("--bands", callback=_keys, help="Band names of the GeoTIFFs, e.g. red,nir.")
 @click.option(
     "--crs",
-    callback=_check("formats.netcdf.parse_crs", "EPSG:3035"),
+    callback=_check("parse_crs", "EPSG:3035"),
     help="CRS of netCDF files without a CF grid mapping, e.g. EPSG:3035.",
 )
 @click.option("--checksum", is_flag=True, help="Write file:checksum (reads every byte).")

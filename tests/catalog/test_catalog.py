@@ -33,11 +33,13 @@ from hypothesis import strategies as st
 from pystac.extensions.eo import EOExtension
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import RasterExtension
+from tests.catalog._support import DAYMET
 
 import lazyraster
 from lazyraster.catalog import _build as build_module
-from lazyraster.catalog import build_catalog, describe_catalog, validate_catalog
-from lazyraster.catalog._stac import CatalogIO, format_datetime, parse_datetime
+from lazyraster.catalog import build_catalog, compile_pattern, describe_catalog, validate_catalog
+from lazyraster.catalog._layout import group_id, parse_when
+from lazyraster.catalog._stac import CatalogIO, format_datetime, parse_instant
 from lazyraster.cli import main
 from lazyraster.errors import CatalogError, OutputExistsError
 from lazyraster.testing import write_daymet, write_safe, write_sample_cog
@@ -45,7 +47,6 @@ from lazyraster.testing import write_daymet, write_safe, write_sample_cog
 S2_NEW = dt.datetime(2023, 4, 30, 10, 46, 21, 24000)
 S2_OLD = dt.datetime(2021, 6, 1, 10, 30, 21)
 SIZE_10M = 12
-DAYMET = "daymet_v4_daily_{region}_{variable}_{year}.nc"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -597,10 +598,10 @@ def test_layout_field_missing_is_reported(cog_dir, tmp_path):
 def test_pattern_roundtrip(date, band, region):
     pattern = "{region}_{date}_{band}.tif"
     name = f"{region}_{date:%Y%m%d}_{band}.tif"
-    values = build_module.compile_pattern(pattern).fullmatch(name).groupdict()
+    values = compile_pattern(pattern).fullmatch(name).groupdict()
     assert values == {"region": region, "date": f"{date:%Y%m%d}", "band": band}
-    assert build_module._group_id(pattern, values) == f"{region}_{date:%Y%m%d}"
-    assert build_module._parse_when(values) == dt.datetime(date.year, date.month, date.day)
+    assert group_id(pattern, values) == f"{region}_{date:%Y%m%d}"
+    assert parse_when(values) == dt.datetime(date.year, date.month, date.day)
 
 
 @settings(max_examples=40, deadline=None)
@@ -608,7 +609,7 @@ def test_pattern_roundtrip(date, band, region):
 def test_datetime_text_roundtrip(value):
     text = format_datetime(value)
     assert text.endswith("Z")
-    assert parse_datetime(text) == value
+    assert parse_instant(text) == value
 
 
 # -------------------------------------------------- what a stackstac-based loader reads

@@ -12,21 +12,24 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pyproj
+import pystac
 import pytest
 import rasterio
 import rasterio.warp
 from click.testing import CliRunner
+from tests.catalog._support import DAYMET
 
 from lazyraster.catalog import build_catalog
 from lazyraster.cli import EXIT_SKIPPED, main
 from lazyraster.errors import CatalogError
 from lazyraster.testing import DAYMET_LCC, write_daymet, write_safe, write_sample_cog
 
-DAYMET = "daymet_v4_daily_{region}_{variable}_{year}.nc"
 START = dt.datetime(2023, 4, 30, 10, 46, 21, 24000)
 
 
@@ -216,6 +219,22 @@ def test_level1c_product_is_refused_naming_level2a(tmp_path):
     assert "Level-1C" in str(problem) and "Level-2A" in str(problem)
 
 
+def test_a_safe_product_unpacked_without_the_suffix_is_still_a_product(tmp_path):
+    """A product folder holding MTD_MSIL2A.xml is a SAFE product whatever its name (tools
+    and users drop the ``.SAFE``); its band files are not catalogued as loose JP2s that
+    'have no date'."""
+    safe = write_safe(tmp_path / "in", size_10m=12, bands={"10m": ["B04", "B08"]})
+    bare = safe.rename(safe.with_suffix(""))
+    for source in (tmp_path / "in", bare):
+        out = tmp_path / f"out-{source.name}"
+        report = build_catalog(source, out)
+        assert report.ok, report.problems
+        assert report.added == [bare.name]
+        [item] = pystac.Catalog.from_file(str(out / "catalog.json")).get_items(recursive=True)
+        assert item.properties["s2:processing_baseline"] == "05.09"
+        assert sorted(item.assets) == ["B04_10m", "B08_10m", "product_metadata"]
+
+
 # ------------------------------------------------------- netCDF without a grid mapping
 @pytest.fixture
 def unmapped(tmp_path: Path) -> Path:
@@ -290,6 +309,20 @@ def test_cli_crs_option(unmapped, tmp_path):
     )
     assert missing.exit_code == EXIT_SKIPPED
     assert "--crs" in missing.stderr
+
+
+def test_an_unknown_crs_is_one_line_without_gdal_noise(tmp_path):
+    """``--crs EPSG:99999``: click's one line, and no 'ERROR 1: PROJ ...' that GDAL
+    prints on the process's stderr when no rasterio environment catches it (``load``'s
+    ``crs=``: tests/load/test_foreign_items.py)."""
+    (tmp_path / "in").mkdir()
+    run = subprocess.run(
+        [sys.executable, "-c", "from lazyraster.cli import main; main()", "catalog", "build",
+         str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--crs", "EPSG:99999"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert "ERROR 1" not in run.stderr, run.stderr
 
 
 def test_unchanged_files_are_not_decoded_again(two_safes, tmp_path, monkeypatch):

@@ -2,50 +2,25 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import shutil
 from pathlib import Path
 
+import pystac
 import pytest
 from click.testing import CliRunner
+from tests.catalog._support import DAYMET, item_files
 
 from lazyraster.catalog import (
-    build_catalog,
     describe_catalog,
     format_description,
 )
 from lazyraster.cli import EXIT_SKIPPED, main
-from lazyraster.testing import write_daymet, write_safe, write_sample_cog
+from lazyraster.errors import CatalogError
 
-DAYMET = "daymet_v4_daily_{region}_{variable}_{year}.nc"
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("inputs")
-    for region in ("na", "pr"):
-        for year in (2020, 2021):
-            for variable in ("tmax", "tmin", "dayl"):
-                name = DAYMET.format(region=region, variable=variable, year=year)
-                write_daymet(root / "daymet" / name, variable=variable, year=year, days=30)
-    write_sample_cog(root / "cogs" / "20230430_B04.tif")
-    write_sample_cog(root / "cogs" / "20230430_B08.tif", seed=1)
-    write_safe(root / "s2", size_10m=6, bands={"10m": ["B04", "B08"], "20m": ["SCL"]})
-    return root
-
-
-@pytest.fixture
-def daymet_catalog(inputs, tmp_path) -> Path:
-    out = tmp_path / "stac"
-    report = build_catalog(inputs / "daymet", out, pattern=DAYMET, layout="${region}/${year}",
-                           collection="daymet", checksum=True)  # fmt: skip
-    assert report.ok
-    return out
-
-
-def item_files(out: Path) -> dict[str, Path]:
-    return {
-        p.stem: p for p in out.rglob("*.json") if json.loads(p.read_text())["type"] == "Feature"
-    }
+EXAMPLES = Path(__file__).parents[1] / "data" / "stac-examples"
+API_ITEMS = Path(__file__).parents[1] / "data" / "stac-api-items"
 
 
 # ----------------------------------------------------------------------------- describe
@@ -75,14 +50,52 @@ def test_describe_counts_span_bbox_and_assets(daymet_catalog, inputs):
     assert "collection daymet: 4 item(s)" in text and "      Catalog 2020 (1 items)" in text
 
 
+def test_describe_takes_a_collection_as_root(tmp_path):
+    """A static catalog whose root is a Collection (valid STAC) is described as pystac
+    reads it, not refused with pystac's STACTypeError."""
+    root = pystac.Collection(
+        "c",
+        "a collection root",
+        pystac.Extent(
+            pystac.SpatialExtent([[0, 0, 1, 1]]),
+            pystac.TemporalExtent([[None, None]]),
+        ),
+    )
+    item = pystac.Item(
+        "i",
+        {"type": "Point", "coordinates": [0.5, 0.5]},
+        [0.5, 0.5, 0.5, 0.5],
+        datetime.datetime(2023, 4, 30),
+        {},
+    )
+    root.add_item(item)
+    root.normalize_and_save(str(tmp_path), pystac.CatalogType.SELF_CONTAINED)
+    summary = describe_catalog(tmp_path / "collection.json")
+    expected = pystac.read_file(str(tmp_path / "collection.json"))
+    assert summary["id"] == expected.id
+    assert summary["items"] == len(list(expected.get_items()))
+    assert summary["tree"][0]["type"] == "Collection"
+
+
+@pytest.mark.parametrize("name", ["feature-collection", "item"])
+def test_describe_refuses_what_is_no_catalog_in_one_line(tmp_path, name):
+    """An ItemCollection (what an API returns) or an Item: one line naming the fix, not
+    a traceback."""
+    if name == "item":
+        source = EXAMPLES / "1.0.0" / "simple-item.json"
+    else:
+        source = API_ITEMS / "planetarycomputer__naip.json"
+    path = tmp_path / source.name
+    shutil.copy(source, path)
+    with pytest.raises(CatalogError, match="not a catalog"):
+        describe_catalog(path)
+    result = CliRunner().invoke(main, ["catalog", "describe", str(path)])
+    assert result.exit_code != 0
+    assert not isinstance(result.exception, pystac.STACTypeError)
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
 # ---------------------------------------------------------------------------------- CLI
-@pytest.fixture
-def runner(tmp_path, monkeypatch) -> CliRunner:
-    """A CliRunner working in an empty folder of its own."""
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
-
-
 def test_cli_build_describe_validate_localize(runner, inputs):
     args = ["catalog", "build", str(inputs / "daymet"), "--out", "stac", "--pattern", DAYMET,
             "--layout", "${region}", "--collection", "daymet", "--checksum", "--id", "dm",

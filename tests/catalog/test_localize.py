@@ -21,15 +21,13 @@ from pathlib import Path
 import pystac
 import pytest
 from click.testing import CliRunner
-from tests.catalog.test_catalog_tools import DAYMET, daymet_catalog, inputs, item_files
+from tests.catalog._support import DAYMET, item_files
 
 import lazyraster
 from lazyraster.catalog import build_catalog, localize_catalog, validate_catalog
 from lazyraster.cli import main
 from lazyraster.errors import CatalogError
 from lazyraster.testing import write_sample_cog
-
-__all__ = ["daymet_catalog", "inputs"]  # fixtures shared with test_catalog_tools
 
 
 def href_target(item_path: Path, key: str) -> Path:

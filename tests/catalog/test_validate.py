@@ -20,7 +20,6 @@ import jsonschema_specifications
 import pystac
 import pytest
 import referencing
-from click.testing import CliRunner
 from pystac.extensions.eo import Band, EOExtension
 from pystac.extensions.file import FileExtension
 from pystac.extensions.projection import ProjectionExtension
@@ -457,12 +456,6 @@ def test_a_file_url_asset_is_checked_like_a_path(tmp_path):
 
 
 # ---------------------------------------------------------------------------- CLI
-@pytest.fixture
-def runner(tmp_path, monkeypatch) -> CliRunner:
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
-
-
 def test_cli_on_real_examples_and_api_items(runner):
     result = runner.invoke(main, ["catalog", "validate", str(EXAMPLES / "1.1.0"), "--no-hrefs"])
     assert result.exit_code == 0, result.output

@@ -15,9 +15,11 @@ from pathlib import Path
 import pystac
 import pytest
 import shapely.geometry
+from click.testing import CliRunner
 from tests.references import SAMPLE
 
 import lazyraster
+from lazyraster.cli import main
 from lazyraster.errors import SpecError
 from lazyraster.pipeline import _pipeline as pipeline
 from lazyraster.pipeline import load_spec, plan_pipeline
@@ -209,3 +211,14 @@ def test_intersects_searches_a_stac_api(tmp_path, stac_api):
     assert inside.grid == static.grid
     with pytest.raises(lazyraster.errors.EmptyResultError):
         plan_pipeline(_spec(tmp_path, stac_api.url, _OUTSIDE, collections=[collection_id]))
+
+
+def test_run_on_broken_yaml_is_one_line(tmp_path):
+    """``lazyraster run`` on a spec with a YAML syntax error: one line naming where."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("source: catalogs/sample/catalog.json\nsteps: [ndvi\n")
+    result = CliRunner().invoke(main, ["run", str(spec)])
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert "not valid YAML" in lines[0] and "line 3" in lines[0]

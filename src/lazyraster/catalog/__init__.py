@@ -19,6 +19,7 @@ from lazyraster._imports import lazy_exports as _lazy_exports
 if _TYPE_CHECKING:
     from lazyraster.catalog._build import BuildReport, Problem, build_catalog
     from lazyraster.catalog._describe import describe_catalog, format_description
+    from lazyraster.catalog._layout import check_layout, compile_pattern
     from lazyraster.catalog._localize import LocalizeReport, localize_catalog
     from lazyraster.catalog._search import (
         RetryingStacIO,
@@ -27,12 +28,18 @@ if _TYPE_CHECKING:
         read_items,
         search,
     )
+    from lazyraster.catalog._stac import parse_instant
     from lazyraster.catalog._validate import ValidationReport, validate_catalog, validate_document
+    from lazyraster.catalog.formats.netcdf import parse_crs
 
 _HOME = {
     "BuildReport": "_build",
     "Problem": "_build",
     "build_catalog": "_build",
+    "check_layout": "_layout",
+    "compile_pattern": "_layout",
+    "parse_crs": "formats.netcdf",
+    "parse_instant": "_stac",
     "describe_catalog": "_describe",
     "format_description": "_describe",
     "LocalizeReport": "_localize",
@@ -54,11 +61,15 @@ __all__ = [
     "RetryingStacIO",
     "ValidationReport",
     "build_catalog",
+    "check_layout",
+    "compile_pattern",
     "describe_catalog",
     "filter_items",
     "format_description",
     "localize_catalog",
+    "parse_crs",
     "parse_datetime",
+    "parse_instant",
     "read_items",
     "search",
     "validate_catalog",

@@ -2,46 +2,42 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import functools
-import logging
 import os
-import posixpath
-import re
-import secrets
-import shutil
-import string
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pystac
-import pystac.layout
 import rasterio
 
-from lazyraster.catalog import _stac, _tree
+from lazyraster.catalog import _stac
+from lazyraster.catalog._layout import (
+    ASSET_FIELDS,
+    TIME_FIELDS,
+    check_layout,
+    compile_pattern,
+    group_id,
+    layout_segments,
+    parse_when,
+)
+from lazyraster.catalog._output import (
+    build_lock,
+    built_alike,
+    clean_stale,
+    existing_items,
+    kept,
+    unchanged,
+    vanished,
+    write_catalog,
+)
 from lazyraster.catalog._stac import ReadProblem
 from lazyraster.catalog.formats import geotiff, netcdf, sentinel2
 from lazyraster.errors import CatalogError, OutputExistsError
-from lazyraster.io import exchange, output_lock
 
 __all__ = ["BuildReport", "Problem", "build_catalog"]
-
-log = logging.getLogger(__name__)
-
-#: Field of the root ``catalog.json`` that marks a folder as made by :func:`build_catalog`;
-#: only such a folder is ever replaced.
-BUILDER_FIELD = "lazyraster:builder"
-BUILDER = "lazyraster catalog build"
-#: Field of the root ``catalog.json`` holding the ``layout`` it was built with.
-LAYOUT_FIELD = "lazyraster:layout"
-
-_DATE_FORMATS = ("%Y%m%d", "%Y-%m-%d", "%Y%m%dT%H%M%S", "%Y-%m-%dT%H:%M:%S", "%Y%j", "%Y-%m")
-_ASSET_FIELDS = ("band", "variable")
-_TIME_FIELDS = ("date", "datetime", "year")
 
 
 @dataclass(frozen=True)
@@ -119,134 +115,6 @@ class _Unit:
         return {str(p) for p in self.files.values()}
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """Turn a file-name pattern such as ``{date}_{band}.tif`` into a regular expression.
-
-    Each ``{name}`` matches one or more characters other than ``/`` (as few as
-    possible); everything else matches literally.
-
-    Examples
-    --------
-    >>> compile_pattern("{date}_{band}.tif").fullmatch("20230430_B04.tif").groupdict()
-    {'date': '20230430', 'band': 'B04'}
-    """
-    parts = re.split(r"\{([^{}]*)\}", pattern)
-    names: list[str] = []
-    regex = ""
-    for i, part in enumerate(parts):
-        if i % 2 == 0:
-            if "{" in part or "}" in part:
-                raise ValueError(f"pattern {pattern!r} has an unbalanced '{{' or '}}'")
-            regex += re.escape(part)
-            continue
-        if not part.isidentifier():
-            raise ValueError(f"pattern field {{{part}}} must be a name such as {{date}}")
-        if part in names:
-            raise ValueError(f"pattern field {{{part}}} appears twice in {pattern!r}")
-        names.append(part)
-        regex += f"(?P<{part}>[^/]+?)"
-    if not names:
-        raise ValueError(f"pattern {pattern!r} has no {{field}}")
-    if len(set(names) & set(_ASSET_FIELDS)) > 1:
-        raise ValueError("a pattern may have {band} or {variable}, not both")
-    return re.compile(regex)
-
-
-def _group_id(pattern: str, values: dict[str, str]) -> str:
-    """Item id of a group: the pattern without its asset field, filled in, no suffix."""
-    template = re.sub(
-        r"[_.\-]?\{(band|variable)\}|\{(band|variable)\}[_.\-]?", "", pattern, count=1
-    )
-    text = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
-    for suffix in (*geotiff.RASTER_SUFFIXES, *netcdf.NETCDF_SUFFIXES):
-        if text.lower().endswith(suffix):
-            text = text[: -len(suffix)]
-    return text.strip("_.-") or "item"
-
-
-def _parse_when(fields: dict[str, str]) -> Any:
-    """Datetime (or (start, end) for a year) from pattern fields, else None."""
-    for name in ("datetime", "date"):
-        if name in fields:
-            text = fields[name]
-            for fmt in _DATE_FORMATS:
-                try:
-                    return _dt.datetime.strptime(text, fmt)
-                except ValueError:
-                    pass
-            try:
-                return _stac.parse_datetime(text)
-            except ValueError:
-                raise ReadProblem(
-                    f"{{{name}}} value {text!r} is not a date such as 20230430"
-                ) from None
-    if "year" in fields:
-        if not re.fullmatch(r"\d{4}", fields["year"]):
-            raise ReadProblem(f"{{year}} value {fields['year']!r} is not a four-digit year")
-        year = int(fields["year"])
-        return (_dt.datetime(year, 1, 1), _dt.datetime(year, 12, 31, 23, 59, 59))
-    return None
-
-
-def _layout_names(layout: str | None) -> list[str]:
-    if not layout:
-        return []
-    if layout.startswith("/") or ".." in layout.split("/"):
-        raise ValueError(f"layout {layout!r} must be a relative path template like '${{year}}'")
-    template = string.Template(layout)
-    if not template.is_valid():
-        raise ValueError(
-            f"layout {layout!r} is not a valid template: write fields as ${{year}} or $year"
-        )
-    return template.get_identifiers()
-
-
-def _item_start(item: pystac.Item) -> _dt.datetime:
-    when = item.datetime or item.common_metadata.start_datetime
-    assert when is not None  # pystac refuses items with neither
-    return when
-
-
-def _layout_value(item: pystac.Item, name: str, collection: str | None) -> str | None:
-    props = item.properties
-    if name in ("year", "month", "day"):
-        when = _item_start(item)
-        return {"year": f"{when.year:04d}", "month": f"{when.month:02d}", "day": f"{when.day:02d}"}[
-            name
-        ]
-    if name == "id":
-        return item.id
-    if name == "collection":
-        return collection
-    if name in props and props[name] is not None:
-        return str(props[name])
-    for key in sorted(props):
-        local = key.split(":")[-1]
-        if (local == name or local.endswith("_" + name)) and props[key] is not None:
-            return str(props[key])
-    return None
-
-
-def _layout_segments(
-    item: pystac.Item, layout: str | None, collection: str | None
-) -> tuple[str, ...]:
-    if not layout:
-        return ()
-    values = {}
-    for name in _layout_names(layout):
-        value = _layout_value(item, name, collection)
-        if value is None:
-            raise ReadProblem(f"has no value for ${{{name}}} of the layout {layout!r}")
-        # folder names: no separators, nothing an URL parser would cut (pystac is one)
-        values[name] = re.sub(r"[/#?%]", "-", value.replace(os.sep, "-"))
-    path = string.Template(layout).substitute(values)
-    segments = tuple(s for s in path.split("/") if s)
-    for segment in segments:
-        if segment in {".", ".."}:
-            raise ReadProblem(f"layout {layout!r} gives the folder name {segment!r}")
-    return segments
-
-
 def _scan(
     sources: Sequence[Path], exclude: Sequence[Path], problems: list[Problem]
 ) -> tuple[list[Path], list[Path]]:
@@ -308,17 +176,17 @@ def _units(
             problems.append(Problem(str(path), f"does not match the pattern {pattern!r}"))
             continue
         values = match.groupdict()
-        asset_key = next((values[f] for f in _ASSET_FIELDS if f in values), "data")
+        asset_key = next((values[f] for f in ASSET_FIELDS if f in values), "data")
         try:
-            group_when = _parse_when(values) or when
+            group_when = parse_when(values) or when
         except ReadProblem as exc:
             problems.append(Problem(str(path), str(exc)))
             continue
         assert pattern is not None
-        item_id = _group_id(pattern, values)
+        item_id = group_id(pattern, values)
         unit = groups.get((kind, item_id))
         if unit is None:
-            extra = {k: v for k, v in values.items() if k not in (*_ASSET_FIELDS, *_TIME_FIELDS)}
+            extra = {k: v for k, v in values.items() if k not in (*ASSET_FIELDS, *TIME_FIELDS)}
             unit = _Unit(kind, item_id, {}, fields=extra, when=group_when, source=path)
             groups[(kind, item_id)] = unit
             units.append(unit)
@@ -344,7 +212,7 @@ def _read_unit(
             unit.item_id, files, fields=unit.fields, when=unit.when, checksum=checksum, crs=crs
         )
     else:
-        item = geotiff.raster_item(
+        item = geotiff.geotiff_item(
             unit.item_id,
             files,
             fields=unit.fields,
@@ -369,278 +237,6 @@ def _shared_crs(item: pystac.Item) -> None:
     asset = next(a for a in item.assets.values() if "proj:wkt2" in a.extra_fields)
     for key in ("proj:code", "proj:wkt2", "proj:projjson"):
         item.properties[key] = asset.extra_fields.get(key)
-
-
-def _existing_items(out: Path) -> tuple[pystac.Catalog | None, dict[str, dict[str, Any]]]:
-    """The root and the items of the catalog at ``out`` (JSON: asset hrefs absolute).
-
-    The items stay dicts until the build keeps them (:func:`_kept`): a rebuild reads
-    their files again and needs only their ids.
-
-    Only a catalog this builder wrote is taken (its root carries :data:`BUILDER_FIELD`),
-    and only when the folder holds nothing else: a rebuild replaces the whole folder.
-    """
-    if not out.exists():
-        return None, {}
-    if not out.is_dir():
-        raise OutputExistsError(f"{out} is a file: give a folder as the catalog output")
-    if not (out / "catalog.json").is_file():
-        if any(out.iterdir()):
-            raise OutputExistsError(
-                f"{out} exists and is not a catalog: give an empty or new folder as output"
-            )
-        return None, {}
-    root = _tree.read_catalog(out)
-    if root.extra_fields.get(BUILDER_FIELD) != BUILDER:
-        raise OutputExistsError(
-            f"{out} holds a catalog that `lazyraster catalog build` did not write; "
-            "a rebuild would replace it: move it away or build into another folder"
-        )
-    owned: set[str] = set()
-    items: dict[str, dict[str, Any]] = {}
-    io = _stac.CatalogIO()
-    for _, node, links in _tree.walk_catalog(root):
-        owned.add(os.path.normpath(node.self_href))
-        for link in links:
-            # read as JSON: links and self href are made anew, pystac need not resolve them
-            href = link.get_absolute_href()
-            try:
-                doc = _stac.absolute_asset_hrefs(io.read_json(href), href)
-                items[doc["id"]] = doc
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise CatalogError(f"{href}: item of {out} cannot be read ({exc})") from None
-            owned.add(os.path.normpath(href))
-    for dirpath, _, filenames in os.walk(out):
-        for name in filenames:
-            if os.path.normpath(Path(dirpath) / name) not in owned:
-                raise OutputExistsError(
-                    f"{out} holds {Path(dirpath) / name}, which is not part of the catalog; "
-                    "move it away or build into another folder (a rebuild replaces the folder)"
-                )
-    return root, items
-
-
-def _built_alike(
-    root: pystac.Catalog | None,
-    *,
-    catalog_id: str,
-    title: str | None,
-    description: str,
-    collection: str | None,
-    layout: str | None,
-) -> bool:
-    """True when the catalog ``root`` was built with these settings.
-
-    With the same items as well, a build would write the catalog that is already
-    there, byte for byte.
-    """
-    if root is None:
-        return False
-    fields = (root.id, root.title, root.description, root.extra_fields.get(LAYOUT_FIELD))
-    if fields != (catalog_id, title, description, layout):
-        return False
-    tops = [link.target for link in root.get_child_links() if link.is_resolved()]
-    if collection is None:
-        return not any(isinstance(top, pystac.Collection) for top in tops)
-    return [(top.id, top.description) for top in tops] == [(collection, description)] and all(
-        isinstance(top, pystac.Collection) for top in tops
-    )
-
-
-def _kept(doc: dict[str, Any]) -> pystac.Item:
-    """An item of the earlier catalog as a :class:`pystac.Item`, without its old links."""
-    doc = {**doc, "links": []}
-    doc.pop("collection", None)  # it may go into another collection, or none
-    try:
-        return pystac.Item.from_dict(doc, migrate=False, preserve_dict=False)
-    except (ValueError, KeyError, TypeError, pystac.STACError) as exc:
-        raise CatalogError(f"item {doc['id']} of the catalog is not valid STAC ({exc})") from None
-
-
-def _asset_paths(doc: dict[str, Any]) -> set[str]:
-    return {a["href"] for a in doc.get("assets", {}).values() if not _tree.is_url(a["href"])}
-
-
-def _unchanged(doc: dict[str, Any], paths: set[str], checksum: bool) -> bool:
-    """True when the item's files are the same paths with the same sizes (and checksums)."""
-    if _asset_paths(doc) != paths:
-        return False
-    for asset in doc["assets"].values():
-        if _tree.is_url(asset["href"]):
-            continue
-        try:
-            size = os.stat(asset["href"]).st_size
-        except OSError:
-            return False
-        if size != asset.get("file:size"):
-            return False
-        if checksum and asset.get("file:checksum") != _stac.sha256_multihash(asset["href"]):
-            return False
-    return True
-
-
-def _vanished(doc: dict[str, Any]) -> bool:
-    return any(not os.path.exists(p) for p in _asset_paths(doc))
-
-
-class _Layout(pystac.layout.HrefLayoutStrategy):
-    """Where objects go: sub-catalogs in folders, items next to their catalog.
-
-    Items sit in their catalog's folder (fewer folders: faster on parallel file
-    systems), except an item named ``catalog`` or ``collection``, which gets a folder.
-    """
-
-    def get_catalog_href(self, cat: pystac.Catalog, parent_dir: str, is_root: bool) -> str:
-        return os.path.join(parent_dir, *([] if is_root else [cat.id]), "catalog.json")
-
-    def get_collection_href(self, col: pystac.Collection, parent_dir: str, is_root: bool) -> str:
-        return os.path.join(parent_dir, *([] if is_root else [col.id]), "collection.json")
-
-    def get_item_href(self, item: pystac.Item, parent_dir: str) -> str:
-        own = [item.id] if item.id in ("catalog", "collection") else []
-        return os.path.join(parent_dir, *own, f"{item.id}.json")
-
-
-def _assemble(
-    placed: list[tuple[tuple[str, ...], pystac.Item]],
-    staging: Path,
-    *,
-    catalog_id: str,
-    title: str | None,
-    description: str,
-    collection: str | None,
-    layout: str | None,
-) -> pystac.Catalog:
-    """The catalog tree under ``staging``: root, collection, a catalog per layout folder.
-
-    Objects get their self hrefs from :class:`_Layout` as they are added (pystac's
-    ``normalize_hrefs`` would walk the whole tree again); asset hrefs become relative
-    to their item.
-    """
-    strategy = _Layout()
-    root = pystac.Catalog(
-        catalog_id,
-        description,
-        title=title,
-        href=str(staging / "catalog.json"),
-        extra_fields={BUILDER_FIELD: BUILDER, **({LAYOUT_FIELD: layout} if layout else {})},
-        catalog_type=pystac.CatalogType.SELF_CONTAINED,
-    )
-    top: pystac.Catalog = root
-    if collection:
-        items = [item for _, item in placed]
-        extent = (
-            pystac.Extent.from_items(items)
-            if items
-            else pystac.Extent(
-                pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]),
-                pystac.TemporalExtent([[None, None]]),
-            )
-        )
-        top = pystac.Collection(collection, description, extent, license="other")
-        root.add_child(top, title=collection, strategy=strategy)
-    nodes: dict[tuple[str, ...], pystac.Catalog] = {(): top}
-    layout_names = _layout_names(layout)
-
-    def node(segments: tuple[str, ...]) -> pystac.Catalog:
-        if segments not in nodes:
-            parent = node(segments[:-1])
-            name = layout_names[len(segments) - 1] if len(segments) <= len(layout_names) else ""
-            nodes[segments] = pystac.Catalog(segments[-1], f"{name} {segments[-1]}".strip())
-            parent.add_child(nodes[segments], title=segments[-1], strategy=strategy)
-        return nodes[segments]
-
-    for segments, item in sorted(placed, key=lambda x: (x[0], x[1].id)):
-        node(segments).add_item(item, strategy=strategy)
-        if isinstance(top, pystac.Collection) and segments:
-            item.set_collection(top)
-        folder = os.path.dirname(item.self_href)
-        for asset in item.assets.values():
-            if not _tree.is_url(asset.href):
-                asset.href = _relative(asset.href, folder)
-    return root
-
-
-@functools.lru_cache(maxsize=4096)
-def _relative_folder(folder: str, start: str) -> str:
-    return Path(os.path.relpath(folder, start)).as_posix()
-
-
-def _relative(path: str, start: str) -> str:
-    """``path`` relative to the folder ``start``, as ``./x`` or ``../x``.
-
-    The files of one folder share the computation for their folder.
-    """
-    folder, name = os.path.split(path)
-    rel = posixpath.normpath(posixpath.join(_relative_folder(folder, start), name))
-    return rel if rel.startswith("../") else f"./{rel}"
-
-
-def _write(
-    placed: list[tuple[tuple[str, ...], pystac.Item]], out: Path, settings: dict[str, Any]
-) -> None:
-    """Write the catalog into a staging folder beside ``out``, then swap it in."""
-    staging = out.with_name(f".{out.name}.building-{secrets.token_hex(8)}")
-    catalog = _assemble(placed, staging, **settings)
-    try:
-        # staging is a sibling of out: hrefs relative to it are the hrefs of out
-        catalog.save(pystac.CatalogType.SELF_CONTAINED, stac_io=_stac.CatalogIO())
-        _swap(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _build_lock(out: Path, *, wait: bool) -> Iterator[None]:
-    """Hold the lock of ``out`` (:func:`lazyraster.io.output_lock`) while building."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    lock = output_lock(out)
-    if not lock.acquire(blocking=False):
-        holder = lock.holder()
-        if not wait:
-            raise CatalogError(
-                f"another `lazyraster catalog build` (pid {holder}) is writing {out}; "
-                "wait for it to finish, or build without --no-wait to queue behind it"
-            )
-        log.warning("waiting for the build by pid %s of %s to finish", holder, out)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def _clean_stale(out: Path) -> None:
-    """Remove what killed builds left next to ``out`` (called with the lock held).
-
-    A build killed between the two renames of the fallback swap leaves no ``out`` but
-    its old catalog: that one is put back first.
-    """
-    prefix = f".{out.name}."
-    stale = sorted(p for p in out.parent.iterdir() if p.name.startswith(prefix))
-    for path in stale:
-        kind = path.name[len(prefix) :].split("-", 1)[0]
-        if kind == "old" and not out.exists():
-            os.replace(path, out)
-        elif kind in ("building", "old"):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _swap(staging: Path, out: Path) -> None:
-    """Replace ``out`` by ``staging``: at every instant ``out`` is the old or the new catalog.
-
-    With an atomic exchange the old catalog ends up in ``staging`` and is removed; else
-    two renames, and :func:`_clean_stale` repairs a kill between them.
-    """
-    if not out.exists():
-        os.replace(staging, out)
-    elif exchange(staging, out):
-        shutil.rmtree(staging)
-    else:
-        old = out.with_name(f".{out.name}.old-{secrets.token_hex(8)}")
-        os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old)
 
 
 def build_catalog(
@@ -787,15 +383,15 @@ def build_catalog(
                 f"source {source} lies inside the catalog folder {out_path}; "
                 "build the catalog into a folder of its own"
             )
-    _layout_names(layout)  # a bad template fails before anything is read
+    check_layout(layout)  # a bad template fails before anything is read
     if collection is not None:
         _stac.check_item_id(collection)
-    when = _stac.parse_datetime(datetime) if isinstance(datetime, str) else datetime
+    when = _stac.parse_instant(datetime) if isinstance(datetime, str) else datetime
     netcdf_crs = netcdf.parse_crs(crs)
     catalog_id = id or out_path.name
-    with _build_lock(out_path, wait=wait):
-        _clean_stale(out_path)
-        old_root, existing = _existing_items(out_path)
+    with build_lock(out_path, wait=wait):
+        clean_stale(out_path)
+        old_root, existing = existing_items(out_path)
         report = BuildReport(out_path)
         problems: list[Problem] = []
 
@@ -828,8 +424,8 @@ def build_catalog(
                 continue
             sources_of[unit.item_id] = source
             old = existing.get(unit.item_id)
-            if old is not None and not rebuild and _unchanged(old, unit.paths(), checksum):
-                items[unit.item_id] = _kept(old)
+            if old is not None and not rebuild and unchanged(old, unit.paths(), checksum):
+                items[unit.item_id] = kept(old)
                 report.unchanged.append(unit.item_id)
             else:
                 to_read.append(unit)
@@ -870,19 +466,19 @@ def build_catalog(
             items[item_id] = pystac.Item.from_dict(doc, migrate=False, preserve_dict=False)
             _shared_crs(items[item_id])
         for item_id in sorted(set(existing) - set(sources_of)):
-            if _vanished(existing[item_id]):
+            if vanished(existing[item_id]):
                 (report.pruned if prune else report.missing).append(item_id)
                 if prune:
                     continue
             else:
                 report.unchanged.append(item_id)
-            items[item_id] = _kept(existing[item_id])
+            items[item_id] = kept(existing[item_id])
 
         placed: list[tuple[tuple[str, ...], pystac.Item]] = []
         for item_id in sorted(items):
             item = items[item_id]
             try:
-                placed.append((_layout_segments(item, layout, collection), item))
+                placed.append((layout_segments(item, layout, collection), item))
             except ReadProblem as exc:
                 fail_or_record(Problem(sources_of.get(item_id, item_id), str(exc)))
                 for bucket in (report.added, report.updated, report.unchanged, report.missing):
@@ -900,8 +496,8 @@ def build_catalog(
             item.id for _, item in placed
         ) == set(existing)
         # else the catalog there is the one this build would write, byte for byte
-        if not (same_items and _built_alike(old_root, **settings)):
-            _write(placed, out_path, settings)
+        if not (same_items and built_alike(old_root, **settings)):
+            write_catalog(placed, out_path, settings)
         for bucket in (
             report.added,
             report.updated,

@@ -260,15 +260,42 @@ def format_datetime(value: _dt.datetime) -> str:
     return pystac.utils.datetime_to_str(value)
 
 
-def parse_datetime(text: str) -> _dt.datetime:
-    """Parse an RFC 3339 / ISO 8601 text (``Z`` allowed) to a naive UTC datetime.
+def parse_instant(text: str) -> _dt.datetime:
+    """Parse an RFC 3339 / ISO 8601 instant (``Z`` allowed) to a naive UTC datetime.
+
+    What :func:`build_catalog`'s ``datetime=`` (and ``lazyraster catalog build
+    --datetime``) takes: one instant, not a range (for a search's time range see
+    :func:`parse_datetime`).
+
+    Parameters
+    ----------
+    text : str
+        A date (``2023-04-30``) or a date and time, with or without an offset.
+
+    Returns
+    -------
+    datetime
+        In UTC, without ``tzinfo`` (an offset is converted; none means UTC).
+
+    Raises
+    ------
+    ValueError
+        If ``text`` is no ISO 8601 date or date and time.
 
     Examples
     --------
-    >>> parse_datetime("2023-04-30T10:46:21.024Z")
+    >>> from lazyraster.catalog import parse_instant
+    >>> parse_instant("2023-04-30T10:46:21.024Z")
     datetime.datetime(2023, 4, 30, 10, 46, 21, 24000)
+    >>> parse_instant("2023-04-30T12:46:21+02:00")
+    datetime.datetime(2023, 4, 30, 10, 46, 21)
     """
-    value = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    try:
+        value = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is no ISO 8601 date or time such as 2023-04-30T10:46:21Z"
+        ) from None
     if value.tzinfo is not None:
         value = value.astimezone(_dt.UTC).replace(tzinfo=None)
     return value

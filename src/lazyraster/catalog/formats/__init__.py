@@ -3,5 +3,7 @@
 :mod:`~lazyraster.catalog.formats.sentinel2` (Sentinel-2 L2A SAFE folders of JPEG2000
 band files), :mod:`~lazyraster.catalog.formats.geotiff` (GeoTIFF and COG files) and
 :mod:`~lazyraster.catalog.formats.netcdf` (CF netCDF files) each turn a file or folder
-into a :class:`pystac.Item`; :func:`lazyraster.catalog.build_catalog` chooses among them.
+into the JSON of a STAC item (``safe_item``, ``geotiff_item``, ``netcdf_item``: a dict,
+which :func:`lazyraster.catalog.build_catalog` turns into a :class:`pystac.Item`);
+the builder chooses among them.
 """

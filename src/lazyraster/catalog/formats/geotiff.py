@@ -221,7 +221,7 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def raster_item(
+def geotiff_item(
     item_id: str,
     files: Mapping[str, Path],
     *,
@@ -230,7 +230,7 @@ def raster_item(
     band_names: Sequence[str] | None = None,
     checksum: bool = False,
 ) -> dict[str, Any]:
-    """Make the item of one GeoTIFF/COG file or of a group of them.
+    """The item JSON (a dict) of one GeoTIFF/COG file or of a group of them, read from them.
 
     Parameters
     ----------

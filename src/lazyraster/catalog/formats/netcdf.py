@@ -82,10 +82,32 @@ class _MissingCRS(ReadProblem):
 def parse_crs(value: str | rasterio.crs.CRS | None) -> rasterio.crs.CRS | None:
     """A CRS from ``EPSG:XXXX``, WKT or PROJ text; None stays None.
 
+    What :func:`build_catalog`'s ``crs=`` (and ``lazyraster catalog build --crs``)
+    takes for netCDF files without a CF grid mapping; checked before any file is read.
+
+    Parameters
+    ----------
+    value : str, rasterio CRS or None
+        ``EPSG:XXXX``, WKT or PROJ text; a CRS and None are returned as they are.
+
+    Returns
+    -------
+    rasterio.crs.CRS or None
+
+    Raises
+    ------
+    ValueError
+        If GDAL/PROJ does not understand ``value`` (GDAL's own message is not printed).
+
     Examples
     --------
+    >>> from lazyraster.catalog import parse_crs
     >>> parse_crs("EPSG:3035").to_epsg()
     3035
+    >>> parse_crs("EPSG:99999")
+    Traceback (most recent call last):
+    ...
+    ValueError: CRS 'EPSG:99999' is not understood: give it as EPSG:XXXX, WKT or PROJ text
     """
     if value is None or isinstance(value, rasterio.crs.CRS):
         return value

@@ -359,7 +359,7 @@ def safe_item(path: Path, *, checksum: bool = False) -> dict[str, Any]:
         )
     when_text = meta.get("PRODUCT_START_TIME") or meta.get("DATATAKE_SENSING_START")
     if when_text:
-        when = _stac.parse_datetime(when_text)
+        when = _stac.parse_instant(when_text)
     elif name:
         when = _dt.datetime.strptime(name["datetime"], "%Y%m%dT%H%M%S")
     else:

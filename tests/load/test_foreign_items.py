@@ -1,7 +1,9 @@
-"""Found by review of issue 13: inputs a user brings from elsewhere.
+"""Items and catalogs made elsewhere load as pystac reads them, or fail naming the fix.
 
-Real files made elsewhere (pystac's STAC examples, recorded API responses; copies under
-``tests/data/``, see its PROVENANCE.md); expected behaviour from pystac itself.
+Recorded items of real STAC APIs (``tests/data/stac-api-items/``, see its PROVENANCE.md)
+with small local files behind them (:mod:`tests.load._support`), catalogs built here
+from sample SAFE products, and items of GeoTIFFs as other tools describe them: without
+``eo:bands``, without a media type, with a nodata that is no number.
 """
 
 from __future__ import annotations
@@ -9,8 +11,6 @@ from __future__ import annotations
 import datetime
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,78 +19,15 @@ import pytest
 import rasterio
 import xarray as xr
 from affine import Affine
-from click.testing import CliRunner
-from tests.load.test_real_items import expected_variable, localize, read_item
+from tests.load._support import expected_variable, localize, read_item
 
 import lazyraster
-from lazyraster.catalog import build_catalog, describe_catalog
-from lazyraster.cli import main
+from lazyraster.catalog import build_catalog
 from lazyraster.errors import CatalogError, MissingBandError, MissingCRSError, ReadError
 from lazyraster.testing import write_safe
 
-EXAMPLES = Path(__file__).parents[1] / "data" / "stac-examples"
-API_ITEMS = Path(__file__).parents[1] / "data" / "stac-api-items"
-
-
-def test_describe_takes_a_collection_as_root(tmp_path):
-    """A static catalog whose root is a Collection (valid STAC) is described as pystac
-    reads it, not refused with pystac's STACTypeError."""
-    root = pystac.Collection(
-        "c",
-        "a collection root",
-        pystac.Extent(
-            pystac.SpatialExtent([[0, 0, 1, 1]]),
-            pystac.TemporalExtent([[None, None]]),
-        ),
-    )
-    item = pystac.Item(
-        "i",
-        {"type": "Point", "coordinates": [0.5, 0.5]},
-        [0.5, 0.5, 0.5, 0.5],
-        datetime.datetime(2023, 4, 30),
-        {},
-    )
-    root.add_item(item)
-    root.normalize_and_save(str(tmp_path), pystac.CatalogType.SELF_CONTAINED)
-    summary = describe_catalog(tmp_path / "collection.json")
-    expected = pystac.read_file(str(tmp_path / "collection.json"))
-    assert summary["id"] == expected.id
-    assert summary["items"] == len(list(expected.get_items()))
-    assert summary["tree"][0]["type"] == "Collection"
-
-
-@pytest.mark.parametrize("name", ["feature-collection", "item"])
-def test_describe_refuses_what_is_no_catalog_in_one_line(tmp_path, name):
-    """An ItemCollection (what an API returns) or an Item: one line naming the fix, not
-    a traceback."""
-    if name == "item":
-        source = EXAMPLES / "1.0.0" / "simple-item.json"
-    else:
-        source = API_ITEMS / "planetarycomputer__naip.json"
-    path = tmp_path / source.name
-    shutil.copy(source, path)
-    with pytest.raises(CatalogError, match="not a catalog"):
-        describe_catalog(path)
-    result = CliRunner().invoke(main, ["catalog", "describe", str(path)])
-    assert result.exit_code != 0
-    assert not isinstance(result.exception, pystac.STACTypeError)
-    assert len(result.output.strip().splitlines()) == 1, result.output
-
-
-def test_a_safe_product_unpacked_without_the_suffix_is_still_a_product(tmp_path):
-    """A product folder holding MTD_MSIL2A.xml is a SAFE product whatever its name (tools
-    and users drop the ``.SAFE``); its band files are not catalogued as loose JP2s that
-    'have no date'."""
-    safe = write_safe(tmp_path / "in", size_10m=12, bands={"10m": ["B04", "B08"]})
-    bare = safe.rename(safe.with_suffix(""))
-    for source in (tmp_path / "in", bare):
-        out = tmp_path / f"out-{source.name}"
-        report = build_catalog(source, out)
-        assert report.ok, report.problems
-        assert report.added == [bare.name]
-        [item] = pystac.Catalog.from_file(str(out / "catalog.json")).get_items(recursive=True)
-        assert item.properties["s2:processing_baseline"] == "05.09"
-        assert sorted(item.assets) == ["B04_10m", "B08_10m", "product_metadata"]
+# pystac's migration of storage v1 fields cannot parse the rewritten hrefs; harmless here
+pytestmark = pytest.mark.filterwarnings("ignore:Could not parse bucket:UserWarning")
 
 
 def test_one_load_over_two_apis_names_bands_by_common_name(nginx):
@@ -140,17 +77,6 @@ def test_an_item_collection_file_loads(nginx, tmp_path):
     np.testing.assert_array_equal(got.red.values, expected.red.values)
 
 
-def test_run_on_broken_yaml_is_one_line(tmp_path):
-    """``lazyraster run`` on a spec with a YAML syntax error: one line naming where."""
-    spec = tmp_path / "spec.yaml"
-    spec.write_text("source: catalogs/sample/catalog.json\nsteps: [ndvi\n")
-    result = CliRunner().invoke(main, ["run", str(spec)])
-    assert result.exit_code != 0
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert "not valid YAML" in lines[0] and "line 3" in lines[0]
-
-
 def test_a_product_missing_its_10m_red_is_refused_not_read_at_20m(tmp_path):
     """Naming bands by common name across items does not quietly swap in another
     resolution: a product that lacks B04_10m (a damaged download) is refused by name."""
@@ -164,6 +90,17 @@ def test_a_product_missing_its_10m_red_is_refused_not_read_at_20m(tmp_path):
     assert build_catalog(tmp_path / "in", tmp_path / "stac").ok
     with pytest.raises(MissingBandError, match=r"20230505.* has no asset for band\(s\) red"):
         lazyraster.load(tmp_path / "stac" / "catalog.json", bands=["red", "nir"])
+
+
+def test_load_takes_a_catalog_folder_as_describe_and_validate_do(tmp_path):
+    """``lazyraster.load("stac")`` reads ``stac/catalog.json``, as ``catalog describe`` and
+    ``catalog validate`` take the folder."""
+    write_safe(tmp_path / "in", size_10m=12, bands={"10m": ["B04", "B08"]})
+    build_catalog(tmp_path / "in", tmp_path / "stac")
+    by_file = lazyraster.load(tmp_path / "stac" / "catalog.json", bands=["red"])
+    xr.testing.assert_identical(lazyraster.load(tmp_path / "stac", bands=["red"]), by_file)
+    with pytest.raises(CatalogError, match=r"no catalog\.json"):
+        lazyraster.load(tmp_path / "in", bands=["red"])
 
 
 GRID = Affine(10, 0, 600000, 0, -10, 5000000)
@@ -241,30 +178,11 @@ def test_items_without_data_assets_are_refused_as_such(tmp_path):
         lazyraster.load([item])
 
 
-def test_an_unknown_crs_is_one_line_without_gdal_noise(tmp_path):
-    """``--crs EPSG:99999``: click's one line, and no 'ERROR 1: PROJ ...' that GDAL
-    prints on the process's stderr when no rasterio environment catches it."""
-    (tmp_path / "in").mkdir()
-    run = subprocess.run(
-        [sys.executable, "-c", "from lazyraster.cli import main; main()", "catalog", "build",
-         str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--crs", "EPSG:99999"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert run.returncode != 0
-    assert "ERROR 1" not in run.stderr, run.stderr
+def test_an_unknown_crs_is_refused_naming_it(tmp_path):
+    """``load(crs="EPSG:99999")``: a MissingCRSError naming the CRS (the CLI's
+    ``--crs EPSG:99999``: tests/catalog/test_catalog_formats.py)."""
     with pytest.raises(MissingCRSError, match="EPSG:99999"):
         lazyraster.load(
             [item_of_files({"b": (tmp_path / "b.tif", np.ones((1, 8, 8), "uint16"))})],
             crs="EPSG:99999",
         )
-
-
-def test_load_takes_a_catalog_folder_as_describe_and_validate_do(tmp_path):
-    """``lazyraster.load("stac")`` reads ``stac/catalog.json``, as ``catalog describe`` and
-    ``catalog validate`` take the folder."""
-    write_safe(tmp_path / "in", size_10m=12, bands={"10m": ["B04", "B08"]})
-    build_catalog(tmp_path / "in", tmp_path / "stac")
-    by_file = lazyraster.load(tmp_path / "stac" / "catalog.json", bands=["red"])
-    xr.testing.assert_identical(lazyraster.load(tmp_path / "stac", bands=["red"]), by_file)
-    with pytest.raises(CatalogError, match=r"no catalog\.json"):
-        lazyraster.load(tmp_path / "in", bands=["red"])
