@@ -90,6 +90,7 @@ def test_slurm_two_jobs_equal_threads_bit_for_bit(slurm_env, scene, threaded, tm
 
 def _slow_block(block: np.ndarray) -> np.ndarray:
     time.sleep(0.15)
+    return block * np.float32(2)
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ Kinds
     dask's local schedulers, with as many workers as this process may use cores
     (``len(os.sched_getaffinity(0))``, which respects a batch job's allocation).
     ``processes`` keeps one pool of worker processes for the whole block, started on
-    entering it, instead of one per computation.
+    entering it, instead of one per computation; its workers all hash alike
+    (``PYTHONHASHSEED`` in their own environment, not in this process's).
 ``"local"``
     a ``distributed.LocalCluster`` sized from those cores and from the memory this
     process may really use (cgroup or SLURM job limit, and the machine's RAM).
@@ -23,7 +24,6 @@ Kinds
     scheduler and workers on the ranks of the current allocation.
 ``"tcp://host:port"``
     a scheduler that is already running.
-
 
 SLURM options come from the arguments, the environment and dask config
 ``jobqueue.slurm`` (see :mod:`lazyraster.cluster._slurm`). Defaults of the factory
