@@ -25,10 +25,12 @@ job_script_prologue    ``LAZYRASTER_SLURM_JOB_SCRIPT_PROLOGUE`` (``;``-separated
 job script, which is why they are read here too: the options checked before
 submitting are the ones SLURM will use.
 
-dask-jobqueue is imported only here, when a SLURM cluster or job script is asked
-for. Its import copies its ``jobqueue.yaml``, commented out, into dask's config folder
-(``~/.config/dask``, or ``$DASK_CONFIG``) when no such file is there: dask-jobqueue's
-own behaviour, left as it is (the copy changes no setting).
+dask-jobqueue is imported only when a SLURM cluster or job script is asked for,
+never by ``import lazyraster``. Its import copies its ``jobqueue.yaml``, commented
+out, into dask's config folder (``~/.config/dask``, or ``$DASK_CONFIG``) when no such
+file is there: dask-jobqueue's own behaviour, left as it is (the copy changes no
+setting; dask offers no switch for it, and swapping ``dask.config.ensure_file`` for
+the import would change it for every thread of the process).
 """
 
 from __future__ import annotations
