@@ -67,9 +67,11 @@ def test_a_processes_block_starts_its_workers_once_for_every_computation():
 def test_a_broken_pool_is_replaced_for_the_next_computation():
     with lazyraster.cluster("processes", workers=2):
         before = _pids(4)
-        with pytest.raises(BrokenProcessPool):
+        with pytest.raises(BrokenProcessPool) as broken:
             meta = np.array((), dtype=float)  # no trial call here: it would kill the test
             da.zeros(4, chunks=1).map_blocks(_kill_me, dtype=float, meta=meta).compute()
+        # one line, saying how the worker ended: callers quote it in one-line errors
+        assert "\n" not in str(broken.value) and "SIGKILL" in str(broken.value)
         after = _pids(4)
         assert after and not after & before  # new processes, and they compute
         assert da.arange(10, chunks=3).sum().compute() == 45

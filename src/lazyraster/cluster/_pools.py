@@ -58,8 +58,13 @@ class _PoolScheduler:
         if self.pool.closed:  # left in dask's config by blocks that overlapped in threads
             return self.__wrapped__(dsk, keys, **kwargs)
         # the pool's processes ran the initializer: dask need not warn that it cannot
-        with dask.config.set({"multiprocessing.initializer": None}):
-            return self.__wrapped__(dsk, keys, pool=self.pool, **kwargs)
+        try:
+            with dask.config.set({"multiprocessing.initializer": None}):
+                return self.__wrapped__(dsk, keys, pool=self.pool, **kwargs)
+        except concurrent.futures.process.BrokenProcessPool as err:
+            # loky explains over several lines; a caller's one-line error quotes it
+            one_line = " ".join(str(err).split())
+            raise concurrent.futures.process.BrokenProcessPool(one_line) from err
 
     def __reduce__(self) -> tuple[type[str], tuple[str]]:
         return (str, ("processes",))
