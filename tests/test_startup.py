@@ -157,7 +157,7 @@ def test_load_and_cluster_are_callable_packages_that_hide_nothing() -> None:
         "lazyraster.load",
         "lazyraster.cluster",
         "lazyraster.load._load",
-        "lazyraster.cluster._factory",
+        "lazyraster.cluster._resources",
         "lazyraster.catalog._search",
         "source",
         "kind",

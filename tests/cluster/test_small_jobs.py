@@ -27,7 +27,8 @@ import lazyraster
 from lazyraster.pipeline import _pipeline as pipeline
 from lazyraster.testing import synthetic_raster
 
-cluster_module = importlib.import_module("lazyraster.cluster._factory")
+pools = importlib.import_module("lazyraster.cluster._pools")
+resources = importlib.import_module("lazyraster.cluster._resources")
 
 #: Environment variable naming the folder where each started worker process leaves a file.
 STARTED = "LAZYRASTER_TEST_STARTED_DIR"
@@ -66,9 +67,11 @@ def test_a_processes_block_starts_its_workers_once_for_every_computation():
 def test_a_broken_pool_is_replaced_for_the_next_computation():
     with lazyraster.cluster("processes", workers=2):
         before = _pids(4)
-        with pytest.raises(BrokenProcessPool):
+        with pytest.raises(BrokenProcessPool) as broken:
             meta = np.array((), dtype=float)  # no trial call here: it would kill the test
             da.zeros(4, chunks=1).map_blocks(_kill_me, dtype=float, meta=meta).compute()
+        # one line, saying how the worker ended: callers quote it in one-line errors
+        assert "\n" not in str(broken.value) and "SIGKILL" in str(broken.value)
         after = _pids(4)
         assert after and not after & before  # new processes, and they compute
         assert da.arange(10, chunks=3).sum().compute() == 45
@@ -136,13 +139,13 @@ def test_a_processes_block_shuts_its_workers_down():
 def counted_submits(monkeypatch):
     """Count the tasks sent to the worker processes of a ``processes`` block."""
     sent: list[object] = []
-    submit = cluster_module._ProcessPool.submit
+    submit = pools._ProcessPool.submit
 
     def counting(self, fn, /, *args, **kwargs):
         sent.append(fn)
         return submit(self, fn, *args, **kwargs)
 
-    monkeypatch.setattr(cluster_module._ProcessPool, "submit", counting)
+    monkeypatch.setattr(pools._ProcessPool, "submit", counting)
     return sent
 
 
@@ -217,7 +220,7 @@ def _recording(record: dict):
 @pytest.mark.parametrize("kind", ["processes", "local"])
 def test_a_three_chunk_run_starts_at_most_three_workers(kind, three_chunks, tmp_path, monkeypatch):
     source, files = three_chunks
-    monkeypatch.setattr(cluster_module, "available_cores", lambda: 8)
+    monkeypatch.setattr(resources, "available_cores", lambda: 8)
     monkeypatch.setenv(STARTED, str(tmp_path / "started"))
     (tmp_path / "started").mkdir()
     record: dict = {}
@@ -242,7 +245,7 @@ def test_a_tiny_run_on_local_is_one_worker_with_every_core_as_threads(
     three_chunks, tmp_path, monkeypatch
 ):
     source, _ = three_chunks  # 27 chunks of a few KiB: far less than BYTES_PER_WORKER
-    monkeypatch.setattr(cluster_module, "available_cores", lambda: 4)
+    monkeypatch.setattr(resources, "available_cores", lambda: 4)
     record: dict = {}
     monkeypatch.setattr(pipeline, "_cluster", _recording(record))
     pipeline.run_pipeline(_spec(source, tmp_path / "out", cluster="local"))

@@ -21,7 +21,7 @@ import rasterio
 import xarray as xr
 import yaml
 from click.testing import CliRunner
-from tests.cluster import test_cluster
+from tests.cluster import _support
 from tests.conftest import ROOT
 from tests.references import SAMPLE, loop_focal_mean, sample_ndvi
 
@@ -386,10 +386,10 @@ def test_cli_missing_spec_file(tmp_path):
 # --------------------------------------------------------------------------- SLURM
 
 # The single-node SLURM of scripts/services/slurm.sh, through the fixtures of
-# test_cluster.py: skipped on a laptop without it, a failure in CI.
-slurm = test_cluster.slurm
-slurm_env = test_cluster.slurm_env
-_LO, _squeue = test_cluster._LO, test_cluster._squeue
+# tests/cluster/_support.py: skipped on a laptop without it, a failure in CI.
+slurm = _support.slurm
+slurm_env = _support.slurm_env
+_LO, _squeue = _support.LOOPBACK, _support.squeue
 
 
 def test_slurm_worker_jobs_write_the_threaded_zarr_and_cog(slurm_env, threaded, tmp_path):
