@@ -59,7 +59,6 @@ PENDING: dict[str, frozenset[str]] = {
             "cluster/_factory.py",
             "focal.py",
             "indices.py",
-            "io/_write.py",
             "load/_load.py",
             "phenology.py",
             "pipeline/_pipeline.py",
