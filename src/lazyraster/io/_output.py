@@ -1,4 +1,4 @@
-"""What both writers share: the rules on existing outputs, provenance, local temporaries.
+"""What both writers share: the rules on existing outputs, provenance, computing a graph.
 
 Both writers (:func:`lazyraster.io.write_zarr`, :func:`lazyraster.io.write_geotiff`)
 share three rules:
@@ -49,7 +49,6 @@ from fsspec.implementations.local import LocalFileSystem
 
 from lazyraster.config import package_version
 from lazyraster.errors import OutputExistsError
-from lazyraster.io import _atomic
 
 __all__ = ["WriteMode"]
 
@@ -60,8 +59,6 @@ _ZARR_ROOT_METADATA = ("zarr.json", ".zgroup", ".zarray")
 _ZARR_METADATA_MAX = 64 << 20  # bytes of a metadata document read to recognise a store
 _ZARR_CHUNK_NAME = re.compile(r"c|\d+(\.\d+)*")
 _TIFF_MAGIC = {b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"}
-# temporaries whose lock this process holds, by path (see lazyraster.io._atomic)
-_HELD: dict[str, _atomic.Temporary] = {}
 
 
 def _check_mode(mode: str) -> None:
@@ -209,34 +206,9 @@ def _check_replaceable_tiff(target: str) -> None:
         raise _replace_refusal(target, "a TIFF file")
 
 
-def _release(tmp: str) -> None:
-    """Release the lock of the temporary ``tmp`` if this process holds it."""
-    held = _HELD.pop(tmp, None)
-    if held is not None:
-        held.close()
-
-
-def _hold(target: str) -> str:
-    """Name and lock a new local temporary for ``target``; see :mod:`lazyraster.io._atomic`.
-
-    Dead temporaries of ``target`` are removed first, so that the space they hold (after a
-    full disk, say) is free for this write.
-    """
-    _atomic.sweep(target)
-    held = _atomic.Temporary.beside(target)
-    _HELD[held.path] = held
-    return held.path
-
-
 def _disk_full(exc: OSError, target: str) -> OSError:
     return OSError(
         exc.errno,
         f"no space left on the device while writing {target}; free space or write "
         "elsewhere. Any previous output there is unchanged and nothing was put in its place",
     )
-
-
-def _discard_local(tmp: str) -> None:
-    """Remove the local temporary ``tmp`` (if still there) and its lock."""
-    _release(tmp)
-    _atomic.discard(tmp)

@@ -35,18 +35,16 @@ from fsspec.implementations.local import LocalFileSystem
 
 from lazyraster.errors import OutputExistsError
 from lazyraster.io import _atomic
+from lazyraster.io._atomic import _discard_local, _hold, _release
 from lazyraster.io._output import (
     _ZARR_METADATA,
     WriteMode,
     _check_mode,
     _check_replaceable_zarr,
     _compute,
-    _discard_local,
     _disk_full,
     _exists_message,
-    _hold,
     _provenance,
-    _release,
 )
 
 __all__ = ["write_zarr", "zarr_group"]

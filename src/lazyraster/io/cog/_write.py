@@ -33,17 +33,15 @@ from dask.delayed import Delayed
 
 from lazyraster.errors import MissingCRSError, OutputExistsError
 from lazyraster.io import _atomic
+from lazyraster.io._atomic import _discard_local, _hold, _release
 from lazyraster.io._output import (
     WriteMode,
     _check_mode,
     _check_replaceable_tiff,
     _compute,
-    _discard_local,
     _disk_full,
     _exists_message,
-    _hold,
     _provenance,
-    _release,
 )
 from lazyraster.io.cog import _tiff
 from lazyraster.io.cog._graph import (
