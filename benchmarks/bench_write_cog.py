@@ -53,7 +53,7 @@ def make_ndvi(size: int, seed: int = 0) -> xr.DataArray:
     coords = {"y": y, "x": x}
     ds = xr.Dataset({"red": (("y", "x"), red), "nir": (("y", "x"), nir)}, coords=coords)
     ds = ds.rio.write_crs("EPSG:32631")
-    return ds.geo.ndvi()  # 0 + 0 -> NaN where both bands are nodata
+    return ds.geo.ndvi(scale=1e-4, nodata=0)  # NaN where the bands are nodata
 
 
 def setup(size: int) -> list[Case]:

@@ -21,6 +21,7 @@ import pytest
 import rasterio
 import xarray as xr
 from tests.conftest import tmpfs
+from tests.io._support import tree
 
 import lazyraster
 from lazyraster import OutputExistsError, write_geotiff, write_zarr
@@ -40,10 +41,6 @@ def raster() -> xr.DataArray:
 def hidden(folder: Path) -> list[str]:
     """Every hidden entry of ``folder``: temporaries, set-aside outputs, lock files."""
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
-
-
-def tree(path: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(path)): p.read_bytes() for p in path.rglob("*") if p.is_file()}
 
 
 # ------------------------------------------------------------ overwrite: only our own outputs
@@ -90,6 +87,47 @@ def test_overwrite_replaces_our_store_and_an_empty_folder(tmp_path, raster, zarr
     write_zarr(raster, tmp_path / "empty.zarr", mode="w")
     np.testing.assert_array_equal(xr.open_zarr(tmp_path / "empty.zarr").ndvi.values, raster.values)
     assert hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("metadata", "user_file"),
+    [
+        ({"zarr.json": ""}, "thesis.docx"),  # an empty file named like Zarr metadata
+        ({".zgroup": '{"zarr_format": 2}'}, "sub/data.csv"),  # valid metadata, user files
+        ({"zarr.json": '{"zarr_format": 3, "node_type": "group"}'}, "notes.txt"),
+    ],
+)
+def test_overwrite_refuses_a_zarr_lookalike_holding_user_files(
+    tmp_path, raster, metadata, user_file
+):
+    target = tmp_path / "results"
+    target.mkdir()
+    for name, text in metadata.items():
+        (target / name).write_text(text)
+    (target / user_file).parent.mkdir(parents=True, exist_ok=True)
+    (target / user_file).write_text("years of work")
+    before = tree(target)
+    with pytest.raises(OutputExistsError, match=rf"{re.escape(str(target))} is not a Zarr store"):
+        write_zarr(raster, target, mode="w")
+    assert tree(target) == before
+
+
+def test_overwrite_still_replaces_stores_with_groups(tmp_path, raster):
+    for zarr_format in (2, 3):
+        store = tmp_path / f"v{zarr_format}.zarr"
+        write_zarr(raster, store, group="2020", zarr_format=zarr_format)
+        write_zarr(raster, store, group="2021", zarr_format=zarr_format)
+        write_zarr(raster + 1, store, mode="w", zarr_format=zarr_format)
+        xr.testing.assert_equal(xr.open_zarr(store).ndvi.load(), (raster + 1).load())
+
+
+def test_write_zarr_does_not_write_through_a_link_planted_as_its_lock(tmp_path):
+    """A link at ``.<name>.lock`` made the writer create the file it points at."""
+    (tmp_path / "victim").mkdir()
+    (tmp_path / ".out.zarr.lock").symlink_to(tmp_path / "victim" / "created-here")
+    with pytest.raises(OutputExistsError, match="is a link"):
+        write_zarr(synthetic_raster((4, 4), name="a"), tmp_path / "out.zarr")
+    assert not (tmp_path / "victim" / "created-here").exists()
 
 
 def test_geotiff_overwrite_replaces_only_a_tiff(tmp_path, raster):

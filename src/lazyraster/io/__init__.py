@@ -22,15 +22,16 @@ from lazyraster._imports import lazy_exports as _lazy_exports
 
 if _TYPE_CHECKING:
     from lazyraster.io._atomic import exchange, output_lock, replacing
-    from lazyraster.io._write import write_geotiff, write_zarr, zarr_group
+    from lazyraster.io._zarr import write_zarr, zarr_group
+    from lazyraster.io.cog._write import write_geotiff
 
 _HOME = {
     "exchange": "_atomic",
     "output_lock": "_atomic",
     "replacing": "_atomic",
-    "write_geotiff": "_write",
-    "write_zarr": "_write",
-    "zarr_group": "_write",
+    "write_geotiff": "cog._write",
+    "write_zarr": "_zarr",
+    "zarr_group": "_zarr",
 }
 
 __all__ = ["exchange", "output_lock", "replacing", "write_geotiff", "write_zarr", "zarr_group"]

@@ -319,3 +319,33 @@ def replacing(target: str | os.PathLike[str]) -> Iterator[Temporary]:
         with output_lock(target):
             commit(tmp.path, target)
         sweep(target)
+
+
+# The writers' temporaries: each one whose lock this process holds, by path, from
+# _hold until _release (or _discard_local).
+_WRITING: dict[str, Temporary] = {}
+
+
+def _release(tmp: str) -> None:
+    """Release the lock of the temporary ``tmp`` if this process holds it."""
+    held = _WRITING.pop(tmp, None)
+    if held is not None:
+        held.close()
+
+
+def _hold(target: str) -> str:
+    """Name and lock a new local temporary for ``target`` (step 1 above); return its path.
+
+    Dead temporaries of ``target`` are removed first, so that the space they hold (after a
+    full disk, say) is free for this write.
+    """
+    sweep(target)
+    held = Temporary.beside(target)
+    _WRITING[held.path] = held
+    return held.path
+
+
+def _discard_local(tmp: str) -> None:
+    """Remove the local temporary ``tmp`` (if still there) and its lock."""
+    _release(tmp)
+    discard(tmp)
