@@ -60,7 +60,6 @@ PENDING: dict[str, frozenset[str]] = {
             "focal.py",
             "indices.py",
             "io/_write.py",
-            "load/_load.py",
             "phenology.py",
             "pipeline/_pipeline.py",
         )
