@@ -180,3 +180,25 @@ def test_options_that_change_the_grid_or_gdal_are_refused(packed, option):
     (name,) = option
     with pytest.raises(ValueError, match=rf"{name}=.*drop {name}="):
         lazyraster.load(items, bands=["tmax"], **option)
+
+
+def test_unsigned_integers_stored_signed_decode_as_xarray_does(tmp_path):
+    """netCDF-3's ``_Unsigned``: 200 stored as int8 -56 is 200, not -56."""
+    values = np.array([[[200.0, 5.0], [np.nan, 250.0]]])
+    ds = xr.Dataset(
+        {"v": (("time", "y", "x"), values)},
+        coords={
+            "time": np.array(["2021-06-01"], "datetime64[ns]"),
+            "y": [1.0, 0.0],
+            "x": [0.0, 1.0],
+        },
+    )
+    path = tmp_path / "v.nc"
+    encoding = {"dtype": "i1", "_Unsigned": "true", "_FillValue": -1}
+    ds.to_netcdf(path, engine="h5netcdf", encoding={"v": encoding})
+    item = _item(2021, ds.assign_coords(lon=0.0, lat=0.0))
+    item.add_asset("v", pystac.Asset(str(path), media_type="application/x-netcdf"))
+    loaded = lazyraster.load([item], bands=["v"], crs="EPSG:32631")
+    reference = xr.open_dataset(path, engine="h5netcdf").v.values
+    assert reference[0, 0, 0] == 200.0
+    np.testing.assert_array_equal(loaded.v.values, reference.astype(np.float32))

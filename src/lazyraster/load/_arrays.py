@@ -66,13 +66,18 @@ def _decode(
 
     The nodata is ``nodata`` if given, else the file's ``_FillValue`` and
     ``missing_value`` (as xarray's CF decoding masks them); NaN nodata matches NaN.
+    ``_Unsigned`` integers are read as unsigned, as xarray does.
     """
     attrs = dict(raw.attrs)
     packing = {key: attrs.pop(key) for key in _PACKING if key in attrs}
+    missing = [v for key in _PACKING[:2] if key in packing for v in np.ravel(packing[key])]
+    if str(attrs.pop("_Unsigned", "")).lower() == "true" and raw.dtype.kind == "i":
+        # unsigned integers stored as signed ones (netCDF-3's way), as xarray decodes them
+        unsigned = np.dtype(f"u{raw.dtype.itemsize}")
+        missing = [np.array(v).astype(raw.dtype).astype(unsigned) for v in missing]
+        raw = raw.astype(unsigned)
     if nodata is not None:
         missing = [nodata]
-    else:
-        missing = [v for key in _PACKING[:2] if key in packing for v in np.ravel(packing[key])]
     mask = xr.zeros_like(raw, dtype=bool)
     for value in missing:
         mask = mask | (raw.isnull() if np.isnan(value) else raw == value)

@@ -137,7 +137,9 @@ def load(
         items' common CRS. For netCDF/Zarr assets: the CRS of files that carry no CF
         grid mapping.
     resolution : float, optional
-        Output pixel size in CRS units. Default: the finest of the assets.
+        Output pixel size in CRS units. Default: the finest of the assets. Refused for
+        netCDF/Zarr assets, which load on their own grid (as are ``groupby``,
+        ``resampling`` and ``gdal``).
     chunks : int or dict, optional
         Dask chunk sizes; an int for y and x, or a dict with ``time``, ``y``, ``x``.
         Default ``{"time": 1, "y": 1024, "x": 1024}``.
@@ -150,13 +152,15 @@ def load(
         Floating output dtype (float32 by default).
     scale : bool
         Apply ``raster:bands`` scale and offset (per item, so Sentinel-2 processing
-        baselines with different offsets come out alike).
+        baselines with different offsets come out alike); for netCDF/Zarr assets, the
+        files' CF ``scale_factor`` and ``add_offset``.
     fill : float
         Value for nodata and for pixels outside an item's footprint.
     nodata : float or dict, optional
         Nodata of the DNs, overriding the catalog: one value for every band, or a dict
         band (variable name or asset key) -> value. Default: ``raster:bands`` ``nodata``
-        (or STAC 1.1 ``nodata``), else the file's nodata tag, else none.
+        (or STAC 1.1 ``nodata``), else the file's nodata tag, else none; for
+        netCDF/Zarr assets, the files' ``_FillValue`` and ``missing_value``.
     missing : {"error", "nan"}
         What to do when an item has no asset for a chosen band: raise (default), or
         load that band as ``fill`` there.
@@ -183,7 +187,8 @@ def load(
         If a nodata value (the catalog's, or ``nodata=``) is not a number.
     ValueError
         For a bbox that is not (west, south, east, north) in degrees, a resolution that
-        is not a positive number, or a grid larger than ``lazyraster.load.max-pixels``.
+        is not a positive number, or a grid larger than ``lazyraster.load.max-pixels``;
+        for an option netCDF/Zarr assets refuse (the message names the fix).
 
     Examples
     --------
