@@ -61,7 +61,6 @@ PENDING: dict[str, frozenset[str]] = {
         for module in (
             "focal.py",
             "indices.py",
-            "load/_load.py",
             "phenology.py",
             "pipeline/_pipeline.py",
         )

@@ -9,7 +9,9 @@ The package is callable: ``lazyraster.load(source, ...)`` is :func:`load`::
 from __future__ import annotations
 
 from lazyraster._imports import CallableModule as _CallableModule
-from lazyraster.load._load import asset_kind, check_bbox, load, resolve_items
+from lazyraster.load._grid import check_bbox
+from lazyraster.load._items import asset_kind
+from lazyraster.load._load import load, resolve_items
 from lazyraster.load._readable import READ_ERRORS, readable, unreadable, with_item
 
 __all__ = [
