@@ -62,7 +62,6 @@ PENDING: dict[str, frozenset[str]] = {
             "io/_write.py",
             "load/_load.py",
             "phenology.py",
-            "pipeline/_pipeline.py",
         )
     ),
     "private names of other packages": frozenset(

@@ -17,7 +17,7 @@ from lazyraster import OutputExistsError, write_zarr
 from lazyraster.catalog import build_catalog, localize_catalog
 from lazyraster.cli import main
 from lazyraster.errors import CatalogError, SpecError
-from lazyraster.pipeline import _pipeline as pipeline
+from lazyraster.pipeline import _spec as pipeline
 from lazyraster.testing import synthetic_raster
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")

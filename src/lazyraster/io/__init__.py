@@ -9,7 +9,8 @@ only once complete, under every dask scheduler::
     write_geotiff(ndvi, "out/ndvi.tif")
 
 ``compute=False`` returns a :class:`dask.delayed.Delayed` that does the same when
-computed, so several outputs can be computed together. The same atomic primitives
+computed, so several outputs can be computed together; :func:`discard_temporaries`
+removes what such a compute left when it failed. The same atomic primitives
 (:func:`output_lock`, :func:`exchange`, :func:`replacing`) keep the catalog builder's and
 localizer's outputs whole.
 """
@@ -22,9 +23,10 @@ from lazyraster._imports import lazy_exports as _lazy_exports
 
 if _TYPE_CHECKING:
     from lazyraster.io._atomic import exchange, output_lock, replacing
-    from lazyraster.io._write import write_geotiff, write_zarr, zarr_group
+    from lazyraster.io._write import discard_temporaries, write_geotiff, write_zarr, zarr_group
 
 _HOME = {
+    "discard_temporaries": "_write",
     "exchange": "_atomic",
     "output_lock": "_atomic",
     "replacing": "_atomic",
@@ -33,6 +35,14 @@ _HOME = {
     "zarr_group": "_write",
 }
 
-__all__ = ["exchange", "output_lock", "replacing", "write_geotiff", "write_zarr", "zarr_group"]
+__all__ = [
+    "discard_temporaries",
+    "exchange",
+    "output_lock",
+    "replacing",
+    "write_geotiff",
+    "write_zarr",
+    "zarr_group",
+]
 
 __getattr__, __dir__ = _lazy_exports(__name__, _HOME)

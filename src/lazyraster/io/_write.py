@@ -82,7 +82,7 @@ from lazyraster.io import _atomic
 from lazyraster.io.cog import _overviews as _overview
 from lazyraster.io.cog import _tiff
 
-__all__ = ["write_geotiff", "write_zarr"]
+__all__ = ["discard_temporaries", "write_geotiff", "write_zarr"]
 
 WriteMode = Literal["w-", "w"]
 
@@ -93,6 +93,8 @@ _ZARR_CHUNK_NAME = re.compile(r"c|\d+(\.\d+)*")
 _TIFF_MAGIC = {b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"}
 # temporaries whose lock this process holds, by path (see lazyraster.io._atomic)
 _HELD: dict[str, _atomic.Temporary] = {}
+# temporaries of the writes returned by compute=False, by the Delayed's key
+_PENDING: dict[Hashable, tuple[fsspec.AbstractFileSystem, list[str]]] = {}
 _DROP_ENCODING = {"chunks", "preferred_chunks", "shards", "compressor", "compressors", "filters"}
 _DROP_ENCODING |= {"serializer", "fill_value", "write_empty_chunks", "coordinates"}
 
@@ -511,7 +513,8 @@ def write_zarr(
         largest size), so Zarr chunks and dask chunks always line up.
     compute : bool
         If ``False``, return a :class:`dask.delayed.Delayed` whose ``compute()`` writes
-        the data and moves the store into place.
+        the data and moves the store into place (the checks above are made now); pass
+        it to :func:`discard_temporaries` once computed.
     zarr_format : {3, 2}
         Zarr format. Use 2 for readers that only speak Zarr v2 (e.g. GDAL 3.10).
     append_dim : hashable, optional
@@ -634,8 +637,9 @@ def write_zarr(
                 return _finish_zarr(None, *finish_args)
             writes = ds.to_zarr(tmp_url, **to_zarr_options)
             finish = dask.delayed(_finish_zarr, pure=False)(writes, *finish_args)
-            if not compute:
-                return finish  # the temporary stays locked by this process until it commits
+            if not compute:  # the temporary stays locked by this process until it commits
+                _PENDING[finish.key] = (fs, [tmp])
+                return finish
             return _compute(finish, source)
         except BaseException as exc:
             _discard(fs, tmp)
@@ -645,6 +649,44 @@ def write_zarr(
         finally:
             if compute:  # the commit may have run in another process: release our lock
                 _release(tmp)
+
+
+def discard_temporaries(*writes: Delayed) -> None:
+    """Remove what computing writes made with ``compute=False`` left, and release their locks.
+
+    Call it once the writes are computed, whether the compute succeeded or not (a
+    ``finally`` clause): after a failure (an exception in a task, a lost worker, an
+    interrupt) it removes their temporaries, so neither an output nor a temporary is
+    left and a previous output being replaced is unchanged; after a success there is
+    nothing left to remove, and it releases the locks this process held on temporaries
+    that a worker process committed. Writes already passed, and writes that have no
+    temporary (appends, region writes), are ignored. Never call it while the writes
+    are being computed.
+
+    Parameters
+    ----------
+    *writes : dask.delayed.Delayed
+        What :func:`write_zarr` and :func:`write_geotiff` returned with ``compute=False``.
+
+    Examples
+    --------
+    >>> import dask, os, tempfile
+    >>> from lazyraster.testing import synthetic_raster
+    >>> da = synthetic_raster((20, 30), chunks={"y": 10, "x": 15})
+    >>> folder = tempfile.mkdtemp()
+    >>> writes = [write_zarr(da, os.path.join(folder, "a.zarr"), compute=False),
+    ...           write_geotiff(da, os.path.join(folder, "a.tif"), compute=False)]
+    >>> try:
+    ...     paths = dask.compute(*writes)
+    ... finally:
+    ...     discard_temporaries(*writes)
+    >>> sorted(os.listdir(folder))
+    ['a.tif', 'a.zarr']
+    """
+    for write in writes:
+        fs, temporaries = _PENDING.pop(write.key, (None, []))
+        for tmp in temporaries:
+            _discard(fs, tmp)
 
 
 def _discard_local(tmp: str) -> None:
@@ -1207,7 +1249,9 @@ def write_geotiff(
         Nodata value. Default: the object's (``rio.encoded_nodata`` / ``rio.nodata``),
         NaN for floats. NaN pixels are written as ``nodata``; overviews ignore nodata.
     compute : bool
-        If ``False``, return a :class:`dask.delayed.Delayed` that writes the file(s).
+        If ``False``, return a :class:`dask.delayed.Delayed` that writes the file(s)
+        (names and existing outputs are checked now); pass it to
+        :func:`discard_temporaries` once computed.
     mode : {"w-", "w"}
         Refuse (default) or replace an existing output; only a TIFF file is replaced.
     per : hashable, optional
@@ -1336,6 +1380,7 @@ def write_geotiff(
     finals = [g for g, _ in graphs]
     result = finals[0] if per is None else dask.delayed(list, pure=False)(finals)
     if not compute:
+        _PENDING[result.key] = (LocalFileSystem(), [tmpdir for _, tmpdir in graphs])
         return result
     try:
         return _compute(result, obj)
