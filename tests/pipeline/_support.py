@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
 import pystac
 import rasterio
+import xarray as xr
 
 from lazyraster.testing import raster_item, write_cog
 
@@ -70,3 +74,21 @@ def _spec(source: Path, out: Path, **extra) -> dict:
         "output": {"zarr": {"path": str(out / "ndvi.zarr"), "variables": ["ndvi"]}},
         **extra,
     }
+
+
+def _kill_once(block: np.ndarray, *, marker: str, times: int) -> np.ndarray:
+    """SIGKILL this worker process the first ``times`` times any worker gets here."""
+    for n in range(times):
+        try:
+            os.close(os.open(f"{marker}.{n}", os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            continue
+        os.kill(os.getpid(), signal.SIGKILL)
+    return block
+
+
+def _killing_ndvi(ds: xr.Dataset, *, marker: str, times: int = 1) -> xr.DataArray:
+    ndvi = ds.geo.ndvi()
+    kill = functools.partial(_kill_once, marker=marker, times=times)
+    meta = np.array((), dtype=ndvi.dtype)  # no trial call here: it would kill the test
+    return ndvi.copy(data=ndvi.data.map_blocks(kill, dtype=ndvi.dtype, meta=meta))

@@ -9,11 +9,8 @@ from rasterio reads of the files, never from the code under test.
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import re
-import signal
 from pathlib import Path
 
 import dask
@@ -24,7 +21,14 @@ import xarray as xr
 import yaml
 from click.testing import CliRunner
 from tests.conftest import tmpfs
-from tests.pipeline._support import _catalog, _damage_first_tile, _ndvi, _spec, _truncate
+from tests.pipeline._support import (
+    _catalog,
+    _damage_first_tile,
+    _killing_ndvi,
+    _ndvi,
+    _spec,
+    _truncate,
+)
 from tests.services import free_port
 
 from lazyraster import build_catalog
@@ -160,24 +164,6 @@ def test_demo_names_a_truncated_file(scenes, tmp_path):
 
 
 # --------------------------------------------------------------------------- lost workers
-
-
-def _kill_once(block: np.ndarray, *, marker: str, times: int) -> np.ndarray:
-    """SIGKILL this worker process the first ``times`` times any worker gets here."""
-    for n in range(times):
-        try:
-            os.close(os.open(f"{marker}.{n}", os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
-            continue
-        os.kill(os.getpid(), signal.SIGKILL)
-    return block
-
-
-def _killing_ndvi(ds: xr.Dataset, *, marker: str, times: int = 1) -> xr.DataArray:
-    ndvi = ds.geo.ndvi()
-    kill = functools.partial(_kill_once, marker=marker, times=times)
-    meta = np.array((), dtype=ndvi.dtype)  # no trial call here: it would kill the test
-    return ndvi.copy(data=ndvi.data.map_blocks(kill, dtype=ndvi.dtype, meta=meta))
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ only once complete, under every dask scheduler::
     write_geotiff(ndvi, "out/ndvi.tif")
 
 ``compute=False`` returns a :class:`dask.delayed.Delayed` that does the same when
-computed, so several outputs can be computed together; :func:`discard_temporaries`
-removes what such a compute left when it failed. The same atomic primitives
-(:func:`output_lock`, :func:`exchange`, :func:`replacing`) keep the catalog builder's and
-localizer's outputs whole.
+computed, so several outputs can be computed together (:func:`commit_together` makes
+them all or none); :func:`discard_temporaries` removes what such a compute left. The
+same atomic primitives (:func:`output_lock`, :func:`exchange`, :func:`replacing`) keep
+the catalog builder's and localizer's outputs whole.
 """
 
 from __future__ import annotations
@@ -23,9 +23,16 @@ from lazyraster._imports import lazy_exports as _lazy_exports
 
 if _TYPE_CHECKING:
     from lazyraster.io._atomic import exchange, output_lock, replacing
-    from lazyraster.io._write import discard_temporaries, write_geotiff, write_zarr, zarr_group
+    from lazyraster.io._write import (
+        commit_together,
+        discard_temporaries,
+        write_geotiff,
+        write_zarr,
+        zarr_group,
+    )
 
 _HOME = {
+    "commit_together": "_write",
     "discard_temporaries": "_write",
     "exchange": "_atomic",
     "output_lock": "_atomic",
@@ -36,6 +43,7 @@ _HOME = {
 }
 
 __all__ = [
+    "commit_together",
     "discard_temporaries",
     "exchange",
     "output_lock",

@@ -82,7 +82,7 @@ from lazyraster.io import _atomic
 from lazyraster.io.cog import _overviews as _overview
 from lazyraster.io.cog import _tiff
 
-__all__ = ["discard_temporaries", "write_geotiff", "write_zarr"]
+__all__ = ["commit_together", "discard_temporaries", "write_geotiff", "write_zarr"]
 
 WriteMode = Literal["w-", "w"]
 
@@ -93,8 +93,9 @@ _ZARR_CHUNK_NAME = re.compile(r"c|\d+(\.\d+)*")
 _TIFF_MAGIC = {b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"}
 # temporaries whose lock this process holds, by path (see lazyraster.io._atomic)
 _HELD: dict[str, _atomic.Temporary] = {}
-# temporaries of the writes returned by compute=False, by the Delayed's key
-_PENDING: dict[Hashable, tuple[fsspec.AbstractFileSystem, list[str]]] = {}
+# the writes returned by compute=False, by their key: the file system, the temporaries,
+# the tasks that commit, and whether the write computes to their list
+_PENDING: dict[Hashable, tuple[fsspec.AbstractFileSystem, list[str], list[Delayed], bool]] = {}
 _DROP_ENCODING = {"chunks", "preferred_chunks", "shards", "compressor", "compressors", "filters"}
 _DROP_ENCODING |= {"serializer", "fill_value", "write_empty_chunks", "coordinates"}
 
@@ -638,7 +639,7 @@ def write_zarr(
             writes = ds.to_zarr(tmp_url, **to_zarr_options)
             finish = dask.delayed(_finish_zarr, pure=False)(writes, *finish_args)
             if not compute:  # the temporary stays locked by this process until it commits
-                _PENDING[finish.key] = (fs, [tmp])
+                _PENDING[finish.key] = (fs, [tmp], [finish], False)
                 return finish
             return _compute(finish, source)
         except BaseException as exc:
@@ -684,9 +685,58 @@ def discard_temporaries(*writes: Delayed) -> None:
     ['a.tif', 'a.zarr']
     """
     for write in writes:
-        fs, temporaries = _PENDING.pop(write.key, (None, []))
+        fs, temporaries, _, _ = _PENDING.pop(write.key, (None, [], [], False))
         for tmp in temporaries:
             _discard(fs, tmp)
+
+
+def commit_together(*writes: Delayed) -> list[Delayed]:
+    """The writes, each of their commits waiting for the data of all of them.
+
+    Computed together (``dask.compute(*commit_together(a, b))``), writes made with
+    ``compute=False`` then move their outputs into place (every file of a
+    ``per=`` GeoTIFF included) only once every task writing data has succeeded: a
+    failure anywhere leaves no new output. Pass the writes given, not the ones
+    returned, to :func:`discard_temporaries`.
+
+    Parameters
+    ----------
+    *writes : dask.delayed.Delayed
+        What :func:`write_zarr` and :func:`write_geotiff` returned with ``compute=False``.
+
+    Returns
+    -------
+    list of dask.delayed.Delayed
+        One per write, computing to what it computes to.
+
+    Examples
+    --------
+    >>> import dask, os, tempfile
+    >>> from lazyraster.testing import synthetic_raster
+    >>> da = synthetic_raster((20, 30), chunks={"y": 10, "x": 15})
+    >>> path = os.path.join(tempfile.mkdtemp(), "b.zarr")
+    >>> write = write_zarr(da, path, compute=False)
+    >>> try:
+    ...     (out,) = dask.compute(*commit_together(write))
+    ... finally:
+    ...     discard_temporaries(write)
+    >>> out == path
+    True
+    """
+    from dask.graph_manipulation import bind
+
+    parts = [_PENDING[w.key][2:] if w.key in _PENDING else ([w], False) for w in writes]
+    data = [
+        Delayed(below, commit.__dask_graph__())
+        for commits, _ in parts
+        for commit in commits
+        for below in commit.__dask_graph__().dependencies[commit.__dask_layers__()[0]]
+    ]
+    together = []
+    for commits, listed in parts:
+        bound = [bind(commit, data, omit=data) for commit in commits]
+        together.append(dask.delayed(list, pure=False)(bound) if listed else bound[0])
+    return together
 
 
 def _discard_local(tmp: str) -> None:
@@ -1380,7 +1430,8 @@ def write_geotiff(
     finals = [g for g, _ in graphs]
     result = finals[0] if per is None else dask.delayed(list, pure=False)(finals)
     if not compute:
-        _PENDING[result.key] = (LocalFileSystem(), [tmpdir for _, tmpdir in graphs])
+        tmpdirs = [tmpdir for _, tmpdir in graphs]
+        _PENDING[result.key] = (LocalFileSystem(), tmpdirs, finals, per is not None)
         return result
     try:
         return _compute(result, obj)

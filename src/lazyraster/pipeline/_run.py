@@ -7,7 +7,8 @@ an existing output stops the run before any cluster starts or any pixel is read,
 the files written are the writers' names (one naming rule). Inside
 ``with lazyraster.cluster(...)`` every output is then computed in one dask compute, with
 progress on the ``lazyraster`` logger (:mod:`lazyraster.pipeline._progress`). Each
-output's commit waits for the data of every output, so a failure anywhere (a file that
+output's commit waits for the data of every output (:func:`~lazyraster.io.commit_together`),
+so a failure anywhere (a file that
 cannot be read, a lost worker, an interrupt) commits nothing: no output appears, an
 output being replaced is unchanged, and :func:`~lazyraster.io.discard_temporaries`
 removes what the compute left.
@@ -33,7 +34,6 @@ import fsspec
 import pystac
 import xarray as xr
 from dask.delayed import Delayed
-from dask.graph_manipulation import bind
 
 from lazyraster.cluster import cluster as _cluster
 from lazyraster.cluster import default_workers
@@ -45,7 +45,7 @@ from lazyraster.errors import (
     WorkerLostError,
     redact,
 )
-from lazyraster.io import discard_temporaries, write_geotiff, write_zarr
+from lazyraster.io import commit_together, discard_temporaries, write_geotiff, write_zarr
 from lazyraster.load import READ_ERRORS, readable, unreadable, with_item
 from lazyraster.pipeline._progress import compute_writes
 from lazyraster.pipeline._spec import Spec, load_spec
@@ -196,23 +196,6 @@ def _writes(spec: Spec, ds: xr.Dataset, mode: str) -> dict[str, Delayed]:
     return writes
 
 
-def _committed_together(writes: list[Delayed]) -> list[Delayed]:
-    """The writes, each one's commit (its top task) waiting for the data of all of them.
-
-    A writer's Delayed is one task that moves the output into place, above the tasks
-    that write its data: binding every commit to every write's data means that when
-    any task fails, no output has been moved into place.
-    """
-    if len(writes) < 2:
-        return writes
-    data = [
-        Delayed(layer, write.__dask_graph__())
-        for write in writes
-        for layer in write.__dask_graph__().dependencies[write.__dask_layers__()[0]]
-    ]
-    return [bind(write, data, omit=data) for write in writes]
-
-
 def _written(
     spec: Spec,
     ds: xr.Dataset,
@@ -237,7 +220,7 @@ def _written(
     while True:
         failure = None
         try:
-            results = compute_writes(_committed_together(list(writes.values())), client, interval)
+            results = compute_writes(commit_together(*writes.values()), client, interval)
             return dict(zip(writes, results, strict=True)), ds, items
         except BrokenProcessPool as err:
             lost += 1
