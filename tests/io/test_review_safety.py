@@ -13,11 +13,11 @@ from click.testing import CliRunner
 from tests.references import SAMPLE
 
 import lazyraster
-from lazyraster import OutputExistsError, write_zarr
+from lazyraster import OutputExistsError, pipeline, write_zarr
 from lazyraster.catalog import build_catalog, localize_catalog
 from lazyraster.cli import main
 from lazyraster.errors import CatalogError, SpecError
-from lazyraster.pipeline import _spec as pipeline
+from lazyraster.pipeline import _spec
 from lazyraster.testing import synthetic_raster
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
@@ -110,7 +110,7 @@ def test_deeply_nested_spec_is_one_line_error_not_recursion(tmp_path, value):
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1 and "nest deeper" in result.output
     depth = pipeline.MAX_SPEC_DEPTH - 1  # the top-level mapping is one level
-    assert pipeline._parse_spec("[" * depth + "]" * depth, "spec") is not None
+    assert _spec._parse_spec("[" * depth + "]" * depth, "spec") is not None
 
 
 @pytest.fixture

@@ -237,7 +237,10 @@ def test_a_read_only_output_folder_stops_the_run_before_computing(scenes, tmp_pa
     )
     code, stderr = _cli("demo", "--catalog", str(source), "--out", str(read_only / "demo"))
     assert code == 1
-    assert stderr.startswith(f"Error: {read_only}/demo: Read-only file system; the file system")
+    assert stderr.startswith(  # the demo is a run: the same refusal, before computing
+        f"Error: {read_only}: Read-only file system, so {read_only}/demo/ndvi.zarr cannot be "
+        "written; the file system is read-only"
+    )
 
 
 def test_an_output_below_a_file_is_one_line(scenes, tmp_path):
