@@ -47,12 +47,15 @@ KINDS = ("threads", "processes", "local")
 _WRITE = """
 import sys, time
 import lazyraster
-from lazyraster.pipeline._pipeline import _as_spec, _build_skipping, _find_items, _written_variables
+from lazyraster.pipeline._run import _as_spec
+from lazyraster.pipeline._steps import _build_skipping, _find_items
 
 def main():
     spec_path, kind, fmt, out = sys.argv[1:]
     spec = _as_spec(spec_path)
-    ds = _written_variables(_build_skipping(spec, _find_items(spec), {})[0], spec)
+    ds = _build_skipping(spec, _find_items(spec), {})[0]
+    names = {str(v) for t in spec.outputs.values() for v in (t.variables or ds.data_vars)}
+    ds = ds[[v for v in ds.data_vars if v in names]]
     with lazyraster.cluster(kind):
         ds = ds.persist()
         start = time.perf_counter()

@@ -62,17 +62,10 @@ PENDING: dict[str, frozenset[str]] = {
             "focal.py",
             "indices.py",
             "phenology.py",
-            "pipeline/_pipeline.py",
         )
     ),
     "private names of other packages": frozenset(
         {"src/lazyraster/indices.py imports lazyraster _expression"}
-    ),
-    # the small-jobs tests borrow the pipeline tests' catalog helpers
-    "test modules importing test modules": frozenset(
-        {
-            "tests/cluster/test_small_jobs.py imports tests.pipeline.test_run_errors",
-        }
     ),
 }
 

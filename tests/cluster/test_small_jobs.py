@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
-from tests.pipeline.test_run_errors import _catalog, _ndvi, _spec
+from tests.pipeline._support import _catalog, _ndvi, _spec
 
 import lazyraster
-from lazyraster.pipeline import _pipeline as pipeline
+from lazyraster.pipeline import _run as pipeline
 from lazyraster.testing import synthetic_raster
 
 pools = importlib.import_module("lazyraster.cluster._pools")

@@ -21,7 +21,7 @@ from tests.references import SAMPLE
 import lazyraster
 from lazyraster.cli import main
 from lazyraster.errors import SpecError
-from lazyraster.pipeline import _pipeline as pipeline
+from lazyraster.pipeline import _spec as pipeline
 from lazyraster.pipeline import load_spec, plan_pipeline
 
 #: Address space for the child: a dry run of a good spec needs about 1 GiB of it.

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from lazyraster import pipeline
 from lazyraster.cli import main
 from lazyraster.errors import SpecError
-from lazyraster.pipeline import _pipeline as pipeline
+from lazyraster.pipeline import _spec
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
 
@@ -26,7 +27,7 @@ def test_deeply_nested_spec_is_one_line_error_not_recursion(tmp_path, value):
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1 and "nest deeper" in result.output
     depth = pipeline.MAX_SPEC_DEPTH - 1  # the top-level mapping is one level
-    assert pipeline._parse_spec("[" * depth + "]" * depth, "spec") is not None
+    assert _spec._parse_spec("[" * depth + "]" * depth, "spec") is not None
 
 
 def test_credentials_in_a_source_url_are_masked_in_errors_and_plans(tmp_path):

@@ -9,9 +9,10 @@ only once complete, under every dask scheduler::
     write_geotiff(ndvi, "out/ndvi.tif")
 
 ``compute=False`` returns a :class:`dask.delayed.Delayed` that does the same when
-computed, so several outputs can be computed together. The same atomic primitives
-(:func:`output_lock`, :func:`exchange`, :func:`replacing`) keep the catalog builder's and
-localizer's outputs whole.
+computed, so several outputs can be computed together (:func:`commit_together` makes
+them all or none); :func:`discard_temporaries` removes what such a compute left. The
+same atomic primitives (:func:`output_lock`, :func:`exchange`, :func:`replacing`) keep
+the catalog builder's and localizer's outputs whole.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from lazyraster._imports import lazy_exports as _lazy_exports
 
 if _TYPE_CHECKING:
     from lazyraster.io._atomic import exchange, output_lock, replacing
+    from lazyraster.io._together import commit_together, discard_temporaries
     from lazyraster.io._zarr import write_zarr, zarr_group
     from lazyraster.io.cog._write import write_geotiff
 
 _HOME = {
+    "commit_together": "_together",
+    "discard_temporaries": "_together",
     "exchange": "_atomic",
     "output_lock": "_atomic",
     "replacing": "_atomic",
@@ -34,6 +38,15 @@ _HOME = {
     "zarr_group": "_zarr",
 }
 
-__all__ = ["exchange", "output_lock", "replacing", "write_geotiff", "write_zarr", "zarr_group"]
+__all__ = [
+    "commit_together",
+    "discard_temporaries",
+    "exchange",
+    "output_lock",
+    "replacing",
+    "write_geotiff",
+    "write_zarr",
+    "zarr_group",
+]
 
 __getattr__, __dir__ = _lazy_exports(__name__, _HOME)

@@ -18,7 +18,6 @@ they are not atomic, but rewriting a region is idempotent, which is what resumin
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import secrets
@@ -46,6 +45,7 @@ from lazyraster.io._output import (
     _exists_message,
     _provenance,
 )
+from lazyraster.io._together import _discard, pending
 
 __all__ = ["write_zarr", "zarr_group"]
 
@@ -287,7 +287,8 @@ def write_zarr(
         largest size), so Zarr chunks and dask chunks always line up.
     compute : bool
         If ``False``, return a :class:`dask.delayed.Delayed` whose ``compute()`` writes
-        the data and moves the store into place.
+        the data and moves the store into place (the checks above are made now); pass
+        it to :func:`~lazyraster.io.discard_temporaries` once computed.
     zarr_format : {3, 2}
         Zarr format. Use 2 for readers that only speak Zarr v2 (e.g. GDAL 3.10).
     append_dim : hashable, optional
@@ -410,8 +411,8 @@ def write_zarr(
                 return _finish_zarr(None, *finish_args)
             writes = ds.to_zarr(tmp_url, **to_zarr_options)
             finish = dask.delayed(_finish_zarr, pure=False)(writes, *finish_args)
-            if not compute:
-                return finish  # the temporary stays locked by this process until it commits
+            if not compute:  # the temporary stays locked by this process until it commits
+                return pending(finish, fs, [tmp], [finish], listed=False)
             return _compute(finish, source)
         except BaseException as exc:
             _discard(fs, tmp)
@@ -421,16 +422,6 @@ def write_zarr(
         finally:
             if compute:  # the commit may have run in another process: release our lock
                 _release(tmp)
-
-
-def _discard(fs: fsspec.AbstractFileSystem, tmp: str) -> None:
-    """Remove the temporary ``tmp`` (if still there) and release its lock."""
-    if isinstance(fs, LocalFileSystem):
-        _discard_local(tmp)
-    else:
-        with contextlib.suppress(Exception):
-            if fs.exists(tmp):
-                fs.rm(tmp, recursive=True)
 
 
 def _write_zarr_in_place(

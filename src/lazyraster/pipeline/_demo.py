@@ -1,34 +1,41 @@
-"""The main job on a catalog: load, analyse, write Zarr, a COG and a PNG quicklook.
+"""The demo: the bundled spec ``demo.yaml`` run by :func:`run_pipeline`, and a quicklook.
 
-The analysis is NDVI and its 3 x 3 focal mean; the Zarr store holds both, the COG the
-NDVI (one band per time step), the PNG both side by side for the first time step.
+The spec computes NDVI and its 3 x 3 focal mean; the Zarr store holds both, the COG the
+NDVI (one file per time step when there are several), the PNG both side by side for
+the first time step, drawn from the Zarr store written.
 
 ``lazyraster demo`` runs it on the bundled sample catalog; it is also the smallest
 complete example of the package's data flow: catalog -> items -> Dataset -> analysis ->
-writing.
+writing, as a spec.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.resources
 import os
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import xarray as xr
 from matplotlib.figure import Figure
 
-from lazyraster.catalog import search
-from lazyraster.errors import LazyrasterError, OutputExistsError, ReadError
-from lazyraster.io import write_geotiff, write_zarr
-from lazyraster.load import READ_ERRORS, load, unreadable, with_item
+from lazyraster.errors import OutputExistsError
+from lazyraster.pipeline._run import _size, _timed, run_pipeline
+from lazyraster.pipeline._spec import Spec, load_spec
+from lazyraster.pipeline._steps import _apply_step
 
 __all__ = ["DemoResult", "analyse", "run_demo"]
 
-OUTPUT_NAMES = {"zarr": "ndvi.zarr", "geotiff": "ndvi.tif", "quicklook": "ndvi.png"}
-BANDS = ("red", "nir")
+QUICKLOOK = "ndvi.png"
+
+
+def demo_spec() -> Spec:
+    """The bundled demo spec (``lazyraster/pipeline/demo.yaml``)."""
+    with importlib.resources.as_file(
+        importlib.resources.files("lazyraster.pipeline") / "demo.yaml"
+    ) as path:
+        return load_spec(path)
 
 
 @dataclass
@@ -52,24 +59,8 @@ class DemoResult:
         return "\n".join(lines)
 
 
-def _size(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
-
-
-@contextmanager
-def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
-    start = time.perf_counter()
-    yield
-    timings[step] = time.perf_counter() - start
-
-
-FOCAL_SIZE = 3
-
-
 def analyse(ds: xr.Dataset) -> xr.Dataset:
-    """The demo's analysis, lazily: NDVI and its 3 x 3 focal mean for every time step.
+    """The demo's analysis, lazily: the steps of the demo spec, NDVI and its focal mean.
 
     Parameters
     ----------
@@ -90,13 +81,10 @@ def analyse(ds: xr.Dataset) -> xr.Dataset:
     >>> float(out.ndvi[1, 1]), float(out.ndvi_focal_mean[0, 0])
     (0.5, 0.5)
     """
-    ndvi = ds.geo.ndvi()
-    focal = ndvi.geo.focal_mean(size=FOCAL_SIZE, edge="nodata")
-    focal.attrs = {
-        **ndvi.attrs,
-        "long_name": f"NDVI, {FOCAL_SIZE} x {FOCAL_SIZE} focal mean (NaN-aware)",
-    }
-    return xr.Dataset({"ndvi": ndvi, "ndvi_focal_mean": focal})
+    spec = demo_spec()
+    for call in spec.steps:
+        ds = _apply_step(ds, call)
+    return ds[list(spec.outputs["zarr"].variables or ds.data_vars)]
 
 
 def quicklook(panels: dict[str, xr.DataArray], path: Path, *, title: str) -> None:
@@ -129,6 +117,16 @@ def quicklook(panels: dict[str, xr.DataArray], path: Path, *, title: str) -> Non
         tmp.unlink(missing_ok=True)
 
 
+def _in_folder(spec: Spec, catalog: str, out: Path, collections: list[str] | None) -> Spec:
+    """The demo spec with ``catalog`` as its source and its outputs in ``out``."""
+    outputs = {
+        kind: dataclasses.replace(target, path=os.fspath(out / Path(target.path).name))
+        for kind, target in spec.outputs.items()
+    }
+    search = {**spec.search, **({"collections": collections} if collections else {})}
+    return dataclasses.replace(spec, source=catalog, outputs=outputs, search=search)
+
+
 def run_demo(
     catalog: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -136,7 +134,7 @@ def run_demo(
     overwrite: bool = False,
     collections: list[str] | None = None,
 ) -> DemoResult:
-    """Load a catalog, compute NDVI and its focal mean, write Zarr, a COG and a PNG to ``out``.
+    """Run the demo spec on a catalog, writing Zarr, a COG and a PNG quicklook to ``out``.
 
     Parameters
     ----------
@@ -153,7 +151,9 @@ def run_demo(
     Returns
     -------
     DemoResult
-        The output paths and the time each step took.
+        The output paths (those the run reports, and the quicklook) and the time each
+        stage took: ``load`` (items, load and steps, lazily), ``write`` (every output,
+        in one compute), ``quicklook``.
 
     Raises
     ------
@@ -168,41 +168,27 @@ def run_demo(
     >>> print(result.report())  # doctest: +SKIP
     """
     out = Path(out)
-    outputs = {kind: out / name for kind, name in OUTPUT_NAMES.items()}
-    existing = [str(p) for p in outputs.values() if p.exists()]
-    if existing and not overwrite:
+    spec = _in_folder(demo_spec(), os.fspath(catalog), out, collections)
+    png = out / QUICKLOOK
+    if png.exists() and not overwrite:
         raise OutputExistsError(
-            f"{', '.join(existing)} already exist; pass overwrite=True (CLI: --overwrite) "
-            "to replace them, or choose another output folder"
+            f"{png} already exists; pass overwrite=True (CLI: --overwrite) to replace the "
+            "demo's outputs, or choose another output folder"
         )
-    mode = "w" if overwrite else "w-"
-    timings: dict[str, float] = {}
     try:
-        with _timed(timings, "load"):
-            ds = load(catalog, bands=list(BANDS), collections=collections)
-        with _timed(timings, "analyse"):
-            result = analyse(ds).persist()
-    except ReadError as err:
-        raise with_item(err, list(search(catalog, collections=collections)), BANDS) from None
-    except LazyrasterError:
-        raise
-    except READ_ERRORS as err:
-        items = list(search(catalog, collections=collections))
-        failure = unreadable(err, items, BANDS)
-        if failure is None:
-            raise
-        raise failure from None
-    out.mkdir(parents=True, exist_ok=True)
-    with _timed(timings, "zarr"):
-        write_zarr(result, outputs["zarr"], mode=mode, inputs=[os.fspath(catalog)])
-    with _timed(timings, "geotiff"):
-        write_geotiff(result["ndvi"], outputs["geotiff"], mode=mode, inputs=[os.fspath(catalog)])
-    with _timed(timings, "quicklook"):
-        first = result.isel(time=0)
-        day = str(first.time.values)[:10]
-        panels = {
-            "NDVI": first["ndvi"],
-            f"{FOCAL_SIZE} x {FOCAL_SIZE} focal mean": first["ndvi_focal_mean"],
-        }
-        quicklook(panels, outputs["quicklook"], title=f"{first.id.values} ({day})")
+        report = run_pipeline(spec, overwrite=overwrite)
+    except OutputExistsError as err:
+        raise OutputExistsError(f"{err} From Python: run_demo(..., overwrite=True).") from None
+    outputs = {}
+    for kind, paths in report.outputs.items():
+        names = [kind] if len(paths) == 1 else [f"{kind} {n + 1}" for n in range(len(paths))]
+        outputs.update(zip(names, map(Path, paths), strict=True))
+    timings = {"load": report.timings["build"], "write": report.timings["write"]}
+    with _timed(timings, "quicklook"), xr.open_zarr(outputs["zarr"]) as written:
+        first = written.isel(time=0) if "time" in written.dims else written
+        day = f" ({str(first.time.values)[:10]})" if "time" in first.coords else ""
+        label = str(first.id.values) if "id" in first.coords else Path(catalog).name
+        panels = {"NDVI": first["ndvi"], "3 x 3 focal mean": first["ndvi_focal_mean"]}
+        quicklook(panels, png, title=f"{label}{day}")
+    outputs["quicklook"] = png
     return DemoResult(outputs=outputs, timings=timings)

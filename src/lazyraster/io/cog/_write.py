@@ -30,6 +30,7 @@ import rasterio
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 from dask.delayed import Delayed
+from fsspec.implementations.local import LocalFileSystem
 
 from lazyraster.errors import MissingCRSError, OutputExistsError
 from lazyraster.io import _atomic
@@ -43,6 +44,7 @@ from lazyraster.io._output import (
     _exists_message,
     _provenance,
 )
+from lazyraster.io._together import pending
 from lazyraster.io.cog import _tiff
 from lazyraster.io.cog._graph import (
     _block_profile,
@@ -345,7 +347,9 @@ def write_geotiff(
         Nodata value. Default: the object's (``rio.encoded_nodata`` / ``rio.nodata``),
         NaN for floats. NaN pixels are written as ``nodata``; overviews ignore nodata.
     compute : bool
-        If ``False``, return a :class:`dask.delayed.Delayed` that writes the file(s).
+        If ``False``, return a :class:`dask.delayed.Delayed` that writes the file(s)
+        (names and existing outputs are checked now); pass it to
+        :func:`~lazyraster.io.discard_temporaries` once computed.
     mode : {"w-", "w"}
         Refuse (default) or replace an existing output; only a TIFF file is replaced.
     per : hashable, optional
@@ -474,7 +478,8 @@ def write_geotiff(
     finals = [g for g, _ in graphs]
     result = finals[0] if per is None else dask.delayed(list, pure=False)(finals)
     if not compute:
-        return result
+        tmpdirs = [tmpdir for _, tmpdir in graphs]
+        return pending(result, LocalFileSystem(), tmpdirs, finals, listed=per is not None)
     try:
         return _compute(result, obj)
     except BaseException as exc:
