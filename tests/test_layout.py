@@ -36,7 +36,6 @@ LAYER = {
     "indices": 1,
     "phenology": 1,
     "masking": 1,
-    "_expression": 1,
     "catalog": 2,
     "load": 3,
     "accessor": 3,
@@ -57,16 +56,10 @@ PENDING: dict[str, frozenset[str]] = {
         for module in (
             "catalog/_build.py",
             "cluster/_factory.py",
-            "focal.py",
-            "indices.py",
             "io/_write.py",
             "load/_load.py",
-            "phenology.py",
             "pipeline/_pipeline.py",
         )
-    ),
-    "private names of other packages": frozenset(
-        {"src/lazyraster/indices.py imports lazyraster _expression"}
     ),
     "private parts of peers": frozenset(
         f"src/lazyraster/load/_reader.py imports stackstac.rio_reader {name}"

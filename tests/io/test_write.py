@@ -23,8 +23,8 @@ import rioxarray
 import xarray as xr
 from dask.delayed import Delayed
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from rio_cogeo.cogeo import cog_validate
+from tests.strategies import chunked_stack
 
 import lazyraster
 from lazyraster import OutputExistsError, write_geotiff, write_zarr
@@ -654,23 +654,6 @@ def test_geotiff_refuses_compressions_with_shared_tables_and_bad_predictors(tmp_
     with pytest.raises(ValueError, match="predictor 3 is for floating-point"):
         write_geotiff((raster * 100).fillna(0).astype(np.int16), tmp_path / "a.tif", predictor=3)
     assert list(tmp_path.iterdir()) == []
-
-
-@st.composite
-def chunked_stack(draw):
-    """A (band, y, x) raster with random size, dtype and dask chunks."""
-    nb, ny, nx = draw(st.integers(1, 3)), draw(st.integers(2, 70)), draw(st.integers(2, 70))
-    dtype = draw(st.sampled_from([np.float32, np.float64, np.uint8, np.int16]))
-
-    def split(n):
-        cuts = draw(st.lists(st.integers(1, max(1, n - 1)), max_size=3, unique=True))
-        edges = [0, *sorted(c for c in cuts if c < n), n]
-        return tuple(b - a for a, b in itertools.pairwise(edges))
-
-    values = np.random.default_rng(nb * ny * nx).random((nb, ny, nx)) * 100
-    da = synthetic_raster((ny, nx), name="value").expand_dims(band=nb)
-    da = da.copy(data=values.astype(dtype))
-    return da.chunk({"band": split(nb), "y": split(ny), "x": split(nx)})
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
