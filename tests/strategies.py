@@ -65,7 +65,7 @@ def _combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 
 #: Formulas over bands ``N``, ``R``, ``G`` and the integers -2..2 with ``+ - *``, unary
 #: minus, ``abs``, ``min`` and ``max``, up to 12 leaves: exact in float32 on small integers.
-formulas = st.recursive(
+index_formulas = st.recursive(
     st.one_of(st.sampled_from(["N", "R", "G"]), st.integers(-2, 2).map(lambda i: f"({i})")),
     _combine,
     max_leaves=12,
