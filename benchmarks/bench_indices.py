@@ -11,7 +11,7 @@ nodata as NaN.
 - ``index NDVI (numpy)`` / ``(dask 2048)``: ``ds.geo.index("NDVI", scale=1e-4,
   nodata=0)``, the same steps fused in one kernel that reads each band once.
 - ``5 indices, one call`` / ``5 indices, 5 calls``: NDVI, GNDVI, SAVI, EVI2 and
-  OSAVI from the same DN bands (red, green, nir), with ``ds.geo.indices`` against
+  OSAVI from the same DN bands (red, green, nir), with ``ds.geo.compute_indices`` against
   five ``ds.geo.index`` calls; on numpy (the five full-size results kept), and on
   dask (2048 chunks) streamed block by block into a sink that keeps nothing, as a
   write to Zarr would, so that the cost of gathering 5 full-size results in memory
@@ -79,14 +79,14 @@ def setup(size: int) -> list[Case]:
         return [ds.geo.index(name, **DN) for name in FIVE]  # all five kept, as a user would
 
     def five_fused() -> xr.Dataset:
-        return ds.geo.indices(FIVE, **DN)
+        return ds.geo.compute_indices(FIVE, **DN)
 
     def five_separate_streamed() -> None:
         for name in FIVE:
             da.store(lazy.geo.index(name, **DN).data, Discard(), lock=False)
 
     def five_fused_streamed() -> None:
-        out = lazy.geo.indices(FIVE, **DN)
+        out = lazy.geo.compute_indices(FIVE, **DN)
         da.store([v.data for v in out.data_vars.values()], [Discard()] * len(FIVE), lock=False)
 
     return [

@@ -14,7 +14,7 @@ written once to a Zarr store in a temporary folder, chunked like a Daymet year
   DD57, a cumulative count for SYNOP and the first day over the threshold. Its
   (time, 24, y, x) temporaries need the spatial chunks cut to 50 x 50 to fit in
   memory at all; it computes leaf only (no bloom).
-- ``lazyraster.spring_index`` (leaf only, and leaf + bloom): ``ds.geo.spring_index()``.
+- ``lazyraster.spring_index`` (leaf only, and leaf + bloom): ``ds.geo.spring_index_dataset()``.
 
 All cases use dask's threaded scheduler on the cores available.
 
@@ -136,7 +136,7 @@ def broadcast_hours_leaf(ds: xr.Dataset) -> xr.Dataset:
 def _check_baseline(path: Path) -> None:
     """The baseline computes the same model: compare with lazyraster on a corner."""
     corner = xr.open_zarr(path, consolidated=False).isel(y=slice(0, 20), x=slice(0, 20)).load()
-    expected = corner.geo.spring_index(events=["leaf"]).first_leaf
+    expected = corner.geo.spring_index_dataset(events=["leaf"]).first_leaf
     got = broadcast_hours_leaf(corner)
     for plant in LEAF:
         np.testing.assert_array_equal(got[plant].values, expected.sel(plant=plant).values)
@@ -163,7 +163,7 @@ def setup(size: int) -> list[Case]:
     def ours(events: tuple[str, ...]) -> None:
         ds = xr.open_zarr(path, consolidated=False)
         with dask.config.set(scheduler="threads"):
-            ds.geo.spring_index(events=events).compute()
+            ds.geo.spring_index_dataset(events=events).compute()
 
     return [
         Case("read the inputs (floor)", read_inputs),

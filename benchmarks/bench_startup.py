@@ -109,7 +109,7 @@ FIRST_CALLS = {
     ),
     "spring_index": (
         "import lazyraster\nfrom lazyraster.testing import daymet_like\nds = daymet_like(2021)",
-        "ds.geo.spring_index().compute()",
+        "ds.geo.spring_index_dataset().compute()",
     ),
     "numba + dask start (reference)": (
         "import numpy as np, dask.array\nfrom lazyraster.focal import _has_inf\n"

@@ -67,7 +67,7 @@ cube
 # ## Spring indices per pixel and year (still lazy)
 
 # %%
-si = cube.geo.spring_index()
+si = cube.geo.spring_index_dataset()
 si
 
 # %% [markdown]

@@ -18,38 +18,64 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DTYPES", "KERNEL_MODULES", "WarmupReport", "kernels", "warmup"]
+__all__ = [
+    "ANALYSIS_PACKAGES",
+    "DTYPES",
+    "KERNEL_MODULES",
+    "WarmupReport",
+    "kernel_modules",
+    "kernels",
+    "warmup",
+]
 
-#: Modules (under ``lazyraster.``) that define numba kernels.
+#: Modules that define numba kernels: the stages' own, then each analysis package's
+#: ``KERNELS`` (read in :func:`kernels`, so listing them imports nothing).
 KERNEL_MODULES = (
-    "_expression",
-    "io.cog._overviews",
-    "load._reader",
-    "io.cog._tiff",
-    "focal",
-    "phenology",
+    "lazyraster.io.cog._overviews",
+    "lazyraster.load._reader",
+    "lazyraster.io.cog._tiff",
 )
+
+#: Analysis packages that list their kernel modules in a public ``KERNELS`` tuple.
+ANALYSIS_PACKAGES = ("lazyraster.focal", "lazyraster.indices", "lazyraster.phenology")
 
 #: Input dtypes :func:`warmup` prepares the kernels for.
 DTYPES = ("float32", "float64", "uint16", "int16", "uint8")
 
 
-def kernels() -> dict[str, Any]:
-    """Every numba kernel of the package, by ``module.name`` (importing the modules).
+def kernel_modules() -> tuple[str, ...]:
+    """Every module that defines numba kernels (importing the analysis packages' inits).
 
     Examples
     --------
-    >>> "focal._box_moments_finite" in kernels()
+    >>> "lazyraster.focal._kernels" in kernel_modules()
+    True
+    """
+    found = list(KERNEL_MODULES)
+    for package in ANALYSIS_PACKAGES:
+        found += importlib.import_module(package).KERNELS
+    return tuple(found)
+
+
+def kernels() -> dict[str, Any]:
+    """Every numba kernel of the package, by ``module.name`` (importing the modules).
+
+    Names are relative to ``lazyraster.``, e.g. ``focal._kernels._span_order``.
+
+    Examples
+    --------
+    >>> "focal._kernels._box_moments_finite" in kernels()
     True
     """
     from numba.core.dispatcher import Dispatcher
 
     found = {}
-    for name in KERNEL_MODULES:
-        module = importlib.import_module(f"lazyraster.{name}")
+    for name in kernel_modules():
+        module = importlib.import_module(name)
+        short = name.removeprefix("lazyraster.")
         for attr, value in vars(module).items():
             if isinstance(value, Dispatcher):
-                found[f"{name}.{attr}"] = value
+                found[f"{short}.{attr}"] = value
     return found
 
 
@@ -158,5 +184,5 @@ def _spring_index() -> None:
     from lazyraster import testing
 
     ds = testing.daymet_like(2021)
-    ds.geo.spring_index().compute()
-    ds.chunk({"y": 3}).geo.spring_index().compute()
+    ds.geo.spring_index_dataset().compute()
+    ds.chunk({"y": 3}).geo.spring_index_dataset().compute()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import dask.array as dsa
 import numpy as np
 import pytest
@@ -11,6 +9,7 @@ import scipy.ndimage as ndi
 import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.strategies import chunked_plane, seeds
 
 import lazyraster  # noqa: F401  (registers .geo)
 from lazyraster import focal
@@ -261,24 +260,9 @@ def test_integer_input_gives_float32(backend):
 # --------------------------------------------------------------------------------------
 
 
-@st.composite
-def chunked_case(draw):
-    ny = draw(st.integers(1, 26))
-    nx = draw(st.integers(1, 26))
-
-    def chunks(n):
-        cuts = sorted(draw(st.sets(st.integers(1, n - 1), max_size=5))) if n > 1 else []
-        edges = [0, *cuts, n]
-        return tuple(b - a for a, b in itertools.pairwise(edges))
-
-    seed = draw(st.integers(0, 2**16))
-    nan_fraction = draw(st.sampled_from([0.0, 0.1, 0.5, 0.95]))
-    return (ny, nx), (chunks(ny), chunks(nx)), seed, nan_fraction
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    case=chunked_case(),
+    case=chunked_plane(),
     stat=st.sampled_from(STATS),
     size=st.sampled_from([1, 3, 5, 9, 15]),
     shape=st.sampled_from(SHAPES),
@@ -302,7 +286,7 @@ def test_dask_equals_numpy_for_any_chunking(case, stat, size, shape, edge, min_c
 @given(
     ny=st.integers(1, 12),
     nx=st.integers(1, 12),
-    seed=st.integers(0, 2**16),
+    seed=seeds,
     nan_fraction=st.sampled_from([0.0, 0.2, 0.6]),
     stat=st.sampled_from(STATS),
     size=st.sampled_from([1, 3, 5, 7]),

@@ -7,7 +7,6 @@ float64, written for this file; it shares no code with ``lazyraster._expression`
 from __future__ import annotations
 
 import ast
-import itertools
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.strategies import chunking, index_formulas, seeds
 
 import lazyraster
 from lazyraster import indices as ix
@@ -24,7 +24,7 @@ from lazyraster.errors import MissingBandError
 from lazyraster.testing import raise_if_dask_computes, synthetic_raster
 
 DATA = Path(__file__).parents[1] / "data"
-CATALOGUE = Path(ix.__file__).parent / "data" / "spectral-indices"
+CATALOGUE = Path(ix.__file__).parents[1] / "data" / "spectral-indices"
 RAW = json.loads((CATALOGUE / "spectral-indices-dict.json").read_text())["SpectralIndices"]
 DEFAULTS = {
     k: v["default"] for k, v in json.loads((CATALOGUE / "constants.json").read_text()).items()
@@ -228,7 +228,7 @@ def test_all_indices_in_one_call_equal_single_calls_numpy_and_dask(patch):
     single = {n: ix.index(patch, n, kernel="RBF", **constants_for(n)).values for n in names}
     lazy_in = patch.chunk({"y": (50, 130, 120), "x": (300,)})
     with raise_if_dask_computes():
-        lazy = ix.indices(lazy_in, names, kernel="RBF", **consts)
+        lazy = ix.compute_indices(lazy_in, names, kernel="RBF", **consts)
     for n in names:
         assert lazy[n].dtype == np.float32
     computed = lazy.compute()
@@ -262,8 +262,8 @@ def four_bands(seed: int = 0, nan_fraction: float = 0.0) -> xr.Dataset:
 def test_numpy_and_dask_agree_and_keep_crs_and_attrs(backend):
     ds = four_bands(nan_fraction=0.1)
     names = ["NDVI", "EVI", "SAVI", "GNDVI", "VARI"]
-    expected = ix.indices(ds, names, L=0.5)
-    got = ix.indices(backend(ds), names, L=0.5)
+    expected = ix.compute_indices(ds, names, L=0.5)
+    got = ix.compute_indices(backend(ds), names, L=0.5)
     assert got["EVI"].dtype == np.float32
     computed = got.compute()
     for n in names:
@@ -278,7 +278,7 @@ def test_numpy_and_dask_agree_and_keep_crs_and_attrs(backend):
 def test_lazy_until_computed_and_dtype_is_honest():
     ds = four_bands().chunk({"y": (7, 33), "x": (20, 20, 10)})
     with raise_if_dask_computes():
-        out = ds.geo.indices(["NDVI", "EVI"])
+        out = ds.geo.compute_indices(["NDVI", "EVI"])
         single = ds.geo.index("NBR", bands={"S2": "blue"})
         nd = ds.geo.ndvi()
     for da in (out["NDVI"], out["EVI"], single, nd):
@@ -297,7 +297,7 @@ def test_several_indices_share_one_kernel_call_per_block(monkeypatch):
 
     monkeypatch.setattr(ix._expression, "execute", counting)
     ds = four_bands().chunk({"y": (10, 30), "x": (25, 25)})
-    out = ix.indices(ds, ["NDVI", "EVI", "SAVI", "GNDVI", "VARI"])
+    out = ix.compute_indices(ds, ["NDVI", "EVI", "SAVI", "GNDVI", "VARI"])
     dask.compute(*out.data_vars.values())
     assert sorted(calls) == [5, 5, 5, 5]  # one call per block, five outputs each
 
@@ -320,7 +320,7 @@ def test_division_by_zero_and_nan_give_nan_without_warnings(recwarn):
             "nir": ("x", np.array([0.0, 0.3, 0.4, -0.2], dtype=np.float32)),
         }
     )
-    out = ix.indices(ds, ["SR", "NDVI"])  # SR = N / R
+    out = ix.compute_indices(ds, ["SR", "NDVI"])  # SR = N / R
     np.testing.assert_array_equal(out["SR"].values, np.array([np.nan, 3.0, np.nan, -1.0], "f4"))
     np.testing.assert_allclose(out["NDVI"].values, [np.nan, 0.5, np.nan, np.nan], rtol=2e-7)
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
@@ -368,8 +368,8 @@ def test_accessor_is_the_same_call():
     ds = four_bands()
     xr.testing.assert_identical(ds.geo.index("EVI"), ix.index(ds, "EVI"))
     xr.testing.assert_identical(
-        ds.geo.indices(["NDVI", "GNDVI", "SAVI"], L=0.5),
-        lazyraster.indices.indices(ds, ["NDVI", "GNDVI", "SAVI"], L=0.5),
+        ds.geo.compute_indices(["NDVI", "GNDVI", "SAVI"], L=0.5),
+        lazyraster.indices.compute_indices(ds, ["NDVI", "GNDVI", "SAVI"], L=0.5),
     )
 
 
@@ -395,7 +395,7 @@ def test_missing_band_error_names_symbol_variable_and_contents():
     msg = str(err.value)
     assert "'B'" in msg and "'blue'" in msg and "red, nir" in msg and "bands=" in msg
     with pytest.raises(lazyraster.LazyrasterError):
-        ds.geo.indices(["NDVI", "NBR"])
+        ds.geo.compute_indices(["NDVI", "NBR"])
 
 
 def test_unknown_index_suggests_close_matches():
@@ -475,20 +475,14 @@ def test_parser_rejects_anything_but_arithmetic(text):
 @given(
     data=st.data(),
     nan_fraction=st.floats(0.0, 0.5),
-    seed=st.integers(0, 2**16),
+    seed=seeds,
 )
 def test_chunking_and_nan_placement_do_not_change_results(data, nan_fraction, seed):
     ds = four_bands(seed=seed, nan_fraction=nan_fraction)
-
-    def chunks(n):
-        cuts = data.draw(st.lists(st.integers(1, n - 1), max_size=4, unique=True))
-        edges = [0, *sorted(cuts), n]
-        return tuple(b - a for a, b in itertools.pairwise(edges))
-
-    lazy = ds.chunk({"y": chunks(40), "x": chunks(50)})
+    lazy = ds.chunk({"y": data.draw(chunking(40, 4)), "x": data.draw(chunking(50, 4))})
     names = ["NDVI", "EVI", "ARVI", "GLI"]
-    expected = ix.indices(ds, names)
-    got = ix.indices(lazy, names).compute()
+    expected = ix.compute_indices(ds, names)
+    got = ix.compute_indices(lazy, names).compute()
     for n in names:
         np.testing.assert_array_equal(got[n].values, expected[n].values)
         nan_in = np.zeros((40, 50), dtype=bool)
@@ -544,23 +538,6 @@ def test_list_indices_filters_by_what_the_dataset_can_compute():
 # Random programs: with small integer inputs and + - * min max abs, float32 arithmetic is
 # exact, so the compiled program (CSE, folding, register reuse, several outputs) must
 # equal a direct evaluation bit for bit.
-_LEAVES = st.one_of(st.sampled_from(["N", "R", "G"]), st.integers(-2, 2).map(lambda i: f"({i})"))
-
-
-def _combine(children):
-    binary = st.tuples(st.sampled_from(["+", "-", "*"]), children, children).map(
-        lambda t: f"({t[1]} {t[0]} {t[2]})"
-    )
-    calls = st.tuples(st.sampled_from(["min", "max"]), children, children).map(
-        lambda t: f"{t[0]}({t[1]}, {t[2]})"
-    )
-    unary = children.map(lambda c: f"(-{c})") | children.map(lambda c: f"abs({c})")
-    return binary | calls | unary
-
-
-_FORMULAS = st.recursive(_LEAVES, _combine, max_leaves=12)
-
-
 def _direct(text: str, env: dict[str, np.ndarray]) -> np.ndarray:
     tree = ast.parse(text, mode="eval")
 
@@ -584,7 +561,7 @@ def _direct(text: str, env: dict[str, np.ndarray]) -> np.ndarray:
 
 
 @settings(max_examples=60, deadline=None)
-@given(formulas=st.lists(_FORMULAS, min_size=1, max_size=4), seed=st.integers(0, 100))
+@given(formulas=st.lists(index_formulas, min_size=1, max_size=4), seed=st.integers(0, 100))
 def test_compiled_programs_equal_direct_evaluation(formulas, seed):
     rng = np.random.default_rng(seed)
     env = {s: rng.integers(-2, 3, size=(3, 5)).astype(np.float64) for s in ("N", "R", "G")}

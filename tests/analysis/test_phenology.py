@@ -13,6 +13,7 @@ import pytest
 import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.strategies import seeds
 
 import lazyraster  # noqa: F401  (registers .geo)
 from lazyraster.errors import MissingBandError
@@ -318,7 +319,7 @@ def test_latitude_field_equals_pixel_by_pixel_with_a_gap():
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    seed=st.integers(0, 2**16),
+    seed=seeds,
     mean_jan=st.floats(-20, 25),
     rise=st.floats(0, 30),
     lat=st.floats(20, 60),
@@ -397,7 +398,7 @@ def test_dask_chunkings_agree(cy, cx):
 def test_lazy_and_dtype_truthful():
     ds = scenario("warm", ny=4, nx=5).chunk({"time": -1, "y": 3, "x": 2})
     with raise_if_dask_computes():
-        out = ds.geo.spring_index()
+        out = ds.geo.spring_index_dataset()
     assert isinstance(out.first_leaf.data, dsa.Array)
     assert out.first_leaf.dtype == np.float32
     assert out.first_leaf.compute().dtype == np.float32
@@ -446,7 +447,7 @@ def test_rechunks_time_to_one_chunk_per_year_with_warning():
 
 def test_accessor_keeps_coords_and_attrs():
     ds = scenario("warm")
-    out = ds.geo.spring_index()
+    out = ds.geo.spring_index_dataset()
     xr.testing.assert_identical(out, spring_index_dataset(ds))
     assert out.rio.crs == ds.rio.crs
     assert out.attrs["source"] == "synthetic warm"
@@ -458,12 +459,12 @@ def test_accessor_keeps_coords_and_attrs():
 def test_dataset_falls_back_to_latitude():
     ds = scenario("warm", nx=2, ny=1).drop_vars("dayl")
     ds = ds.assign_coords(lat=(("y", "x"), [[35.0, 41.0]]))
-    out = ds.geo.spring_index()
+    out = ds.geo.spring_index_dataset()
     xr.testing.assert_identical(
         out, spring_index(ds.tmin, ds.tmax, lat=ds["lat"]).assign_attrs(out.attrs)
     )
     with pytest.raises(MissingBandError, match="day-length"):
-        ds.drop_vars("lat").geo.spring_index()
+        ds.drop_vars("lat").geo.spring_index_dataset()
 
 
 def test_synthetic_raster_input_is_rejected_without_time():

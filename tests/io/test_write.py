@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import itertools
 import multiprocessing
 import os
 import signal
@@ -20,7 +19,6 @@ import pytest
 import rasterio
 import xarray as xr
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from rio_cogeo.cogeo import cog_validate
 from tests.io._support import (
     assert_georef,
@@ -29,6 +27,7 @@ from tests.io._support import (
     only_temporaries,
     snapshot,
 )
+from tests.strategies import chunked_stack
 
 import lazyraster
 from lazyraster import write_geotiff, write_zarr
@@ -36,23 +35,6 @@ from lazyraster.testing import synthetic_raster
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
 SRC = Path(lazyraster.__file__).resolve().parent.parent
-
-
-@st.composite
-def chunked_stack(draw):
-    """A (band, y, x) raster with random size, dtype and dask chunks."""
-    nb, ny, nx = draw(st.integers(1, 3)), draw(st.integers(2, 70)), draw(st.integers(2, 70))
-    dtype = draw(st.sampled_from([np.float32, np.float64, np.uint8, np.int16]))
-
-    def split(n):
-        cuts = draw(st.lists(st.integers(1, max(1, n - 1)), max_size=3, unique=True))
-        edges = [0, *sorted(c for c in cuts if c < n), n]
-        return tuple(b - a for a, b in itertools.pairwise(edges))
-
-    values = np.random.default_rng(nb * ny * nx).random((nb, ny, nx)) * 100
-    da = synthetic_raster((ny, nx), name="value").expand_dims(band=nb)
-    da = da.copy(data=values.astype(dtype))
-    return da.chunk({"band": split(nb), "y": split(ny), "x": split(nx)})
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

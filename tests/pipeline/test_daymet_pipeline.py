@@ -35,7 +35,7 @@ def pipeline(tmp_path_factory):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     cube = lazyraster.load(root / "catalog" / "catalog.json", bands=["tmin", "tmax", "dayl"])
-    si = cube.geo.spring_index()
+    si = cube.geo.spring_index_dataset()
     store = root / "si.zarr"
     for year in si.year.values:
         lazyraster.write_zarr(si.sel(year=year), store, group=str(year))

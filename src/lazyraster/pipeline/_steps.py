@@ -72,7 +72,7 @@ STEPS: dict[str, Step] = {
     "mask_clouds": Step(masking.mask_clouds, takes="dataset", gives="dataset"),
     "ndvi": Step(indices.ndvi, takes="dataset", gives="variable"),
     "index": Step(indices.index, takes="dataset", gives="variable"),
-    "indices": Step(indices.indices, takes="dataset", gives="variables"),
+    "indices": Step(indices.compute_indices, takes="dataset", gives="variables"),
     "focal_mean": Step(focal.focal_mean, takes="variable", gives="variable"),
     "focal_sum": Step(focal.focal_sum, takes="variable", gives="variable"),
     "focal_std": Step(focal.focal_std, takes="variable", gives="variable"),
