@@ -19,7 +19,7 @@ import xarray as xr
 import yaml
 from tests.pipeline._support import DATES, _catalog, _damage_first_tile, _killing_ndvi, _spec
 
-from lazyraster.errors import OutputExistsError, ReadError, WorkerLostError
+from lazyraster.errors import OutputExistsError, ReadError, SpecError, WorkerLostError
 from lazyraster.pipeline import Step, run_pipeline
 from lazyraster.pipeline import _steps as steps
 
@@ -193,3 +193,25 @@ def test_a_run_killed_mid_write_leaves_the_previous_outputs(scenes, tmp_path):
     assert _hidden(out) == []
     with xr.open_zarr(out / "ndvi.zarr") as ds:
         assert ds.sizes["time"] == 3
+
+
+@pytest.mark.parametrize(
+    ("zarr", "geotiff"),
+    [(f"ndvi_{DAYS[0]}.tif", "ndvi.tif"), ("ndvi.zarr", "ndvi.zarr/{}.tif")],
+    ids=["a-cog-at-the-zarr-path", "cogs-inside-the-zarr"],
+)
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_outputs_that_collide_are_refused_before_either_is_written(
+    scenes, tmp_path, zarr, geotiff, overwrite
+):
+    """A COG at, or inside, the Zarr store's path: committing one would fail, or replace
+    the other, after the other was in place. Refused before anything is computed."""
+    source, _ = scenes
+    out = tmp_path / "out"
+    spec = _spec(source, out)
+    spec["output"]["zarr"]["path"] = str(out / zarr)
+    spec["output"]["geotiff"] = {"path": str(out / geotiff), "variables": ["ndvi"]}
+    with pytest.raises(SpecError, match="give each output its own path"):
+        run_pipeline(spec, overwrite=overwrite)
+    assert [p for p in out.rglob("*") if not p.is_dir()] == []
+    assert _hidden(out) == []

@@ -23,8 +23,10 @@ from lazyraster.io._atomic import _discard_local
 __all__ = ["commit_together", "discard_temporaries", "pending"]
 
 # the writes returned by compute=False, by their key: the file system, the temporaries,
-# the tasks that commit, and whether the write computes to their list
-_PENDING: dict[Hashable, tuple[fsspec.AbstractFileSystem, list[str], list[Delayed], bool]] = {}
+# the tasks that commit, whether the write computes to their list, and its outputs
+_PENDING: dict[
+    Hashable, tuple[fsspec.AbstractFileSystem, list[str], list[Delayed], bool, list[str]]
+] = {}
 
 
 def pending(
@@ -33,10 +35,31 @@ def pending(
     temporaries: list[str],
     commits: list[Delayed],
     listed: bool,
+    targets: list[str],
 ) -> Delayed:
     """Record ``write`` (returned by a writer with ``compute=False``) and return it."""
-    _PENDING[write.key] = (fs, temporaries, commits, listed)
+    _PENDING[write.key] = (fs, temporaries, commits, listed, targets)
     return write
+
+
+def _check_apart(writes: tuple[Delayed, ...]) -> None:
+    """Refuse writes of which one output is, or is inside, another's: one would undo the other."""
+    seen: list[tuple[str, str]] = []
+    for write in writes:
+        if write.key not in _PENDING:
+            continue
+        fs, _, _, _, targets = _PENDING[write.key]
+        for target in targets:
+            path = fs.unstrip_protocol(target.rstrip("/"))
+            for other, other_write in seen:
+                if other_write != write.key and (
+                    path == other or path.startswith(f"{other}/") or other.startswith(f"{path}/")
+                ):
+                    raise ValueError(
+                        f"two outputs computed together write {other} and {path}: give "
+                        "each output its own path, outside the others"
+                    )
+            seen.append((path, write.key))
 
 
 def _discard(fs: fsspec.AbstractFileSystem, tmp: str) -> None:
@@ -83,7 +106,7 @@ def discard_temporaries(*writes: Delayed) -> None:
     ['a.tif', 'a.zarr']
     """
     for write in writes:
-        fs, temporaries, _, _ = _PENDING.pop(write.key, (None, [], [], False))
+        fs, temporaries, *_ = _PENDING.pop(write.key, (None, [], [], False, []))
         for tmp in temporaries:
             _discard(fs, tmp)
 
@@ -107,6 +130,12 @@ def commit_together(*writes: Delayed) -> list[Delayed]:
     list of dask.delayed.Delayed
         One per write, computing to what it computes to.
 
+    Raises
+    ------
+    ValueError
+        If an output of one write is, or is inside, an output of another: the second
+        commit would fail, or replace the first, after the first was in place.
+
     Examples
     --------
     >>> import dask, os, tempfile
@@ -122,7 +151,8 @@ def commit_together(*writes: Delayed) -> list[Delayed]:
     >>> out == path
     True
     """
-    parts = [_PENDING[w.key][2:] if w.key in _PENDING else ([w], False) for w in writes]
+    _check_apart(writes)
+    parts = [_PENDING[w.key][2:4] if w.key in _PENDING else ([w], False) for w in writes]
     data = [
         Delayed(below, commit.__dask_graph__())
         for commits, _ in parts

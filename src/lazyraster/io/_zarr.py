@@ -412,7 +412,7 @@ def write_zarr(
             writes = ds.to_zarr(tmp_url, **to_zarr_options)
             finish = dask.delayed(_finish_zarr, pure=False)(writes, *finish_args)
             if not compute:  # the temporary stays locked by this process until it commits
-                return pending(finish, fs, [tmp], [finish], listed=False)
+                return pending(finish, fs, [tmp], [finish], listed=False, targets=[target])
             return _compute(finish, source)
         except BaseException as exc:
             _discard(fs, tmp)

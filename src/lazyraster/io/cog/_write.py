@@ -479,7 +479,14 @@ def write_geotiff(
     result = finals[0] if per is None else dask.delayed(list, pure=False)(finals)
     if not compute:
         tmpdirs = [tmpdir for _, tmpdir in graphs]
-        return pending(result, LocalFileSystem(), tmpdirs, finals, listed=per is not None)
+        return pending(
+            result,
+            LocalFileSystem(),
+            tmpdirs,
+            finals,
+            listed=per is not None,
+            targets=[target for target, _ in jobs],
+        )
     try:
         return _compute(result, obj)
     except BaseException as exc:
