@@ -34,7 +34,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from lazyraster.errors import MissingCRSError, OutputExistsError
 from lazyraster.io import _atomic
-from lazyraster.io._atomic import _discard_local, _hold, _release
+from lazyraster.io._atomic import _discard_local, _hold, _release, missing_folders, remove_empty
 from lazyraster.io._output import (
     WriteMode,
     _check_mode,
@@ -458,8 +458,11 @@ def write_geotiff(
         raise OutputExistsError(_exists_message(", ".join(existing)))
     for target in existing:
         _check_replaceable_tiff(target)
+    created: list[str] = []
     for target, _ in jobs:
-        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        folder = os.path.dirname(os.path.abspath(target))
+        created = missing_folders(folder) + created  # deepest first
+        os.makedirs(folder, exist_ok=True)
 
     graphs = [
         _geotiff_graph(
@@ -486,12 +489,14 @@ def write_geotiff(
             finals,
             listed=per is not None,
             targets=[target for target, _ in jobs],
+            folders=created,
         )
     try:
         return _compute(result, obj)
     except BaseException as exc:
         for _, tmpdir in graphs:
             _discard_local(tmpdir)
+        remove_empty(created)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             raise _disk_full(exc, raw) from exc
         raise
