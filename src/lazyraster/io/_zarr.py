@@ -393,6 +393,8 @@ def write_zarr(
         name = target.rsplit("/", 1)[-1]
         local = isinstance(fs, LocalFileSystem)
         created = missing_folders(parent) if local else []
+        source = ds
+        ds = _align_chunks(_clean_for_zarr(ds), chunks)  # refuses bad chunks: before any file
         if parent:
             fs.makedirs(parent, exist_ok=True)
         # the root and parent groups are made by the commit: a failed write leaves none
@@ -401,8 +403,6 @@ def write_zarr(
 
         # xarray reads a group through the root's consolidated metadata: keep it current
         consolidate_root = root if group and consolidated is not False else None
-        source = ds
-        ds = _align_chunks(_clean_for_zarr(ds), chunks)
         tmp_url = tmp if local else fs.unstrip_protocol(tmp)
         to_zarr_options = {
             "mode": "w",

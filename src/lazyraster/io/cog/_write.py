@@ -220,6 +220,7 @@ def _finish_geotiff(
 def _geotiff_graph(
     da: xr.DataArray,
     target: str,
+    tmpdir: str,
     *,
     mode: str,
     cog: bool,
@@ -234,9 +235,8 @@ def _geotiff_graph(
     Block tasks write the full resolution and the overview levels inside their block;
     then each coarser level is written by tasks that each combine 2 x 2 of the tasks
     before, so that every task holds about one chunk, and the final task only copies.
-    Also returns the temporary directory, created here, where the files go.
+    Also returns ``tmpdir``, the held temporary (created here) where the files go.
     """
-    tmpdir = _hold(target)
     os.makedirs(tmpdir)
     tile = profile["blockxsize"]
     arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(da.data, chunks=2048)
@@ -464,20 +464,30 @@ def write_geotiff(
         created = missing_folders(folder) + created  # deepest first
         os.makedirs(folder, exist_ok=True)
 
-    graphs = [
-        _geotiff_graph(
-            step_da,
-            target,
-            mode=mode,
-            cog=cog,
-            profile=profile,
-            overviews=overviews,
-            nodata=nodata,
-            resampling=resampling,
-            tags=tags,
-        )
-        for target, step_da in jobs
-    ]
+    held: list[str] = []
+    graphs = []
+    try:
+        for target, step_da in jobs:
+            held.append(_hold(target))
+            graphs.append(
+                _geotiff_graph(
+                    step_da,
+                    target,
+                    held[-1],
+                    mode=mode,
+                    cog=cog,
+                    profile=profile,
+                    overviews=overviews,
+                    nodata=nodata,
+                    resampling=resampling,
+                    tags=tags,
+                )
+            )
+    except BaseException:  # an interrupt, say: no temporary is left behind
+        for tmpdir in held:
+            _discard_local(tmpdir)
+        remove_empty(created)
+        raise
     finals = [g for g, _ in graphs]
     result = finals[0] if per is None else dask.delayed(list, pure=False)(finals)
     if not compute:
