@@ -19,7 +19,7 @@ import xarray as xr
 import yaml
 from tests.pipeline._support import DATES, _catalog, _damage_first_tile, _killing_ndvi, _spec
 
-from lazyraster.errors import OutputExistsError, ReadError, WorkerLostError
+from lazyraster.errors import OutputExistsError, ReadError, SpecError, WorkerLostError
 from lazyraster.pipeline import Step, run_pipeline
 from lazyraster.pipeline import _steps as steps
 
@@ -124,8 +124,7 @@ def test_no_output_is_committed_before_every_output_is_computed(scenes, tmp_path
     spec["output"]["geotiff"] = {"path": str(out / "bad.tif"), "variables": ["bad"]}
     with pytest.raises(RuntimeError, match="exists: False"):
         run_pipeline(spec)
-    assert not zarr.exists()
-    assert sorted(os.listdir(out)) == []
+    assert not out.exists()  # nor the folder made for the outputs
 
 
 def test_a_worker_killed_twice_leaves_the_outputs_being_replaced_intact(
@@ -138,7 +137,8 @@ def test_a_worker_killed_twice_leaves_the_outputs_being_replaced_intact(
     before = _state(out)
     spec = _both(source, out, cluster={"kind": "processes", "workers": 2})
     marker = tmp_path / "killed"
-    spec["steps"] = [{"killing_ndvi": {"marker": str(marker), "times": 2, "as": "ndvi"}}]
+    # both workers may be killed in one pass: enough kills that each pass loses one
+    spec["steps"] = [{"killing_ndvi": {"marker": str(marker), "times": 8, "as": "ndvi"}}]
     with pytest.raises(WorkerLostError):
         run_pipeline(spec, overwrite=True)
     assert Path(f"{marker}.1").exists()  # two workers really were killed
@@ -193,3 +193,40 @@ def test_a_run_killed_mid_write_leaves_the_previous_outputs(scenes, tmp_path):
     assert _hidden(out) == []
     with xr.open_zarr(out / "ndvi.zarr") as ds:
         assert ds.sizes["time"] == 3
+
+
+@pytest.mark.parametrize(
+    ("zarr", "geotiff"),
+    [(f"ndvi_{DAYS[0]}.tif", "ndvi.tif"), ("ndvi.zarr", "ndvi.zarr/{}.tif")],
+    ids=["a-cog-at-the-zarr-path", "cogs-inside-the-zarr"],
+)
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_outputs_that_collide_are_refused_before_either_is_written(
+    scenes, tmp_path, zarr, geotiff, overwrite
+):
+    """A COG at, or inside, the Zarr store's path: committing one would fail, or replace
+    the other, after the other was in place. Refused before anything is computed."""
+    source, _ = scenes
+    out = tmp_path / "out"
+    spec = _spec(source, out)
+    spec["output"]["zarr"]["path"] = str(out / zarr)
+    spec["output"]["geotiff"] = {"path": str(out / geotiff), "variables": ["ndvi"]}
+    with pytest.raises(SpecError, match="give each output its own path"):
+        run_pipeline(spec, overwrite=overwrite)
+    assert not out.exists()  # nor a folder made for an output
+
+
+def test_a_failed_group_write_leaves_no_new_store(scenes, tmp_path):
+    """A Zarr group output: the store, its root and parent groups are new outputs too."""
+    source, files = scenes
+    out = tmp_path / "out"
+    spec = _spec(source, out)
+    spec["output"]["zarr"] = {"path": str(out / "g.zarr"), "group": "a/b", "variables": ["ndvi"]}
+    _damage_first_tile(files["s1"]["red"])  # opens, reads its end: fails only while computing
+    with pytest.raises(ReadError, match=str(files["s1"]["red"])):
+        run_pipeline(spec)
+    assert not out.exists()
+    files["s1"]["red"].unlink()
+    spec["on_error"] = "skip"
+    run_pipeline(spec)
+    assert xr.open_zarr(out / "g.zarr", group="a/b").ndvi.sizes["time"] == len(DAYS) - 1

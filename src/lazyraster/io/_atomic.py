@@ -45,9 +45,11 @@ __all__ = [
     "Temporary",
     "commit",
     "discard",
+    "missing_folders",
     "open_lock_file",
     "output_lock",
     "remove",
+    "remove_empty",
     "replacing",
     "sweep",
 ]
@@ -271,6 +273,25 @@ def commit(tmp: str, target: str | os.PathLike[str]) -> None:
         os.rename(target, old)
         os.rename(tmp, target)
         remove(old)
+
+
+def missing_folders(folder: str) -> list[str]:
+    """The folders that ``os.makedirs(folder)`` would create, deepest first."""
+    missing = []
+    folder = os.path.abspath(folder)
+    while not os.path.lexists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
+
+
+def remove_empty(folders: list[str]) -> None:
+    """Remove those of ``folders`` (deepest first) that are empty: what a failed write made."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty (an output, another writer's temporary), or gone
+            continue
 
 
 def _held(lock_path: str) -> bool:

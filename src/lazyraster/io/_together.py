@@ -18,13 +18,17 @@ from dask.delayed import Delayed
 from dask.graph_manipulation import bind
 from fsspec.implementations.local import LocalFileSystem
 
-from lazyraster.io._atomic import _discard_local
+from lazyraster.io._atomic import _discard_local, remove_empty
 
 __all__ = ["commit_together", "discard_temporaries", "pending"]
 
 # the writes returned by compute=False, by their key: the file system, the temporaries,
-# the tasks that commit, and whether the write computes to their list
-_PENDING: dict[Hashable, tuple[fsspec.AbstractFileSystem, list[str], list[Delayed], bool]] = {}
+# the tasks that commit, whether the write computes to their list, its outputs, and the
+# local folders the writer created for them
+_PENDING: dict[
+    Hashable,
+    tuple[fsspec.AbstractFileSystem, list[str], list[Delayed], bool, list[str], list[str]],
+] = {}
 
 
 def pending(
@@ -33,10 +37,36 @@ def pending(
     temporaries: list[str],
     commits: list[Delayed],
     listed: bool,
+    targets: list[str],
+    folders: list[str],
 ) -> Delayed:
-    """Record ``write`` (returned by a writer with ``compute=False``) and return it."""
-    _PENDING[write.key] = (fs, temporaries, commits, listed)
+    """Record ``write`` (returned by a writer with ``compute=False``) and return it.
+
+    ``folders`` are the local folders the writer created (deepest first): those still
+    empty once the temporaries are discarded are removed too.
+    """
+    _PENDING[write.key] = (fs, temporaries, commits, listed, targets, folders)
     return write
+
+
+def _check_apart(writes: tuple[Delayed, ...]) -> None:
+    """Refuse writes of which one output is, or is inside, another's: one would undo the other."""
+    seen: list[tuple[str, str]] = []
+    for write in writes:
+        if write.key not in _PENDING:
+            continue
+        fs, _, _, _, targets, _ = _PENDING[write.key]
+        for target in targets:
+            path = fs.unstrip_protocol(target.rstrip("/"))
+            for other, other_write in seen:
+                if other_write != write.key and (
+                    path == other or path.startswith(f"{other}/") or other.startswith(f"{path}/")
+                ):
+                    raise ValueError(
+                        f"two outputs computed together write {other} and {path}: give "
+                        "each output its own path, outside the others"
+                    )
+            seen.append((path, write.key))
 
 
 def _discard(fs: fsspec.AbstractFileSystem, tmp: str) -> None:
@@ -55,7 +85,8 @@ def discard_temporaries(*writes: Delayed) -> None:
     Call it once the writes are computed, whether the compute succeeded or not (a
     ``finally`` clause): after a failure (an exception in a task, a lost worker, an
     interrupt) it removes their temporaries, so neither an output nor a temporary is
-    left and a previous output being replaced is unchanged; after a success there is
+    left (nor a folder made for it) and a previous output being replaced is unchanged;
+    after a success there is
     nothing left to remove, and it releases the locks this process held on temporaries
     that a worker process committed. Writes already passed, and writes that have no
     temporary (appends, region writes), are ignored. Never call it while the writes
@@ -82,10 +113,13 @@ def discard_temporaries(*writes: Delayed) -> None:
     >>> sorted(os.listdir(folder))
     ['a.tif', 'a.zarr']
     """
+    made = []
     for write in writes:
-        fs, temporaries, _, _ = _PENDING.pop(write.key, (None, [], [], False))
+        fs, temporaries, *_, folders = _PENDING.pop(write.key, (None, [], [], False, [], []))
         for tmp in temporaries:
             _discard(fs, tmp)
+        made.extend(folders)
+    remove_empty(sorted(set(made), key=len, reverse=True))  # once no temporary is left
 
 
 def commit_together(*writes: Delayed) -> list[Delayed]:
@@ -107,6 +141,12 @@ def commit_together(*writes: Delayed) -> list[Delayed]:
     list of dask.delayed.Delayed
         One per write, computing to what it computes to.
 
+    Raises
+    ------
+    ValueError
+        If an output of one write is, or is inside, an output of another: the second
+        commit would fail, or replace the first, after the first was in place.
+
     Examples
     --------
     >>> import dask, os, tempfile
@@ -122,7 +162,8 @@ def commit_together(*writes: Delayed) -> list[Delayed]:
     >>> out == path
     True
     """
-    parts = [_PENDING[w.key][2:] if w.key in _PENDING else ([w], False) for w in writes]
+    _check_apart(writes)
+    parts = [_PENDING[w.key][2:4] if w.key in _PENDING else ([w], False) for w in writes]
     data = [
         Delayed(below, commit.__dask_graph__())
         for commits, _ in parts

@@ -34,7 +34,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from lazyraster.errors import OutputExistsError
 from lazyraster.io import _atomic
-from lazyraster.io._atomic import _discard_local, _hold, _release
+from lazyraster.io._atomic import _discard_local, _hold, _release, missing_folders, remove_empty
 from lazyraster.io._output import (
     _ZARR_METADATA,
     WriteMode,
@@ -168,11 +168,18 @@ def _finish_zarr(
     target: str,
     mode: str,
     consolidate_root: str | None = None,
+    parents: tuple[str, str, int] | None = None,
 ) -> str:
-    """Move the written store into place (and re-consolidate the root after a group write)."""
+    """Move the written store into place (and re-consolidate the root after a group write).
+
+    ``parents`` (root URL, group, Zarr format) of a group write: its root and parent
+    groups are made here, once the data are written.
+    """
     fs, _ = fsspec.core.url_to_fs(url, **storage_options)
     local = isinstance(fs, LocalFileSystem)
     try:
+        if parents is not None:
+            _ensure_parent_groups(*parents, storage_options)
         _move_zarr(fs, tmp, target, mode)
     except BaseException:
         if not local and fs.exists(tmp):
@@ -385,17 +392,17 @@ def write_zarr(
         parent = target.rsplit("/", 1)[0] if "/" in target else ""
         name = target.rsplit("/", 1)[-1]
         local = isinstance(fs, LocalFileSystem)
-        if group:
-            root_url = root if local else fs.unstrip_protocol(root)
-            _ensure_parent_groups(root_url, group, zarr_format, storage_options)
-        elif parent:
+        created = missing_folders(parent) if local else []
+        source = ds
+        ds = _align_chunks(_clean_for_zarr(ds), chunks)  # refuses bad chunks: before any file
+        if parent:
             fs.makedirs(parent, exist_ok=True)
+        # the root and parent groups are made by the commit: a failed write leaves none
+        parents = (root if local else fs.unstrip_protocol(root), group, zarr_format)
         tmp = _hold(target) if local else f"{parent}/.{name}.tmp-{secrets.token_hex(16)}"
 
         # xarray reads a group through the root's consolidated metadata: keep it current
         consolidate_root = root if group and consolidated is not False else None
-        source = ds
-        ds = _align_chunks(_clean_for_zarr(ds), chunks)
         tmp_url = tmp if local else fs.unstrip_protocol(tmp)
         to_zarr_options = {
             "mode": "w",
@@ -404,7 +411,15 @@ def write_zarr(
             "zarr_format": zarr_format,
             "storage_options": storage_options or None,
         }
-        finish_args = (url, storage_options, tmp, target, mode, consolidate_root)
+        finish_args = (
+            url,
+            storage_options,
+            tmp,
+            target,
+            mode,
+            consolidate_root,
+            parents if group else None,
+        )
         try:
             if metadata_only:
                 ds.to_zarr(tmp_url, **to_zarr_options)
@@ -412,10 +427,13 @@ def write_zarr(
             writes = ds.to_zarr(tmp_url, **to_zarr_options)
             finish = dask.delayed(_finish_zarr, pure=False)(writes, *finish_args)
             if not compute:  # the temporary stays locked by this process until it commits
-                return pending(finish, fs, [tmp], [finish], listed=False)
+                return pending(
+                    finish, fs, [tmp], [finish], listed=False, targets=[target], folders=created
+                )
             return _compute(finish, source)
         except BaseException as exc:
             _discard(fs, tmp)
+            remove_empty(created)
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                 raise _disk_full(exc, shown) from exc
             raise

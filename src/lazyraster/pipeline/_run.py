@@ -220,7 +220,11 @@ def _written(
     while True:
         failure = None
         try:
-            results = compute_writes(commit_together(*writes.values()), client, interval)
+            try:
+                together = commit_together(*writes.values())
+            except ValueError as err:
+                raise SpecError(f"output: {err}. Nothing was computed or written.") from None
+            results = compute_writes(together, client, interval)
             return dict(zip(writes, results, strict=True)), ds, items
         except BrokenProcessPool as err:
             lost += 1

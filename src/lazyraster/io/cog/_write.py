@@ -34,7 +34,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from lazyraster.errors import MissingCRSError, OutputExistsError
 from lazyraster.io import _atomic
-from lazyraster.io._atomic import _discard_local, _hold, _release
+from lazyraster.io._atomic import _discard_local, _hold, _release, missing_folders, remove_empty
 from lazyraster.io._output import (
     WriteMode,
     _check_mode,
@@ -220,6 +220,7 @@ def _finish_geotiff(
 def _geotiff_graph(
     da: xr.DataArray,
     target: str,
+    tmpdir: str,
     *,
     mode: str,
     cog: bool,
@@ -234,9 +235,8 @@ def _geotiff_graph(
     Block tasks write the full resolution and the overview levels inside their block;
     then each coarser level is written by tasks that each combine 2 x 2 of the tasks
     before, so that every task holds about one chunk, and the final task only copies.
-    Also returns the temporary directory, created here, where the files go.
+    Also returns ``tmpdir``, the held temporary (created here) where the files go.
     """
-    tmpdir = _hold(target)
     os.makedirs(tmpdir)
     tile = profile["blockxsize"]
     arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(da.data, chunks=2048)
@@ -458,33 +458,55 @@ def write_geotiff(
         raise OutputExistsError(_exists_message(", ".join(existing)))
     for target in existing:
         _check_replaceable_tiff(target)
+    created: list[str] = []
     for target, _ in jobs:
-        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        folder = os.path.dirname(os.path.abspath(target))
+        created = missing_folders(folder) + created  # deepest first
+        os.makedirs(folder, exist_ok=True)
 
-    graphs = [
-        _geotiff_graph(
-            step_da,
-            target,
-            mode=mode,
-            cog=cog,
-            profile=profile,
-            overviews=overviews,
-            nodata=nodata,
-            resampling=resampling,
-            tags=tags,
-        )
-        for target, step_da in jobs
-    ]
+    held: list[str] = []
+    graphs = []
+    try:
+        for target, step_da in jobs:
+            held.append(_hold(target))
+            graphs.append(
+                _geotiff_graph(
+                    step_da,
+                    target,
+                    held[-1],
+                    mode=mode,
+                    cog=cog,
+                    profile=profile,
+                    overviews=overviews,
+                    nodata=nodata,
+                    resampling=resampling,
+                    tags=tags,
+                )
+            )
+    except BaseException:  # an interrupt, say: no temporary is left behind
+        for tmpdir in held:
+            _discard_local(tmpdir)
+        remove_empty(created)
+        raise
     finals = [g for g, _ in graphs]
     result = finals[0] if per is None else dask.delayed(list, pure=False)(finals)
     if not compute:
         tmpdirs = [tmpdir for _, tmpdir in graphs]
-        return pending(result, LocalFileSystem(), tmpdirs, finals, listed=per is not None)
+        return pending(
+            result,
+            LocalFileSystem(),
+            tmpdirs,
+            finals,
+            listed=per is not None,
+            targets=[target for target, _ in jobs],
+            folders=created,
+        )
     try:
         return _compute(result, obj)
     except BaseException as exc:
         for _, tmpdir in graphs:
             _discard_local(tmpdir)
+        remove_empty(created)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             raise _disk_full(exc, raw) from exc
         raise
