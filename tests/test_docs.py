@@ -7,18 +7,40 @@ click commands, and no page loads anything from another host.
 
 from __future__ import annotations
 
+import doctest
 import html
+import importlib
+import inspect
 import os
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 import yaml
 
+import lazyraster
+
 ROOT = Path(__file__).resolve().parents[1]
 MKDOCS = Path(sys.executable).with_name("mkdocs")
+#: The packages whose public names the API reference documents.
+PACKAGES = [
+    "lazyraster",
+    "lazyraster.catalog",
+    "lazyraster.load",
+    "lazyraster.indices",
+    "lazyraster.focal",
+    "lazyraster.phenology",
+    "lazyraster.masking",
+    "lazyraster.io",
+    "lazyraster.cluster",
+    "lazyraster.pipeline",
+    "lazyraster.testing",
+    "lazyraster.errors",
+    "lazyraster.config",
+]
 
 
 def _text(page: Path) -> str:
@@ -110,3 +132,47 @@ def test_pages_load_nothing_from_another_host(site):
         assert not external.search(page.read_text()), page
     for sheet in site.rglob("*.css"):
         assert "fonts.googleapis" not in sheet.read_text(), sheet
+
+
+def _public_names() -> list[tuple[str, str]]:
+    names = []
+    for package in PACKAGES:
+        module = importlib.import_module(package)
+        public = getattr(module, "__all__", None)
+        if public is None:  # errors: every public class and function defined there
+            public = [
+                name
+                for name, value in vars(module).items()
+                if not name.startswith("_") and getattr(value, "__module__", None) == package
+            ]
+        names.extend((package, name) for name in public)
+    return names
+
+
+def _documented(package: str, name: str) -> object | None:
+    """The function or class behind a public name (a callable package: its function)."""
+    value = getattr(importlib.import_module(package), name)
+    if isinstance(value, types.ModuleType):  # lazyraster.load, lazyraster.cluster
+        value = getattr(value, name) if callable(value) else None
+    return value if inspect.isfunction(value) or inspect.isclass(value) else None
+
+
+def test_the_public_names_are_found():
+    names = dict.fromkeys(f"{p}.{n}" for p, n in _public_names())
+    assert {"lazyraster.load.load", "lazyraster.errors.ReadError", "lazyraster.ndvi"} <= set(names)
+    assert len(names) > 100
+    assert set(lazyraster.__all__) <= {n.split(".")[-1] for n in names}
+
+
+@pytest.mark.parametrize(("package", "name"), _public_names())
+def test_public_name_has_an_example_that_runs(package, name):
+    value = _documented(package, name)
+    if value is None:  # a constant or a tuple such as KERNELS
+        return
+    text = value.__doc__ or ""
+    assert re.search(r"^\s*Examples\n\s*--------$", text, flags=re.M), (
+        f"{package}.{name} has no numpydoc Examples section"
+    )
+    assert "+SKIP" not in text, f"{package}.{name} skips its example"
+    tests = doctest.DocTestFinder(recurse=False).find(value, name, globs={})
+    assert tests and tests[0].examples, f"{package}.{name}: the Examples hold no >>> line"

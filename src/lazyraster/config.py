@@ -26,6 +26,19 @@ def load_defaults() -> None:
     dask-jobqueue's own defaults are merged too, without importing it (its import
     copies jobqueue.yaml into the user's home): then ``jobqueue.slurm.*`` keys exist
     before a ``dask.config.set`` block that would otherwise remove them again.
+
+    Examples
+    --------
+    >>> import dask.config
+    >>> load_defaults()
+    >>> dask.config.get("lazyraster.cluster.kind")
+    'threads'
+    >>> dask.config.get("lazyraster.gdal.GDAL_NUM_THREADS")
+    1
+    >>> with dask.config.set({"lazyraster.gdal.GDAL_NUM_THREADS": 4}):
+    ...     load_defaults()  # defaults go under what is set
+    ...     dask.config.get("lazyraster.gdal.GDAL_NUM_THREADS")
+    4
     """
     import dask.config
     import yaml

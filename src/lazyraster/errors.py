@@ -26,42 +26,140 @@ def redact(text: str) -> str:
 
 
 class LazyrasterError(Exception):
-    """Base class of every error raised on purpose by lazyraster."""
+    """Base class of every error raised on purpose by lazyraster.
+
+    Examples
+    --------
+    >>> import lazyraster
+    >>> try:
+    ...     lazyraster.load([])
+    ... except lazyraster.LazyrasterError as err:
+    ...     print(type(err).__name__)
+    EmptyResultError
+    """
 
 
 class MissingBandError(LazyrasterError, KeyError):
-    """A computation needs a band (variable) that the Dataset does not have."""
+    """A computation needs a band (variable) that the Dataset does not have.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, lazyraster
+    >>> lazyraster.ndvi(xr.Dataset({"red": ("x", np.ones(3))}))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lazyraster.errors.MissingBandError: ndvi needs band 'N': ... Pass nir=<variable name> ...
+    """
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0]) if self.args else ""
 
 
 class MissingCRSError(LazyrasterError, ValueError):
-    """An object carries no CRS where one is needed."""
+    """An object carries no CRS where one is needed.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, lazyraster
+    >>> lazyraster.write_geotiff(xr.DataArray(np.ones((2, 2)), dims=("y", "x")), "a.tif")
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lazyraster.errors.MissingCRSError: the data has no CRS; set one with obj.rio.write_crs(...
+    """
 
 
 class EmptyResultError(LazyrasterError, ValueError):
-    """A search or catalog yielded no items to load."""
+    """A search or catalog yielded no items to load.
+
+    Examples
+    --------
+    >>> import lazyraster
+    >>> lazyraster.load("catalogs/sample/catalog.json", datetime="1999")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lazyraster.errors.EmptyResultError: no items in ... pass the filters ...
+    """
 
 
 class OutputExistsError(LazyrasterError, FileExistsError):
-    """An output already exists and overwriting it was not asked for."""
+    """An output already exists and overwriting it was not asked for.
+
+    Examples
+    --------
+    >>> import lazyraster
+    >>> from lazyraster.testing import synthetic_raster
+    >>> da = synthetic_raster((8, 8)).rename("ndvi")
+    >>> _ = lazyraster.write_zarr(da, "a.zarr")
+    >>> try:
+    ...     lazyraster.write_zarr(da, "a.zarr")
+    ... except FileExistsError as err:  # an OutputExistsError is a FileExistsError
+    ...     print(type(err).__name__)
+    OutputExistsError
+    """
 
 
 class CatalogError(LazyrasterError, ValueError):
-    """A STAC catalog cannot be built, read or localized as asked."""
+    """A STAC catalog cannot be built, read or localized as asked.
+
+    Examples
+    --------
+    >>> import os, lazyraster
+    >>> os.mkdir("empty")
+    >>> lazyraster.search("empty")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lazyraster.errors.CatalogError: ...
+    """
 
 
 class ClusterConfigError(LazyrasterError, ValueError):
-    """A cluster option is wrong (no such partition, more memory than a node has, ...)."""
+    """A cluster option is wrong (no such partition, more memory than a node has, ...).
+
+    Raised before anything is submitted.
+
+    Examples
+    --------
+    >>> import lazyraster
+    >>> with lazyraster.cluster("slurm", dry_run=True):  # doctest: +ELLIPSIS
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    lazyraster.errors.ClusterConfigError: Say how many cores and how much memory ... has, ...
+    """
 
 
 class ClusterStartError(LazyrasterError, RuntimeError):
-    """Cluster workers did not start: the message shows the jobs' state and logs."""
+    """Cluster workers did not start: the message shows the jobs' state and logs.
+
+    Examples
+    --------
+    A batch script that would rather compute here than fail:
+
+    >>> import lazyraster
+    >>> def run(kind):
+    ...     try:
+    ...         with lazyraster.cluster(kind):
+    ...             return kind
+    ...     except lazyraster.ClusterStartError:
+    ...         return "threads"
+    >>> run("threads")
+    'threads'
+    """
 
 
 class SpecError(LazyrasterError, ValueError):
-    """A pipeline spec is not valid: unknown key or step, wrong type, missing entry."""
+    """A pipeline spec is not valid: unknown key or step, wrong type, missing entry.
+
+    Examples
+    --------
+    >>> from lazyraster.pipeline import Spec
+    >>> Spec.from_mapping({"source": "catalog.json", "steps": ["nvdi"], "output": {}})
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lazyraster.errors.SpecError: ...
+    """
 
 
 class ReadError(LazyrasterError, OSError):
@@ -69,6 +167,14 @@ class ReadError(LazyrasterError, OSError):
 
     ``href`` is the file, ``item`` the id of the STAC item it belongs to, ``reason``
     what reading it said.
+
+    Examples
+    --------
+    >>> err = ReadError("cannot read /d/B04.tif: truncated", href="/d/B04.tif", item="a")
+    >>> isinstance(err, OSError), err.href, err.item
+    (True, '/d/B04.tif', 'a')
+    >>> print(err)
+    cannot read /d/B04.tif: truncated
     """
 
     def __init__(
@@ -89,4 +195,12 @@ class ReadError(LazyrasterError, OSError):
 
 
 class WorkerLostError(LazyrasterError, RuntimeError):
-    """A worker process died during a computation (killed, out of memory) and the retry did too."""
+    """A worker process died during a computation (killed, out of memory) and the retry did too.
+
+    Examples
+    --------
+    >>> issubclass(WorkerLostError, LazyrasterError)
+    True
+    >>> issubclass(WorkerLostError, RuntimeError)
+    True
+    """

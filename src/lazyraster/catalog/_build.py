@@ -42,7 +42,13 @@ __all__ = ["BuildReport", "Problem", "build_catalog"]
 
 @dataclass(frozen=True)
 class Problem:
-    """A source that was skipped, and why (one line)."""
+    """A source that was skipped, and why (one line).
+
+    Examples
+    --------
+    >>> print(Problem("scans/x.tif", "not a readable raster   (truncated)"))
+    scans/x.tif: not a readable raster (truncated)
+    """
 
     path: str
     message: str
@@ -71,6 +77,15 @@ class BuildReport:
         Items whose files have vanished, removed (``prune=True``).
     problems : list of Problem
         Sources that were skipped.
+
+    Examples
+    --------
+    >>> from lazyraster.catalog import build_catalog
+    >>> from lazyraster.testing import write_safe
+    >>> safe = write_safe("products")
+    >>> report = build_catalog("products", "stac")
+    >>> report.added, report.n_items, report.ok
+    (['S2A_MSIL2A_20230430T104621_N0509_R051_T31UFU_20230430T151154'], 1, True)
     """
 
     out: Path

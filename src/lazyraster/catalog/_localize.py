@@ -44,6 +44,12 @@ class LocalizeReport:
         Files already in place and verified (a resumed run).
     failed : list of str
         One line per asset that could not be copied or verified; its href is unchanged.
+
+    Examples
+    --------
+    >>> report = LocalizeReport(copied=["tmin.nc"], failed=["tmax.nc: 404 Not Found"])
+    >>> report.ok
+    False
     """
 
     copied: list[str] = field(default_factory=list)

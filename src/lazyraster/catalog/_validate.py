@@ -87,6 +87,13 @@ class ValidationReport:
         bundled schemas ("unsupported STAC version"), a schema referring to one not
         bundled, a checksum of an unknown hash function, fields of an extension the
         document does not list (pystac and the STAC examples accept these).
+
+    Examples
+    --------
+    >>> from lazyraster.catalog import validate_catalog
+    >>> report = validate_catalog("catalogs/sample/catalog.json")
+    >>> report.ok, report.problems
+    (True, [])
     """
 
     objects: int = 0

@@ -75,6 +75,15 @@ class SpectralIndex:
         Where the index was published.
     platforms : tuple of str
         Sensors the index applies to.
+
+    Examples
+    --------
+    >>> from lazyraster.indices import index_info
+    >>> evi = index_info("EVI")
+    >>> evi.long_name, evi.application_domain
+    ('Enhanced Vegetation Index', 'vegetation')
+    >>> evi.bands
+    ('N', 'R', 'B')
     """
 
     short_name: str

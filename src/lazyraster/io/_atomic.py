@@ -242,7 +242,17 @@ def discard(path: str) -> None:
 
 
 def exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    """Swap ``a`` and ``b`` atomically; ``False`` where the kernel or file system cannot."""
+    """Swap ``a`` and ``b`` atomically; ``False`` where the kernel or file system cannot.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> _ = Path("a").write_text("new"), Path("b").write_text("old")
+    >>> exchange("a", "b")  # Linux renameat2(RENAME_EXCHANGE)
+    True
+    >>> Path("a").read_text(), Path("b").read_text()
+    ('old', 'new')
+    """
     libc = ctypes.CDLL(None, use_errno=True)
     renameat2 = getattr(libc, "renameat2", None)
     if renameat2 is None:

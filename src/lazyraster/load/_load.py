@@ -69,8 +69,8 @@ def resolve_items(
 
     Examples
     --------
-    >>> items = resolve_items("catalogs/sample/catalog.json", datetime="2021")  # doctest: +SKIP
-    >>> [item.id for item in items]  # doctest: +SKIP
+    >>> items = resolve_items("catalogs/sample/catalog.json", datetime="2021")
+    >>> [item.id for item in items]
     ['S2_L3B_21JXN_20210319']
     """
     filters = {
@@ -193,8 +193,12 @@ def load(
     Examples
     --------
     >>> import lazyraster
-    >>> ds = lazyraster.load("catalogs/sample/catalog.json", bands=["red", "nir"])  # doctest: +SKIP
-    >>> ds.geo.ndvi()  # doctest: +SKIP
+    >>> ds = lazyraster.load("catalogs/sample/catalog.json", bands=["red", "nir"])
+    >>> dict(ds.sizes), list(ds.data_vars)
+    ({'time': 1, 'y': 80, 'x': 152}, ['red', 'nir'])
+    >>> ndvi = ds.geo.ndvi()  # lazy: nothing is read yet
+    >>> ndvi.dtype, ndvi.chunks is not None
+    (dtype('float32'), True)
     """
     dtype = np.dtype("float32" if dtype is None else dtype)
     if dtype.kind != "f":

@@ -139,6 +139,14 @@ def readable(
     (list of pystac.Item, dict)
         The readable items in their order, and ``{item id: "href: reason"}`` for the
         others.
+
+    Examples
+    --------
+    >>> from lazyraster.catalog import read_items
+    >>> items = list(read_items("catalogs/sample/catalog.json"))
+    >>> ok, bad = readable(items, ["red", "nir"])
+    >>> [item.id for item in ok], bad
+    (['S2_L3B_21JXN_20210319'], {})
     """
     files = scene_files(items, bands)
     gdal = gdal_options()
@@ -171,6 +179,17 @@ def unreadable(
     The file is the one whose href the error names; when it names none (HDF5 and
     netCDF errors seldom do), every file is checked with :func:`readable` and the
     first that fails is named.
+
+    Examples
+    --------
+    >>> from lazyraster.catalog import read_items
+    >>> items = list(read_items("catalogs/sample/catalog.json"))
+    >>> red = items[0].assets["B04"].href
+    >>> err = unreadable(OSError(f"{red}: not recognized as a supported format"), items, ["red"])
+    >>> err.item, err.href == red
+    ('S2_L3B_21JXN_20210319', True)
+    >>> unreadable(ValueError("no such band"), items, ["red"]) is None  # no file at fault
+    True
     """
     files = scene_files(items, bands)
     text = _messages(err)
@@ -199,7 +218,19 @@ def unreadable(
 def with_item(
     err: ReadError, items: Sequence[pystac.Item], bands: Sequence[str] | None
 ) -> ReadError:
-    """``err`` naming the item and asset of its file too (the reader knows only the file)."""
+    """``err`` naming the item and asset of its file too (the reader knows only the file).
+
+    Examples
+    --------
+    >>> from lazyraster.catalog import read_items
+    >>> items = list(read_items("catalogs/sample/catalog.json"))
+    >>> red = items[0].assets["B04"].href
+    >>> err = with_item(ReadError(f"cannot read {red}: truncated", href=red), items, ["red"])
+    >>> err.item
+    'S2_L3B_21JXN_20210319'
+    >>> "(item 'S2_L3B_21JXN_20210319', asset 'B04')" in str(err)
+    True
+    """
     if err.item is not None:
         return err
     return unreadable(err, items, bands) or err

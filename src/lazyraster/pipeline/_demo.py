@@ -40,7 +40,20 @@ def demo_spec() -> Spec:
 
 @dataclass
 class DemoResult:
-    """What the demo wrote and how long each step took."""
+    """What the demo wrote and how long each step took.
+
+    Examples
+    --------
+    >>> _ = Path("ndvi.tif").write_bytes(bytes(2048))
+    >>> result = DemoResult(outputs={"geotiff": Path("ndvi.tif")}, timings={"write": 0.25})
+    >>> result.sizes()
+    {'geotiff': 2048}
+    >>> print(result.report())
+    wrote:
+      geotiff    ndvi.tif  (2.0 KiB)
+    timings:
+      write        0.250 s
+    """
 
     outputs: dict[str, Path]
     timings: dict[str, float] = field(default_factory=dict)
@@ -164,8 +177,13 @@ def run_demo(
 
     Examples
     --------
-    >>> result = run_demo("catalogs/sample/catalog.json", "out")  # doctest: +SKIP
-    >>> print(result.report())  # doctest: +SKIP
+    >>> from pathlib import Path
+    >>> result = run_demo("catalogs/sample/catalog.json", "out")
+    >>> sorted(path.name for path in Path("out").iterdir())
+    ['ndvi.png', 'ndvi.tif', 'ndvi.zarr']
+    >>> print(result.report())  # doctest: +ELLIPSIS
+    wrote:
+      zarr ...
     """
     out = Path(out)
     spec = _in_folder(demo_spec(), os.fspath(catalog), out, collections)

@@ -64,7 +64,20 @@ logger = logging.getLogger("lazyraster")
 
 @dataclass
 class RunReport:
-    """What a run wrote, how long each stage took, how many items it read or skipped."""
+    """What a run wrote, how long each stage took, how many items it read or skipped.
+
+    Examples
+    --------
+    >>> report = RunReport(outputs={"zarr": ["out/ndvi.zarr"]}, timings={"write": 1.5},
+    ...                    items=2, bytes_written=3072, variables=["ndvi"])
+    >>> print(report.summary())
+    2 item(s), variables: ndvi
+    wrote:
+      zarr     out/ndvi.zarr
+      3.0 KiB in all
+    timings:
+      write      1.500 s
+    """
 
     outputs: dict[str, list[str]]
     timings: dict[str, float]
@@ -296,8 +309,11 @@ def run_pipeline(
 
     Examples
     --------
-    >>> report = run_pipeline("catalogs/sample/ndvi.yaml", overwrite=True)  # doctest: +SKIP
-    >>> print(report.summary())  # doctest: +SKIP
+    >>> report = run_pipeline("catalogs/sample/ndvi.yaml")  # writes out/pipeline/
+    >>> report.items, report.variables
+    (1, ['red', 'nir', 'ndvi', 'ndvi_focal_mean'])
+    >>> sorted(report.outputs)
+    ['geotiff', 'zarr']
     """
     spec = _as_spec(spec)
     overwrite = spec.overwrite if overwrite is None else overwrite
@@ -352,7 +368,17 @@ def _written_variables(spec: Spec, ds: xr.Dataset) -> list[str]:
 
 @dataclass
 class Plan:
-    """What a run would do: items, grid, steps, outputs, cluster (and SLURM job script)."""
+    """What a run would do: items, grid, steps, outputs, cluster (and SLURM job script).
+
+    Examples
+    --------
+    >>> from lazyraster.pipeline import plan_pipeline
+    >>> plan = plan_pipeline("catalogs/sample/ndvi.yaml")
+    >>> plan.items, plan.variables
+    (1, ['red', 'nir', 'ndvi', 'ndvi_focal_mean'])
+    >>> print(plan.describe().splitlines()[2])
+    steps:
+    """
 
     spec: Spec
     items: int

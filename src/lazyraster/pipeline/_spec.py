@@ -13,8 +13,6 @@ apply, where to write the result and on which cluster to compute::
       bands: [red, nir]
       chunks: 1024
       resolution: null
-      crs: null
-      groupby: null
     steps:                                    # applied in order
       - ndvi: {}
       - index: {name: EVI}
@@ -194,7 +192,13 @@ class Target:
 
 @dataclass(frozen=True)
 class Spec:
-    """A validated pipeline spec; build it with :func:`load_spec` or :meth:`from_mapping`."""
+    """A validated pipeline spec; build it with :func:`load_spec` or :meth:`from_mapping`.
+
+    Examples
+    --------
+    >>> Spec.from_mapping({"source": "c.json", "output": {"zarr": "o.zarr"}}).outputs["zarr"].path
+    'o.zarr'
+    """
 
     source: str
     search: dict[str, Any] = field(default_factory=dict)
@@ -217,10 +221,6 @@ class Spec:
 
         Examples
         --------
-        >>> spec = Spec.from_mapping({"source": "catalog.json", "steps": ["ndvi"],
-        ...                           "output": {"zarr": "out.zarr"}})
-        >>> spec.steps[0].name, spec.outputs["zarr"].path
-        ('ndvi', 'out.zarr')
         >>> bad = {"source": "a.json", "output": {"zar": "a.zarr"}}
         >>> Spec.from_mapping(bad)  # doctest: +ELLIPSIS
         Traceback (most recent call last):

@@ -45,6 +45,14 @@ class Step:
     gives : {"dataset", "variable", "variables"}
         Whether it returns the whole Dataset (which replaces the current one), one
         variable (added under ``as``), or a Dataset of new variables (merged in).
+
+    Examples
+    --------
+    >>> from lazyraster.pipeline import STEPS
+    >>> STEPS["ndvi"].takes, STEPS["ndvi"].gives
+    ('dataset', 'variable')
+    >>> STEPS["focal_mean"].arguments()[0]  # required options: none, size has a default
+    []
     """
 
     function: Callable[..., Any]

@@ -178,6 +178,14 @@ def write_safe(
     -------
     Path
         The ``.SAFE`` folder.
+
+    Examples
+    --------
+    >>> safe = write_safe("products", tile="31UFU")
+    >>> safe.name
+    'S2A_MSIL2A_20230430T104621_N0509_R051_T31UFU_20230430T151154.SAFE'
+    >>> len(list(safe.rglob("*_B04_10m.jp2")))
+    1
     """
     nbaseline = baseline.replace(".", "")
     compact = start.strftime("%Y%m%dT%H%M%S")
@@ -296,7 +304,16 @@ def write_sample_cog(
     offset: float | None = None,
     seed: int = 0,
 ) -> Path:
-    """Write a small Cloud-Optimized GeoTIFF (GDAL's COG driver) with seeded values."""
+    """Write a small Cloud-Optimized GeoTIFF (GDAL's COG driver) with seeded values.
+
+    Examples
+    --------
+    >>> import rasterio
+    >>> path = write_sample_cog("B04.tif", shape=(16, 16))
+    >>> with rasterio.open(path) as src:
+    ...     src.shape, src.dtypes, str(src.crs)
+    ((16, 16), ('uint16',), 'EPSG:32631')
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -343,6 +360,14 @@ def write_daymet(
     Like Daymet v4: ``x``/``y`` in metres, ``time`` at noon of each day with
     ``time_bnds`` from midnight to midnight, the variable on ``(time, y, x)`` with
     ``grid_mapping = "lambert_conformal_conic"``.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> path = write_daymet("tmax_2020.nc", days=3)
+    >>> with xr.open_dataset(path) as ds:
+    ...     ds.tmax.dims, ds.tmax.shape, ds.tmax.attrs["grid_mapping"]
+    (('time', 'y', 'x'), (3, 6, 8), 'lambert_conformal_conic')
     """
     import xarray as xr
 
