@@ -176,3 +176,115 @@ def test_public_name_has_an_example_that_runs(package, name):
     assert "+SKIP" not in text, f"{package}.{name} skips its example"
     tests = doctest.DocTestFinder(recurse=False).find(value, name, globs={})
     assert tests and tests[0].examples, f"{package}.{name}: the Examples hold no >>> line"
+
+
+# ---------------------------------------------------------------- docs/hpc.md
+
+HPC = ROOT / "docs" / "hpc.md"
+
+
+def _blocks(page: Path, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", page.read_text(), flags=re.S)
+
+
+def test_hpc_guide_commands_and_options_exist():
+    import click
+
+    from lazyraster.cli import main
+
+    shell = "\n".join(_blocks(HPC, "bash")).replace("\\\n", " ")
+    shown = re.findall(r"\blazyraster ((?:catalog )?[a-z]+)([^\n|;&]*)", shell)
+    assert {"warmup", "run", "--version"} & {name for name, _ in shown}
+    for name, rest in shown:
+        if name.startswith("-"):
+            continue
+        command = main
+        for part in name.split():
+            assert isinstance(command, click.Group) and part in command.commands, name
+            command = command.commands[part]
+        known = {opt for param in command.params for opt in param.opts}
+        for option in re.findall(r"(?<!\S)(--[a-z-]+)", rest):
+            assert option in known, f"lazyraster {name} has no {option}"
+
+
+def test_hpc_guide_variables_and_cluster_keywords_exist():
+    import ast
+
+    from dask_jobqueue.core import Job
+    from dask_jobqueue.slurm import SLURMJob
+
+    from lazyraster.cluster import _slurm, cluster
+
+    text = HPC.read_text()
+    env = {v for names in _slurm._SLURM_ENV.values() for v in names}
+    for variable in set(re.findall(r"\bLAZYRASTER_SLURM_[A-Z_]+", text)):
+        assert variable in env, variable
+    defaults = yaml.safe_load((ROOT / "src" / "lazyraster" / "lazyraster.yaml").read_text())
+    for section, key in set(re.findall(r"\bDASK_LAZYRASTER__([A-Z]+)__([A-Z_]+)", text)):
+        assert key.lower().replace("_", "-") in defaults["lazyraster"][section.lower()], key
+    allowed = set(inspect.signature(cluster).parameters) | set(_slurm._SLURM_ENV) | {"partition"}
+    allowed |= set(inspect.signature(SLURMJob.__init__).parameters)
+    allowed |= set(inspect.signature(Job.__init__).parameters)
+    calls = 0
+    for block in _blocks(HPC, "python"):
+        for node in ast.walk(ast.parse(block)):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "lazyraster.cluster":
+                calls += 1
+                assert {k.arg for k in node.keywords} <= allowed, ast.unparse(node)
+    assert calls >= 3
+    for block in _blocks(HPC, "yaml"):
+        config = yaml.safe_load(block)["jobqueue"]["slurm"]
+        assert {key.replace("-", "_") for key in config} <= allowed
+
+
+def _fake_srun(folder: Path) -> dict[str, str]:
+    """An environment whose ``srun`` runs its command here (one task, no SLURM)."""
+    bin_dir = folder / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text('#!/bin/sh\nexec "$@"\n')
+    (bin_dir / "srun").chmod(0o755)
+    (folder / "catalogs").symlink_to(ROOT / "catalogs", target_is_directory=True)
+    path = os.pathsep.join([str(bin_dir), str(MKDOCS.parent), os.environ["PATH"]])
+    pythonpath = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PATH": path, "PYTHONPATH": pythonpath, "SLURM_ARRAY_TASK_ID": "1"}
+
+
+def test_array_template_runs_the_spec_of_its_task(tmp_path):
+    env = _fake_srun(tmp_path)
+    other = tmp_path / "other.yaml"
+    other.write_text("source: nowhere.json\noutput: {zarr: never.zarr}\n")
+    array = ROOT / "docs" / "sbatch" / "array.sbatch"
+    spec = "catalogs/sample/ndvi.yaml"
+    ran = subprocess.run(
+        ["bash", str(array), str(other), spec],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "out" / "pipeline" / "ndvi.zarr").is_dir()  # task 1: the second spec
+    assert not (tmp_path / "never.zarr").exists()
+    beyond = subprocess.run(
+        ["bash", str(array), spec], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert beyond.returncode == 2 and "only 1 specs given" in beyond.stderr
+
+
+def test_scene_script_of_the_hpc_guide_writes_the_scene_of_its_task(tmp_path, monkeypatch):
+    import runpy
+
+    import xarray as xr
+
+    (script,) = [b for b in _blocks(HPC, "python") if b.startswith("# scene.py")]
+    (tmp_path / "scene.py").write_text(script)
+    (tmp_path / "catalogs").symlink_to(ROOT / "catalogs", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+    monkeypatch.setattr(sys, "argv", ["scene.py", "catalogs/sample/catalog.json", "out"])
+    runpy.run_path("scene.py", run_name="__main__")
+    sample = ROOT / "catalogs" / "sample" / "catalog.json"
+    (item,) = lazyraster.resolve_items(str(sample))
+    written = xr.open_zarr(tmp_path / "out" / f"{item.id}.zarr")
+    expected = lazyraster.ndvi(lazyraster.load(str(sample), bands=["red", "nir"])).compute()
+    xr.testing.assert_allclose(written["ndvi"].load(), expected, rtol=1e-6)
