@@ -111,6 +111,13 @@ def test_api_pages_are_generated_from_the_docstrings(site):
     assert "LazyrasterError" in errors and "OutputExistsError" in errors
 
 
+def test_root_api_page_names_every_root_name(site):
+    page = _text(site / "api" / "lazyraster" / "index.html")
+    for name in set(lazyraster.__all__) - {"__version__"}:
+        assert re.search(rf"\b{name}\b", page), name
+    assert _shows(page, "warmup(dtypes: Sequence[str] = DTYPES)")
+
+
 def test_cli_page_lists_every_subcommand_and_its_options(site):
     from lazyraster.cli import main
 
