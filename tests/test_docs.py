@@ -118,6 +118,22 @@ def test_root_api_page_names_every_root_name(site):
     assert _shows(page, "warmup(dtypes: Sequence[str] = DTYPES)")
 
 
+def test_accessor_page_is_generated_from_the_accessor(site):
+    import xarray as xr
+
+    page = _text(site / "api" / "accessor" / "index.html")
+    methods = {
+        name
+        for obj in (xr.Dataset(), xr.DataArray())
+        for name in dir(obj.geo)
+        if not name.startswith("_")
+    }
+    assert {"ndvi", "focal_mean", "write_zarr"} <= methods
+    for name in methods - {"to_zarr", "indices", "spring_index"}:  # old names: a sentence
+        assert f".geo.{name}(...)" in page, name
+    assert _shows(page, ".geo.ndvi(...) Dataset lazyraster.indices.ndvi")
+
+
 def test_cli_page_lists_every_subcommand_and_its_options(site):
     from lazyraster.cli import main
 
