@@ -121,11 +121,12 @@ class ClusterConfigError(LazyrasterError, ValueError):
     Examples
     --------
     >>> import lazyraster
-    >>> with lazyraster.cluster("slurm", dry_run=True):  # doctest: +ELLIPSIS
+    >>> with lazyraster.cluster("slurm", cores=8, memory="32GiB", walltime="forever",
+    ...                         dry_run=True):  # doctest: +ELLIPSIS
     ...     pass
     Traceback (most recent call last):
     ...
-    lazyraster.errors.ClusterConfigError: Say how many cores and how much memory ... has, ...
+    lazyraster.errors.ClusterConfigError: walltime='forever' is not a time limit SLURM accepts; ...
     """
 
 
@@ -134,17 +135,14 @@ class ClusterStartError(LazyrasterError, RuntimeError):
 
     Examples
     --------
-    A batch script that would rather compute here than fail:
+    No scheduler listens on port 9 of this machine:
 
     >>> import lazyraster
-    >>> def run(kind):
-    ...     try:
-    ...         with lazyraster.cluster(kind):
-    ...             return kind
-    ...     except lazyraster.ClusterStartError:
-    ...         return "threads"
-    >>> run("threads")
-    'threads'
+    >>> with lazyraster.cluster("tcp://127.0.0.1:9", timeout=0.5):  # doctest: +ELLIPSIS
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    lazyraster.errors.ClusterStartError: cannot reach the dask scheduler at tcp://127.0.0.1:9 ...
     """
 
 
