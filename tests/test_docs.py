@@ -15,11 +15,13 @@ import os
 import re
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
 import pytest
 import yaml
+from tests.cluster import _support
 
 import lazyraster
 
@@ -260,38 +262,55 @@ def test_hpc_guide_variables_and_cluster_keywords_exist():
         assert {key.replace("-", "_") for key in config} <= allowed
 
 
-def _fake_srun(folder: Path) -> dict[str, str]:
-    """An environment whose ``srun`` runs its command here (one task, no SLURM)."""
-    bin_dir = folder / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "srun").write_text('#!/bin/sh\nexec "$@"\n')
-    (bin_dir / "srun").chmod(0o755)
-    (folder / "catalogs").symlink_to(ROOT / "catalogs", target_is_directory=True)
-    path = os.pathsep.join([str(bin_dir), str(MKDOCS.parent), os.environ["PATH"]])
-    pythonpath = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "PATH": path, "PYTHONPATH": pythonpath, "SLURM_ARRAY_TASK_ID": "1"}
+# The single-node SLURM of scripts/services/slurm.sh (tests/cluster/_support.py):
+# skipped on a laptop without it, a failure in CI.
+slurm = _support.slurm
+slurm_env = _support.slurm_env
+ARRAY = ROOT / "docs" / "sbatch" / "array.sbatch"
 
 
-def test_array_template_runs_the_spec_of_its_task(tmp_path):
-    env = _fake_srun(tmp_path)
+@pytest.mark.slow
+def test_array_template_runs_the_spec_of_its_task_on_slurm(slurm_env, tmp_path):
+    (tmp_path / "catalogs").symlink_to(ROOT / "catalogs", target_is_directory=True)
     other = tmp_path / "other.yaml"
     other.write_text("source: nowhere.json\noutput: {zarr: never.zarr}\n")
-    array = ROOT / "docs" / "sbatch" / "array.sbatch"
-    spec = "catalogs/sample/ndvi.yaml"
-    ran = subprocess.run(
-        ["bash", str(array), str(other), spec],
-        cwd=tmp_path,
+    env = {
+        **slurm_env,
+        "PYTHONPATH": str(ROOT / "src"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{slurm_env['PATH']}",
+    }
+    command = ["sbatch", "--parsable", "--array=1", "-p", "debug", "-t", "5", "-c", "1"]
+    command += ["--mem-per-cpu=1G", "-D", str(tmp_path), "-o", str(tmp_path / "task-%a.log")]
+    command += [str(ARRAY), str(other), "catalogs/sample/ndvi.yaml"]
+    submitted = subprocess.run(
+        command,
         env=env,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
     )
-    assert ran.returncode == 0, ran.stderr
-    assert (tmp_path / "out" / "pipeline" / "ndvi.zarr").is_dir()  # task 1: the second spec
+    assert submitted.returncode == 0, submitted.stderr
+    deadline = time.monotonic() + 180
+    while _support.squeue(env) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    log = (tmp_path / "task-1.log").read_text()
+    assert (tmp_path / "out" / "pipeline" / "ndvi.zarr").is_dir(), log[-3000:]  # the 2nd spec
     assert not (tmp_path / "never.zarr").exists()
+    assert not (tmp_path / "task-0.log").exists()
+
+
+def test_array_template_refuses_a_task_beyond_its_specs(tmp_path):
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "1"}
+    spec = str(ROOT / "catalogs" / "sample" / "ndvi.yaml")
     beyond = subprocess.run(
-        ["bash", str(array), spec], cwd=tmp_path, env=env, capture_output=True, text=True
+        ["bash", str(ARRAY), spec], cwd=tmp_path, env=env, capture_output=True, text=True
     )
-    assert beyond.returncode == 2 and "only 1 specs given" in beyond.stderr
+    assert beyond.returncode == 2 and "task 1: only 1 specs given" in beyond.stderr
+    env.pop("SLURM_ARRAY_TASK_ID")
+    alone = subprocess.run(
+        ["bash", str(ARRAY), spec], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert alone.returncode != 0 and "submit with sbatch --array=0-N" in alone.stderr
 
 
 def test_scene_script_of_the_hpc_guide_writes_the_scene_of_its_task(tmp_path, monkeypatch):
