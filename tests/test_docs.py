@@ -12,6 +12,7 @@ import html
 import importlib
 import inspect
 import os
+import pkgutil
 import re
 import subprocess
 import sys
@@ -27,21 +28,12 @@ import lazyraster
 
 ROOT = Path(__file__).resolve().parents[1]
 MKDOCS = Path(sys.executable).with_name("mkdocs")
-#: The packages whose public names the API reference documents.
-PACKAGES = [
-    "lazyraster",
-    "lazyraster.catalog",
-    "lazyraster.load",
-    "lazyraster.indices",
-    "lazyraster.focal",
-    "lazyraster.phenology",
-    "lazyraster.masking",
-    "lazyraster.io",
-    "lazyraster.cluster",
-    "lazyraster.pipeline",
-    "lazyraster.testing",
-    "lazyraster.errors",
-    "lazyraster.config",
+#: The public packages and modules: each has a page in the API reference (docs/api/),
+#: the command line its own (docs/cli.md).
+PACKAGES = ["lazyraster"] + [
+    f"lazyraster.{module.name}"
+    for module in pkgutil.iter_modules(lazyraster.__path__)
+    if not module.name.startswith("_")
 ]
 
 
@@ -180,6 +172,21 @@ def _documented(package: str, name: str) -> object | None:
     if isinstance(value, types.ModuleType):  # lazyraster.load, lazyraster.cluster
         value = getattr(value, name) if callable(value) else None
     return value if inspect.isfunction(value) or inspect.isclass(value) else None
+
+
+def test_every_public_package_has_an_api_page_in_the_nav():
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    pages = set(_nav_pages(config["nav"]))
+    for package in PACKAGES:
+        name = package.split(".")[-1]
+        page = "cli.md" if name == "cli" else f"api/{name}.md"
+        assert page in pages, f"{package} has no page {page} in the nav of mkdocs.yml"
+
+
+def test_every_notebook_is_listed():
+    listed = (ROOT / "docs" / "notebooks.md").read_text()
+    for notebook in (ROOT / "notebooks").glob("*.ipynb"):
+        assert f"`{notebook.name}`" in listed, notebook.name
 
 
 def test_the_public_names_are_found():

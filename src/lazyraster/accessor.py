@@ -108,7 +108,16 @@ class _GeoAccessor:
 
 @xr.register_dataset_accessor("geo")
 class GeoDatasetAccessor(_GeoAccessor):
-    """Analysis methods on Datasets, e.g. ``ds.geo.ndvi()``."""
+    """Analysis methods on Datasets, e.g. ``ds.geo.ndvi()``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ds = xr.Dataset({"red": (("y", "x"), np.full((2, 2), 0.1)),
+    ...                  "nir": (("y", "x"), np.full((2, 2), 0.3))})
+    >>> ds.geo.ndvi().values.round(2).tolist()
+    [[0.5, 0.5], [0.5, 0.5]]
+    """
 
     ndvi = _Method("indices", "ndvi")
     index = _Method("indices", "index")
@@ -121,7 +130,15 @@ class GeoDatasetAccessor(_GeoAccessor):
 
 @xr.register_dataarray_accessor("geo")
 class GeoDataArrayAccessor(_GeoAccessor):
-    """Analysis methods on DataArrays."""
+    """Analysis methods on DataArrays.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> da = xr.DataArray(np.arange(9.0).reshape(3, 3), dims=("y", "x"))
+    >>> float(da.geo.focal_mean(size=3)[1, 1])
+    4.0
+    """
 
 
 #: xarray's warning when rioxarray registers ``rio`` over the stand-in below.
