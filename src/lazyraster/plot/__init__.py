@@ -11,8 +11,9 @@ picture of a COG/GeoTIFF or a Zarr store to a PNG (``lazyraster quicklook PATH``
     fig = plot(ndvi, max_panels=4)
     quicklook("out/ndvi.zarr", "ndvi.png")
 
-matplotlib is imported when a picture is drawn, not with this package; without a
-display it draws with the Agg backend.
+matplotlib is imported when a picture is drawn, not with this package. Figures are
+made without pyplot, so they need no display (they draw with Agg when saved) and leave
+no global state; in Jupyter they show as the cell's result.
 """
 
 from __future__ import annotations

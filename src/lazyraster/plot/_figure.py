@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,15 +20,23 @@ if TYPE_CHECKING:
 PANEL_INCHES = 4.0
 
 
-def _use_agg_without_display() -> None:
-    """Select the Agg backend when there is no display and none was chosen."""
-    import matplotlib as mpl
+def _new_figure(size: tuple[float, float], dpi: float) -> Figure:
+    """A matplotlib Figure of its own, known to no pyplot state and needing no display.
 
-    no_display = os.name == "posix" and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    )
-    if no_display and "MPLBACKEND" not in os.environ and "matplotlib.pyplot" not in sys.modules:
-        mpl.use("Agg")
+    It draws with Agg when saved. Under IPython (Jupyter) it is made by pyplot, whose
+    backend (``inline`` in a notebook) teaches IPython to show figures, and closed
+    there at once: shown once when returned by a cell, never collected by pyplot.
+    """
+    ipython = sys.modules.get("IPython")
+    if ipython is not None and ipython.get_ipython() is not None:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=size, dpi=dpi, layout="constrained")
+        plt.close(fig)
+        return fig
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=size, dpi=dpi, layout="constrained")
 
 
 def _variables(obj: xr.Dataset | xr.DataArray, variable: str | Sequence[str] | None) -> list:
@@ -202,10 +209,7 @@ def plot(
     aspect = (top - bottom) / max(right_x - left_x, 1e-300) * full.aspect
     rows, cols, size = _layout(len(chosen), aspect)
     if ax is None:
-        _use_agg_without_display()
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=size, dpi=dpi, layout="constrained")
+        fig = _new_figure(size, dpi)
         axes = list(fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False).ravel())
         pixels = (int(PANEL_INCHES * aspect * dpi), int(PANEL_INCHES * dpi))
     else:

@@ -68,18 +68,26 @@ def spatial_dims(da: xr.DataArray) -> tuple[Hashable, Hashable]:
 
 
 def panel_dim(da: xr.DataArray, ydim: Hashable, xdim: Hashable) -> Hashable | None:
-    """The one dim besides (y, x) of more than one step (``time``, ``year``, ``band``)."""
-    others = [d for d in da.dims if d not in (ydim, xdim) and da.sizes[d] > 1]
-    if len(others) > 1:
-        first = others[0]
+    """The dim besides (y, x) that panels go along (``time``, ``year``, ``band``), if any.
+
+    The one of more than one step; else one step of a labelled dim (``time`` first), so
+    that a single scene's panel still has its date.
+    """
+    others = [d for d in da.dims if d not in (ydim, xdim)]
+    several = [d for d in others if da.sizes[d] > 1]
+    if len(several) > 1:
+        first = several[0]
         example = da[first].values[0] if first in da.coords else 0
         how = f"sel({first}={example!r})" if first in da.coords else f"isel({first}=0)"
         raise ValueError(
-            f"{da.name or 'the array'} has dims {tuple(map(str, others))} besides "
+            f"{da.name or 'the array'} has dims {tuple(map(str, several))} besides "
             f"({ydim}, {xdim}); panels go along one of them: select the others first, "
             f"e.g. .{how}"
         )
-    return others[0] if others else None
+    if several:
+        return several[0]
+    labelled = sorted((d for d in others if d in da.indexes), key=lambda d: d != "time")
+    return labelled[0] if labelled else None
 
 
 def _label(value: Any, dim: Hashable) -> str:

@@ -84,10 +84,11 @@ def kind(da: xr.DataArray) -> str:
 def _label(da: xr.DataArray, what: str) -> str:
     if what == "doy":
         return "day of year"
-    name = str(da.attrs.get("long_name") or da.name or "")
+    short = str(da.name or "")
+    if what == "index":
+        return short.split("_")[0].upper() or str(da.attrs.get("long_name", ""))
+    name = str(da.attrs.get("long_name") or short)
     units = str(da.attrs.get("units", ""))
-    if what == "index" and name == str(da.name or ""):
-        name = name.upper()
     return f"{name} [{units}]" if units and units != "1" else name
 
 
