@@ -343,3 +343,20 @@ def test_more_than_one_dim_besides_y_and_x_names_the_fix():
 def test_max_panels_below_one_is_refused():
     with pytest.raises(ValueError, match="max_panels=0"):
         plot(series(2), max_panels=0)
+
+
+def test_variables_of_one_kind_side_by_side_share_one_colour_scale():
+    """First leaf 80..100 and first bloom 100..120: one "day of year" bar, 80..120."""
+    doy = {"units": "day of year"}
+    leaf = blocks(80.0, 80.0, 100.0, 100.0, name="first_leaf").assign_attrs(doy)
+    bloom = blocks(100.0, 100.0, 120.0, 120.0, name="first_bloom").assign_attrs(doy)
+    ds = xr.Dataset({"first_leaf": leaf, "first_bloom": bloom}).assign_coords(year=2021)
+    fig = ds.geo.plot(variable=["first_leaf", "first_bloom"], dpi=50)
+    panels = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in panels] == ["first_leaf year 2021", "first_bloom year 2021"]
+    bars = [ax for ax in fig.axes if not ax.images]
+    assert [bar.get_ylabel() for bar in bars] == ["day of year"]
+    assert bars[0].get_ylim() == (80.0, 120.0)
+    img = render(fig)
+    at = pixel(img, image_box(fig, fig.axes.index(panels[1])), 0.5, 0.25)
+    assert_colour(at, expected("viridis", 100.0, 80, 120), "bloom on the shared scale")

@@ -221,18 +221,22 @@ def plot(
     panels = _panels.prepare(chosen, pixels)
     named = {("" if a.name is None else str(a.name)): a for a in arrays}
     by_variable = {p.variable: named[p.variable] for p in panels}
-    styles = {
-        name: _style.style(
-            da,
-            [p.values for p in panels if p.variable == name],
+    # variables of one kind (days of year, indices) share their colours; others do not
+    group = {n: k if k != "other" else n for n, k in _kinds(by_variable).items()}
+    members = {g: [n for n in by_variable if group[n] == g] for g in group.values()}
+    by_group = {
+        g: _style.style(
+            by_variable[names[0]],
+            [p.values for p in panels if p.variable in names],
             cmap=cmap,
             vmin=vmin,
             vmax=vmax,
             robust=robust,
             nodata_colour=nodata_color,
         )
-        for name, da in by_variable.items()
+        for g, names in members.items()
     }
+    styles = {n: by_group[group[n]] for n in by_variable}
     shared = len({(s.cmap.name, s.vmin, s.vmax) for s in styles.values()}) == 1
     images = []
     for axis, panel in zip(axes, panels, strict=False):
@@ -258,6 +262,10 @@ def plot(
     elif heading:
         ax.set_title(f"{heading} {ax.get_title()}".strip())
     return fig
+
+
+def _kinds(arrays: dict[str, xr.DataArray]) -> dict[str, str]:
+    return {name: _style.kind(da) for name, da in arrays.items()}
 
 
 def _heading(arrays: list[xr.DataArray]) -> str:
