@@ -90,10 +90,9 @@ def test_north_is_up_and_east_right_whatever_the_order_of_the_coordinates(flip):
         x=slice(None, None, -1) if flip in ("x", "both") else slice(None),
     )
     assert (reordered.y[0] < reordered.y[-1]) == (flip in ("y", "both"))
-    a, b = render(plot(da, dpi=60)), render(plot(reordered, dpi=60))
-    np.testing.assert_array_equal(a, b)
     fig = plot(reordered, dpi=60)
     img, box = render(fig), image_box(fig)
+    np.testing.assert_array_equal(render(plot(da, dpi=60)), img)
     assert_colour(pixel(img, box, *CENTRES["nw"]), expected("RdYlGn", -1.0, -1, 1), "north-west")
     assert_colour(pixel(img, box, *CENTRES["se"]), expected("RdYlGn", 0.5, -1, 1), "south-east")
 
