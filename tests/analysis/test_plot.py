@@ -359,3 +359,28 @@ def test_variables_of_one_kind_side_by_side_share_one_colour_scale():
     img = render(fig)
     at = pixel(img, image_box(fig, fig.axes.index(panels[1])), 0.5, 0.25)
     assert_colour(at, expected("viridis", 100.0, 80, 120), "bloom on the shared scale")
+
+
+def test_irregular_latitudes_are_drawn_cell_by_cell_north_up():
+    """lat/lon dims, latitudes ascending and unevenly spaced: each cell between midpoints."""
+    lat = np.array([60.0, 60.5, 61.5, 63.0])  # south first, uneven
+    lon = np.array([20.0, 21.0, 22.0, 23.0])
+    values = np.array([[1.0] * 4, [1.0] * 4, [-1.0] * 4, [-1.0] * 4])  # green south, red north
+    da = xr.DataArray(values, dims=("lat", "lon"), coords={"lat": lat, "lon": lon}, name="ndvi")
+    fig = plot(da, dpi=60)
+    ax = fig.axes[0]
+    assert not ax.images and ax.collections  # a mesh of cells, not an image
+    # edges: 59.75 | 60.25 | 61.0 | 62.25 | 63.75
+    assert ax.get_ylim() == (59.75, 63.75)
+    img = render(fig)
+    height = fig.bbox.height
+    box = ax.get_window_extent()
+
+    def at(lat_value):
+        row = int(height - box.y0 - (lat_value - 59.75) / 4.0 * box.height)
+        return img[row, int(box.x0 + box.width / 2)]
+
+    assert_colour(at(60.0), expected("RdYlGn", 1.0, -1, 1), "southern cell")
+    assert_colour(at(62.0), expected("RdYlGn", -1.0, -1, 1), "cell from 61.0 to 62.25")
+    assert_colour(at(61.1), expected("RdYlGn", -1.0, -1, 1), "just north of the 61.0 edge")
+    assert_colour(at(60.9), expected("RdYlGn", 1.0, -1, 1), "just south of the 61.0 edge")
