@@ -69,8 +69,9 @@ def _layout(n: int, aspect: float) -> tuple[int, int, tuple[float, float]]:
     """Rows, columns and figure size (inches) for ``n`` panels of height/width ``aspect``."""
     cols = n if n <= 3 else math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    height = PANEL_INCHES * min(max(aspect, 0.3), 2.5)
-    return rows, cols, (cols * PANEL_INCHES + 1.5, rows * (height + 0.5) + 0.8)
+    # tick labels take about 0.8 inch of a panel's width; title and ticks 0.9 of its height
+    height = (PANEL_INCHES - 0.8) * min(max(aspect, 0.3), 2.5) + 0.9
+    return rows, cols, (cols * PANEL_INCHES + 1.5, rows * height + 0.6)
 
 
 def _draw(ax: Axes, panel: _panels.Panel, style: _style.Style) -> Any:
