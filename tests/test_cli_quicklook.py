@@ -84,6 +84,7 @@ def test_a_cog_is_drawn_from_the_overview_that_fits_with_its_colours_and_nodata(
     (fig,) = saved
     assert fig.axes[0].images[0].get_array().shape == (256, 256)
     assert fig.axes[0].get_xlim() == (500000.0, 500000.0 + 10240)
+    assert fig.axes[0].get_xlabel() == "x [m], EPSG:32633"
     img, box = png_pixels(png), image_box(fig)
     assert_colour(pixel(img, box, 0.25, 0.25), expected("RdYlGn", -1, -1, 1), "north-west")
     assert_colour(pixel(img, box, 0.75, 0.25), expected("RdYlGn", 0, -1, 1), "north-east")
@@ -118,6 +119,8 @@ def test_a_zarr_store_is_drawn_one_panel_per_time_step(tmp_path, saved):
     (fig,) = saved
     panels = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in panels] == ["2023-05-01", "2023-05-02", "2023-05-03"]
+    assert panels[0].get_ylabel() == "y [m], EPSG:32633"  # the CRS the store kept
+    assert panels[0].get_xlim() == (500000.0, 500320.0)
     img = png_pixels(png)
     for t, ax in enumerate(panels):
         got = pixel(img, image_box(fig, fig.axes.index(ax)), 0.5, 0.5)
