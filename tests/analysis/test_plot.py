@@ -7,6 +7,9 @@ colour map applied by hand (tests/analysis/_support.py).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import dask
@@ -384,3 +387,30 @@ def test_irregular_latitudes_are_drawn_cell_by_cell_north_up():
     assert_colour(at(62.0), expected("RdYlGn", -1.0, -1, 1), "cell from 61.0 to 62.25")
     assert_colour(at(61.1), expected("RdYlGn", -1.0, -1, 1), "just north of the 61.0 edge")
     assert_colour(at(60.9), expected("RdYlGn", 1.0, -1, 1), "just south of the 61.0 edge")
+
+
+IPYTHON = """
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+result = shell.run_cell(
+    "import numpy as np, xarray as xr, lazyraster\\n"
+    "fig = xr.DataArray(np.zeros((4, 4)), dims=('y', 'x'), name='ndvi').geo.plot()"
+)
+assert result.success, result.error_in_exec
+data, _ = shell.display_formatter.format(shell.user_ns["fig"])
+import matplotlib.pyplot as plt
+print(sorted(data), plt.get_fignums())
+"""
+
+
+def test_in_a_notebook_the_figure_shows_as_an_image_and_is_not_kept_by_pyplot():
+    """IPython with the notebook's inline backend: a returned figure renders as PNG."""
+    done = subprocess.run(
+        [sys.executable, "-c", IPYTHON],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "['image/png', 'text/plain'] []"
