@@ -342,6 +342,12 @@ def test_more_than_one_dim_besides_y_and_x_names_the_fix():
         plot(da)
 
 
+def test_colour_limits_the_wrong_way_round_are_refused():
+    assert plot(blocks(0.0, 0.1, 0.2, 0.3), vmin=0.5).axes[-1].get_ylim() == (0.5, 1.0)
+    with pytest.raises(ValueError, match=r"colour limits 2.0 .. 1.0: give vmin= below vmax="):
+        plot(blocks(0.0, 0.1, 0.2, 0.3), vmin=2)
+
+
 def test_max_panels_below_one_is_refused():
     with pytest.raises(ValueError, match="max_panels=0"):
         plot(series(2), max_panels=0)
