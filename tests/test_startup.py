@@ -21,7 +21,10 @@ import lazyraster
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "catalogs" / "sample" / "catalog.json"
 CLI = "from lazyraster.cli import main; main()"
-HEAVY = ["distributed", "numba", "stackstac", "pystac_client", "zarr", "dask.array", "dask"]
+HEAVY = [
+    "distributed", "numba", "stackstac", "pystac_client", "zarr", "dask.array", "dask",
+    "matplotlib",
+]  # fmt: skip
 
 
 def fresh(code: str, env: dict[str, str] | None = None, user: list[str] | None = None) -> str:
@@ -51,6 +54,19 @@ def test_import_loads_no_heavy_module_and_registers_the_accessor_with_xarray() -
     modules = loaded_after("import lazyraster, xarray; xarray.Dataset.geo")
     assert "lazyraster.accessor" in modules
     assert not modules & set(HEAVY)
+
+
+def test_the_plot_method_loads_matplotlib_only_when_it_draws() -> None:
+    modules = loaded_after("import lazyraster, xarray; xarray.DataArray.geo.plot")
+    assert "lazyraster.plot._figure" in modules
+    assert "matplotlib" not in modules
+    modules = loaded_after(
+        "import lazyraster, xarray\n"
+        "fig = xarray.DataArray([[1.0, 2.0]], dims=('y', 'x')).geo.plot()\n"
+        "fig.savefig('/dev/null', format='png')"
+    )
+    assert "matplotlib" in modules
+    assert "matplotlib.pyplot" not in modules  # no pyplot, no GUI backend, outside IPython
 
 
 def test_accessor_works_after_importing_only_the_package() -> None:
@@ -110,8 +126,10 @@ def test_defaults_reach_dask_config_whenever_it_is_imported() -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["--version"], ["catalog", "build", "--help"], ["run", "--help"]]
-)
+    "args",
+    [["--help"], ["--version"], ["catalog", "build", "--help"], ["run", "--help"],
+     ["quicklook", "--help"]],
+)  # fmt: skip
 def test_cli_help_and_version_load_only_click_and_the_cli(args: list[str]) -> None:
     modules = loaded_after(
         f"from lazyraster.cli import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    pass"
