@@ -37,6 +37,7 @@ LAYER = {
     "indices": 1,
     "phenology": 1,
     "masking": 1,
+    "plot": 1,  # beside io: reads COGs and Zarr stores, writes PNGs with io's atomic commit
     "catalog": 2,
     "load": 3,
     "accessor": 3,

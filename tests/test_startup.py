@@ -21,7 +21,10 @@ import lazyraster
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "catalogs" / "sample" / "catalog.json"
 CLI = "from lazyraster.cli import main; main()"
-HEAVY = ["distributed", "numba", "stackstac", "pystac_client", "zarr", "dask.array", "dask"]
+HEAVY = [
+    "distributed", "numba", "stackstac", "pystac_client", "zarr", "dask.array", "dask",
+    "matplotlib",
+]  # fmt: skip
 
 
 def fresh(code: str, env: dict[str, str] | None = None, user: list[str] | None = None) -> str:
@@ -110,8 +113,10 @@ def test_defaults_reach_dask_config_whenever_it_is_imported() -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["--version"], ["catalog", "build", "--help"], ["run", "--help"]]
-)
+    "args",
+    [["--help"], ["--version"], ["catalog", "build", "--help"], ["run", "--help"],
+     ["quicklook", "--help"]],
+)  # fmt: skip
 def test_cli_help_and_version_load_only_click_and_the_cli(args: list[str]) -> None:
     modules = loaded_after(
         f"from lazyraster.cli import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    pass"

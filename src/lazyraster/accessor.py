@@ -104,6 +104,7 @@ class _GeoAccessor:
     write_zarr = _Method("io", "write_zarr")
     to_zarr = _Renamed("write_zarr")
     to_geotiff = _Method("io", "write_geotiff")
+    plot = _Method("plot", "plot")
 
 
 @xr.register_dataset_accessor("geo")

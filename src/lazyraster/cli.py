@@ -95,6 +95,53 @@ def demo(catalog: str, out: str, overwrite: bool, collections: tuple[str, ...]) 
     click.echo(result.report())
 
 
+# ---------------------------------------------------------------- lazyraster quicklook
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--out", "png", type=click.Path(dir_okay=False, path_type=Path),
+    help="PNG to write (default: <name>.png beside PATH).",
+)  # fmt: skip
+@click.option("--variable", help="Variable of a Zarr group, or band description of a GeoTIFF.")
+@click.option("--time", "when", help="Time step (2023-05-01; 2023-05 for a month; a year).")
+@click.option(
+    "--max-panels", type=click.IntRange(1, 64), default=6, show_default=True,
+    help="At most this many panels (one per time step).",
+)  # fmt: skip
+@click.option("--dpi", type=click.IntRange(20, 600), default=100, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace the PNG if it exists.")
+def quicklook(
+    path: Path,
+    png: Path | None,
+    variable: str | None,
+    when: str | None,
+    max_panels: int,
+    dpi: int,
+    overwrite: bool,
+) -> None:
+    """Draw a COG/GeoTIFF or a Zarr store (or group) as a PNG: a map per time step."""
+    from lazyraster.errors import LazyrasterError
+    from lazyraster.plot import quicklook as write_quicklook
+
+    try:
+        written = write_quicklook(
+            path,
+            png,
+            variable=variable,
+            time=when,
+            overwrite=overwrite,
+            max_panels=max_panels,
+            dpi=dpi,
+        )
+    except (LazyrasterError, OSError) as err:
+        raise _failure(err) from None
+    except (ValueError, TypeError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(written)
+
+
 # ---------------------------------------------------------------- lazyraster run
 
 

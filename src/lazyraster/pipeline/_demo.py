@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import xarray as xr
-from matplotlib.figure import Figure
 
 from lazyraster.errors import OutputExistsError
 from lazyraster.pipeline._run import _size, _timed, run_pipeline
 from lazyraster.pipeline._spec import Spec, load_spec
 from lazyraster.pipeline._steps import _apply_step
+from lazyraster.plot import quicklook
 
 __all__ = ["DemoResult", "analyse", "run_demo"]
 
@@ -85,36 +85,6 @@ def analyse(ds: xr.Dataset) -> xr.Dataset:
     for call in spec.steps:
         ds = _apply_step(ds, call)
     return ds[list(spec.outputs["zarr"].variables or ds.data_vars)]
-
-
-def quicklook(panels: dict[str, xr.DataArray], path: Path, *, title: str) -> None:
-    """Write a PNG of 2-D NDVI-like maps side by side, in map coordinates, one colour bar."""
-    fig = Figure(figsize=(5 * len(panels) + 1, 4.5), dpi=100, layout="constrained")
-    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
-    for ax, (label, data) in zip(axes, panels.items(), strict=True):
-        left, bottom, right, top = data.rio.bounds()
-        image = ax.imshow(
-            data.values,
-            extent=(left, right, bottom, top),
-            cmap="RdYlGn",
-            vmin=-1,
-            vmax=1,
-            interpolation="nearest",
-        )
-        ax.set_title(label)
-        ax.set_xlabel(f"x ({data.rio.crs})")
-        ax.ticklabel_format(style="plain", useOffset=False)
-        ax.tick_params(axis="x", labelrotation=30)
-        ax.set_facecolor("0.85")  # nodata shows grey
-    axes[0].set_ylabel("y")
-    fig.colorbar(image, ax=list(axes), label="NDVI")
-    fig.suptitle(title)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    try:
-        fig.savefig(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _in_folder(spec: Spec, catalog: str, out: Path, collections: list[str] | None) -> Spec:
@@ -184,11 +154,17 @@ def run_demo(
         names = [kind] if len(paths) == 1 else [f"{kind} {n + 1}" for n in range(len(paths))]
         outputs.update(zip(names, map(Path, paths), strict=True))
     timings = {"load": report.timings["build"], "write": report.timings["write"]}
-    with _timed(timings, "quicklook"), xr.open_zarr(outputs["zarr"]) as written:
-        first = written.isel(time=0) if "time" in written.dims else written
-        day = f" ({str(first.time.values)[:10]})" if "time" in first.coords else ""
-        label = str(first.id.values) if "id" in first.coords else Path(catalog).name
-        panels = {"NDVI": first["ndvi"], "3 x 3 focal mean": first["ndvi_focal_mean"]}
-        quicklook(panels, png, title=f"{label}{day}")
-    outputs["quicklook"] = png
+    with _timed(timings, "quicklook"):
+        with xr.open_zarr(outputs["zarr"]) as written:
+            first = written.isel(time=0) if "time" in written.dims else written
+            when = first.time.values if "time" in written.dims else None
+            label = str(first.id.values) if "id" in first.coords else Path(catalog).name
+        outputs["quicklook"] = quicklook(
+            outputs["zarr"],
+            png,
+            variable=["ndvi", "ndvi_focal_mean"],
+            time=when,
+            overwrite=overwrite,
+            title=label,
+        )
     return DemoResult(outputs=outputs, timings=timings)
