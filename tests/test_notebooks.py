@@ -36,6 +36,7 @@ from tests.references import (
     loop_focal,
     loop_focal_mean,
     ml_si_published,
+    ndvi_of,
     safe_masked_ndvi,
     sample_ndvi,
 )
@@ -207,7 +208,71 @@ def perturb_daymet_spring_index(ns: dict[str, Any]) -> dict[str, Any]:
     return {**ns, "stations": ns["stations"].assign(first_leaf=leaf)}
 
 
+# laptop_to_cluster -----------------------------------------------------------------------
+
+
+def _scene_reference(work: Path, date: str) -> tuple[np.ndarray, np.ndarray]:
+    """NDVI and its 3x3 focal mean of one scene, from its two COGs with rasterio."""
+    import rasterio
+
+    bands = []
+    for band in ("B04", "B08"):
+        with rasterio.open(work / "scenes" / f"T35VLG_{date}_{band}.tif") as src:
+            dn = src.read(1).astype(np.float64)
+        dn[dn == src.nodata] = np.nan
+        bands.append(dn)
+    ndvi = ndvi_of(*bands)
+    return ndvi, loop_focal_mean(ndvi)
+
+
+def _bitwise_equal(got: Any, want: Any) -> None:
+    for name in ("ndvi", "ndvi_mean3"):
+        a, b = np.asarray(got[name].values), np.asarray(want[name].values)
+        assert a.dtype == b.dtype == np.float32, (name, a.dtype, b.dtype)
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32), err_msg=name)
+
+
+def check_laptop_to_cluster(ns: dict[str, Any]) -> None:
+    """Threads give rasterio + numpy's NDVI and the plain-loop mean; LocalCluster, SLURM
+    (when the test has a SLURM cluster, always in CI) and the array job's per-scene
+    stores give the threaded result bit for bit."""
+    references = [_scene_reference(Path(ns["work"]), date) for date in ns["dates"]]
+    ndvi = np.stack([r[0] for r in references])
+    mean3 = np.stack([r[1] for r in references])
+    threads = ns["on_threads"]
+    np.testing.assert_allclose(threads.ndvi.values, ndvi, rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(threads.ndvi_mean3.values, mean3, rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(ns["scene_means"].values, ndvi.mean(axis=(1, 2)), atol=1e-6)
+    _bitwise_equal(ns["on_local"], threads)
+    _bitwise_equal(ns["per_scene"], threads)
+    assert ns["slurm_reachable"] is ns["slurm_expected"]
+    if ns["slurm_expected"]:
+        _bitwise_equal(ns["on_slurm"], threads)
+    else:
+        assert ns["on_slurm"] is None
+
+
+def perturb_laptop_to_cluster(ns: dict[str, Any]) -> dict[str, Any]:
+    local = ns["on_local"].copy(deep=True)
+    local["ndvi"].values[0] = _one_pixel_off(local["ndvi"].values[0], by=1e-6)
+    return {**ns, "on_local": local}
+
+
 NOTEBOOK_CHECKS: dict[str, Notebook] = {
+    "laptop_to_cluster": Notebook(
+        (
+            "work",
+            "dates",
+            "on_threads",
+            "scene_means",
+            "on_local",
+            "slurm_reachable",
+            "on_slurm",
+            "per_scene",
+        ),
+        check_laptop_to_cluster,
+        perturb_laptop_to_cluster,
+    ),
     "quickstart": Notebook(("ndvi", "values", "focal"), check_quickstart, perturb_quickstart),
     "focal_statistics": Notebook(
         (
@@ -274,8 +339,8 @@ def notebook(request, tmp_path_factory) -> tuple[str, dict[str, Any]]:
     if name == "laptop_to_cluster":
         try:
             env = dict(request.getfixturevalue("slurm"))
-        except pytest.skip.Exception:
-            env["LAZYRASTER_NO_SLURM"] = "1"
+        except pytest.skip.Exception:  # no SLURM on this laptop: the notebook's dry run
+            env["SLURM_CONF"] = str(tmp / "no-slurm.conf")
     env.update(
         LAZYRASTER_WORK=str(tmp / "work"),
         PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
@@ -284,7 +349,7 @@ def notebook(request, tmp_path_factory) -> tuple[str, dict[str, Any]]:
     )
     (tmp / "work").mkdir()
     results = execute(name, tmp, env)
-    results["slurm_expected"] = "LAZYRASTER_NO_SLURM" not in env
+    results["slurm_expected"] = Path(env.get("SLURM_CONF", "/nonexistent")).is_file()
     return name, results
 
 
