@@ -136,8 +136,8 @@ def check_focal_statistics(ns: dict[str, Any]) -> None:
 
 
 def perturb_focal_statistics(ns: dict[str, Any]) -> dict[str, Any]:
-    by_edge = {**ns["by_edge"], "reflect": _one_pixel_off(ns["by_edge"]["reflect"])}
-    return {**ns, "by_edge": by_edge}
+    by_size = {**ns["by_size"], 3: _one_pixel_off(ns["by_size"][3])}
+    return {**ns, "by_size": by_size}
 
 
 # sentinel2_safe --------------------------------------------------------------------------
@@ -327,6 +327,7 @@ def execute(name: str, tmp: Path, env: dict[str, str]) -> dict[str, Any]:
     client.execute(env=env)
     results = pickle.loads(dump.read_bytes())
     assert results.pop("executable") == sys.executable
+    results["executed"] = nb
     return results
 
 
@@ -362,6 +363,17 @@ def test_a_wrong_result_fails_the_check(notebook):
     name, results = notebook
     with pytest.raises(AssertionError):
         NOTEBOOK_CHECKS[name].check(NOTEBOOK_CHECKS[name].perturb(results))
+
+
+def test_each_figure_is_shown_once(notebook):
+    """Every map and plot appears, once: a figure returned and also flushed by pyplot would
+    show twice, one drawn on axes of a figure never shown not at all."""
+    name, results = notebook
+    cells = [c for c in results["executed"].cells if c.cell_type == "code"]
+    shown = [sum("image/png" in o.get("data", {}) for o in c.outputs) for c in cells]
+    drawing = [bool(re.search(r"geo\.plot\(|plt\.subplots\(", c.source)) for c in cells]
+    assert all(n <= 1 for n in shown), (name, shown)
+    assert [n == 1 for n in shown] == drawing, (name, shown, drawing)
 
 
 def _notebooks() -> list[Path]:
