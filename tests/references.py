@@ -106,6 +106,27 @@ def safe_band(safe: Path, band: str, res: int) -> np.ndarray:
     return reflectance
 
 
+#: Real ESA metadata (``MTD_MSIL2A.xml``, ``MTD_TL.xml``) of Sentinel-2 L2A products.
+REAL_SAFE = ROOT / "tests" / "data" / "sentinel2-safe-metadata"
+
+
+def xml_fields(path: Path, tags: tuple[str, ...]) -> dict[str, list[str]]:
+    """Element path (namespaces left out) -> values, of the elements named ``tags``."""
+    found: dict[str, list[str]] = {}
+
+    def walk(element: ET.Element, parent: str) -> None:
+        here = f"{parent}/{element.tag.split('}')[-1]}"
+        if here.rsplit("/", 1)[-1] in tags:
+            found.setdefault(here, []).append(
+                " ".join([*(f"{k}={v}" for k, v in element.attrib.items()), element.text or ""])
+            )
+        for child in element:
+            walk(child, here)
+
+    walk(ET.parse(path).getroot(), "")
+    return found
+
+
 def safe_masked_ndvi(safe: Path) -> np.ndarray:
     """NDVI of a SAFE folder on the 10 m grid, NaN where the 20 m SCL is not a clear view."""
     red, nir = safe_band(safe, "B04", 10), safe_band(safe, "B08", 10)

@@ -33,12 +33,14 @@ import pytest
 from nbclient import NotebookClient
 from tests.cluster._support import slurm  # noqa: F401 (the SLURM fixture)
 from tests.references import (
+    REAL_SAFE,
     loop_focal,
     loop_focal_mean,
     ml_si_published,
     ndvi_of,
     safe_masked_ndvi,
     sample_ndvi,
+    xml_fields,
 )
 
 import lazyraster
@@ -143,6 +145,31 @@ def perturb_focal_statistics(ns: dict[str, Any]) -> dict[str, Any]:
 # sentinel2_safe --------------------------------------------------------------------------
 
 
+_PRODUCT_TAGS = ("PROCESSING_BASELINE", "BOA_QUANTIFICATION_VALUE", "BOA_ADD_OFFSET")
+_TILE_TAGS = ("HORIZONTAL_CS_CODE", "NROWS", "NCOLS", "ULX", "ULY", "XDIM", "YDIM")
+
+
+def _matches_real_metadata(safe: Path) -> None:
+    """The XML fields the reference reads sit where ESA puts them, in a real product of
+    the same processing era (offsets from 04.00 on); the grid is the real 22HBD tile's."""
+    ours = xml_fields(safe / "MTD_MSIL2A.xml", _PRODUCT_TAGS)
+    new = "_N04" in safe.name or "_N05" in safe.name
+    real = next(REAL_SAFE.glob("*_N0509_*T01KAB*.SAFE" if new else "*_N0214_*T22HBD*.SAFE"))
+    want = xml_fields(real / "MTD_MSIL2A.xml", _PRODUCT_TAGS)
+    assert sorted(ours) == sorted(want)
+    if new:
+        offsets = next(k for k in ours if k.endswith("BOA_ADD_OFFSET"))
+        assert ours[offsets] == want[offsets]  # band_id=0..12, -1000 each
+    tile = next(safe.glob("GRANULE/*/MTD_TL.xml"))
+    real_tile = next(REAL_SAFE.glob("*T22HBD*.SAFE/GRANULE/*/MTD_TL.xml"))
+    ours, want = xml_fields(tile, _TILE_TAGS), xml_fields(real_tile, _TILE_TAGS)
+    assert sorted(ours) == sorted(want)
+    for field in ("HORIZONTAL_CS_CODE", "ULX", "ULY", "XDIM", "YDIM"):
+        key = next(k for k in ours if k.endswith(field))
+        # the real tile's values, per resolution (10 m, 20 m; the notebook has no 60 m)
+        assert ours[key] == want[key][: len(ours[key])], field
+
+
 def check_sentinel2_safe(ns: dict[str, Any]) -> None:
     """The masked NDVI, its series, the Zarr store and the COGs equal rasterio + numpy on
     the SAFE folders (offsets from their XML, the SCL classes ESA defines)."""
@@ -150,6 +177,8 @@ def check_sentinel2_safe(ns: dict[str, Any]) -> None:
     import xarray as xr
     from rio_cogeo.cogeo import cog_validate
 
+    for product in ns["products"]:
+        _matches_real_metadata(Path(product))
     expected = np.stack([safe_masked_ndvi(Path(p)) for p in ns["products"]])
     cloudy = np.isnan(expected).any(axis=(1, 2))
     assert cloudy.sum() == 2 and (~cloudy).sum() == 4  # two dates with a cloud mask to apply
