@@ -56,6 +56,19 @@ def test_import_loads_no_heavy_module_and_registers_the_accessor_with_xarray() -
     assert not modules & set(HEAVY)
 
 
+def test_the_plot_method_loads_matplotlib_only_when_it_draws() -> None:
+    modules = loaded_after("import lazyraster, xarray; xarray.DataArray.geo.plot")
+    assert "lazyraster.plot._figure" in modules
+    assert "matplotlib" not in modules
+    modules = loaded_after(
+        "import lazyraster, xarray\n"
+        "fig = xarray.DataArray([[1.0, 2.0]], dims=('y', 'x')).geo.plot()\n"
+        "fig.savefig('/dev/null', format='png')"
+    )
+    assert "matplotlib" in modules
+    assert "matplotlib.pyplot" not in modules  # no pyplot, no GUI backend, outside IPython
+
+
 def test_accessor_works_after_importing_only_the_package() -> None:
     for order in (
         "import lazyraster\nimport xarray as xr",

@@ -69,8 +69,9 @@ def _layout(n: int, aspect: float) -> tuple[int, int, tuple[float, float]]:
     """Rows, columns and figure size (inches) for ``n`` panels of height/width ``aspect``."""
     cols = n if n <= 3 else math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    height = PANEL_INCHES * min(max(aspect, 0.3), 2.5)
-    return rows, cols, (cols * PANEL_INCHES + 1.5, rows * (height + 0.5) + 0.8)
+    # tick labels take about 0.8 inch of a panel's width; title and ticks 0.9 of its height
+    height = (PANEL_INCHES - 0.8) * min(max(aspect, 0.3), 2.5) + 0.9
+    return rows, cols, (cols * PANEL_INCHES + 1.5, rows * height + 0.6)
 
 
 def _draw(ax: Axes, panel: _panels.Panel, style: _style.Style) -> Any:
@@ -219,37 +220,9 @@ def plot(
     for spare in axes[len(chosen) :]:
         spare.set_visible(False)
     panels = _panels.prepare(chosen, pixels)
-    named = {("" if a.name is None else str(a.name)): a for a in arrays}
-    by_variable = {p.variable: named[p.variable] for p in panels}
-    styles = {
-        name: _style.style(
-            da,
-            [p.values for p in panels if p.variable == name],
-            cmap=cmap,
-            vmin=vmin,
-            vmax=vmax,
-            robust=robust,
-            nodata_colour=nodata_color,
-        )
-        for name, da in by_variable.items()
-    }
-    shared = len({(s.cmap.name, s.vmin, s.vmax) for s in styles.values()}) == 1
-    images = []
-    for axis, panel in zip(axes, panels, strict=False):
-        if len(arrays) > 1:
-            panel.title = f"{panel.variable} {panel.title}".strip()
-        images.append(_draw(axis, panel, styles[panel.variable]))
-        if not shared:
-            style = styles[panel.variable]
-            fig.colorbar(images[-1], ax=axis, label=style.label, shrink=0.9)
-    if shared:
-        labels = list(dict.fromkeys(s.label for s in styles.values()))
-        fig.colorbar(images[0], ax=axes[: len(panels)], label=", ".join(labels), shrink=0.9)
-    for axis in axes[: len(panels)]:
-        if ax is None:
-            axis.label_outer()
-    if any(p.values.mask.any() for p in panels):
-        _legend(fig, ax, next(iter(styles.values())).nodata_colour)
+    options = {"cmap": cmap, "vmin": vmin, "vmax": vmax, "robust": robust}
+    styles = _styles(arrays, panels, nodata_colour=nodata_color, **options)
+    _draw_all(fig, axes if ax is None else None, axes, panels, styles, titled=len(arrays) > 1)
     heading = title if title is not None else _heading(arrays)
     if left:
         heading = f"{heading}\n{_note(left, len(chosen) + left, dim)}".strip()
@@ -258,6 +231,58 @@ def plot(
     elif heading:
         ax.set_title(f"{heading} {ax.get_title()}".strip())
     return fig
+
+
+def _styles(
+    arrays: list[xr.DataArray], panels: list[_panels.Panel], **options: Any
+) -> dict[str, _style.Style]:
+    """The style of each variable drawn, from the values of its panels.
+
+    Variables of one kind (days of year, indices) share one style, from all their
+    panels' values; every other variable has its own.
+    """
+    named = {("" if a.name is None else str(a.name)): a for a in arrays}
+    drawn = {p.variable: named[p.variable] for p in panels}
+    kinds = {name: _style.kind(da) for name, da in drawn.items()}
+    group = {name: k if k != "other" else f"variable {name}" for name, k in kinds.items()}
+    by_group = {}
+    for g in dict.fromkeys(group.values()):
+        names = [n for n in drawn if group[n] == g]
+        values = [p.values for p in panels if p.variable in names]
+        by_group[g] = _style.style(drawn[names[0]], values, **options)
+    return {name: by_group[group[name]] for name in drawn}
+
+
+def _draw_all(
+    fig: Figure,
+    own: list[Axes] | None,
+    axes: list[Axes],
+    panels: list[_panels.Panel],
+    styles: dict[str, _style.Style],
+    *,
+    titled: bool,
+) -> None:
+    """Draw the panels, their colour bar(s) and the nodata legend.
+
+    ``own`` are the axes of a figure made here (outer tick labels only), None for the
+    user's; ``titled`` puts the variable's name in each panel's title.
+    """
+    shared = len({(s.cmap.name, s.vmin, s.vmax) for s in styles.values()}) == 1
+    images = []
+    for axis, panel in zip(axes, panels, strict=False):
+        if titled:
+            panel.title = f"{panel.variable} {panel.title}".strip()
+        images.append(_draw(axis, panel, styles[panel.variable]))
+        if not shared:
+            label = styles[panel.variable].label
+            fig.colorbar(images[-1], ax=axis, label=label, shrink=0.9)
+    if shared:
+        labels = ", ".join(dict.fromkeys(s.label for s in styles.values()))
+        fig.colorbar(images[0], ax=axes[: len(panels)], label=labels, shrink=0.9)
+    for axis in (own or [])[: len(panels)]:
+        axis.label_outer()
+    if any(p.values.mask.any() for p in panels):
+        _legend(fig, None if own else axes[0], next(iter(styles.values())).nodata_colour)
 
 
 def _heading(arrays: list[xr.DataArray]) -> str:

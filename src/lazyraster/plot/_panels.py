@@ -196,7 +196,7 @@ def grid(da: xr.DataArray, ydim: Hashable, xdim: Hashable) -> Grid:
 
 def nodata_mask(values: np.ndarray, nodata: float | None) -> np.ma.MaskedArray:
     """``values`` masked where NaN or equal to the nodata value."""
-    mask = ~np.isfinite(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
+    mask = np.isnan(values) if values.dtype.kind in "fc" else np.zeros(values.shape, bool)
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
         mask |= values == nodata
     return np.ma.MaskedArray(values, mask=mask)
@@ -231,7 +231,9 @@ def select(
         if dim is None:
             if time is not None:
                 raise ValueError(f"{name or 'the array'} has no time steps: leave out time=")
-            steps: list[tuple[xr.DataArray, str]] = [(da, "")]
+            scalar = [c for c in ("time", "year") if c in da.coords and da[c].ndim == 0]
+            label = _label(da[scalar[0]].values, scalar[0]) if scalar else ""
+            steps: list[tuple[xr.DataArray, str]] = [(da, label)]
         else:
             dims.add(dim)
             positions = _positions(da, dim, time)

@@ -169,8 +169,9 @@ def quicklook(
     path : str or path-like
         A GeoTIFF/COG file, or a Zarr store, group or array folder.
     png : str or path-like, optional
-        The PNG to write; default ``<name>.png`` beside ``path`` (beside the store, named
-        after store, group and variable, for a Zarr group).
+        The PNG to write (missing folders are created); default ``<name>.png`` beside
+        ``path`` (beside the store, named after store, group and variable, for a Zarr
+        group).
     variable : str or list of str, optional
         The variable of a Zarr group (or several, side by side), or the band (by
         description) of a GeoTIFF; may be left out when there is one.
@@ -225,6 +226,7 @@ def quicklook(
     if "title" not in options:
         options["title"] = f"{label}: {heading}" if heading and len(arrays) == 1 else label
     fig = plot(obj, variable=variable, time=time, max_panels=max_panels, dpi=dpi, **options)
+    png.parent.mkdir(parents=True, exist_ok=True)  # as the writers do, once it is drawn
     with replacing(png) as tmp:
         fig.savefig(tmp.path, format="png", dpi=dpi)
         if os.path.lexists(png) and not overwrite:

@@ -140,10 +140,14 @@ def style(
     low, high = _limits(values, what, robust)
     colours = mpl.colormaps[cmap or CMAPS[what]] if not hasattr(cmap, "N") else cmap
     colour = nodata_colour or _nodata_colour(colours)
+    low = low if vmin is None else float(vmin)
+    high = high if vmax is None else float(vmax)
+    if not low < high:
+        raise ValueError(f"colour limits {low} .. {high}: give vmin= below vmax=")
     return Style(
         cmap=colours.with_extremes(bad=colour),
-        vmin=low if vmin is None else float(vmin),
-        vmax=high if vmax is None else float(vmax),
+        vmin=low,
+        vmax=high,
         label=_label(da, what),
         nodata_colour=colour,
     )
