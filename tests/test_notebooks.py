@@ -1,28 +1,90 @@
-"""The notebooks (jupytext percent scripts in notebooks/) run and give the reference values.
+"""The notebooks in notebooks/ run top to bottom and give the reference values.
 
-Each notebook runs top to bottom once (a module fixture); its results, read from the
-namespace it leaves, are compared with values made outside lazyraster
-(:mod:`tests.references`) within the tolerances of the analysis and pipeline tests.
-The checks are functions, so that a test can hand them a wrong result and see them fail.
+Each notebook is executed once (a module fixture) by nbclient in a fresh kernel of this
+interpreter, started in notebooks/ as Jupyter starts it, with ``LAZYRASTER_WORK`` set to
+a temporary folder for what it writes and the interpreter's scripts (``lazyraster``) on
+``PATH``. A cell appended to the executed copy saves the notebook's named results; they
+are compared with values made outside lazyraster (:mod:`tests.references`: rasterio and
+numpy reads of the files, plain-loop focal statistics, ML_SI's published days) within
+the tolerances of the analysis and pipeline tests. The checks are functions, so that a
+test can hand them a wrong result and see them fail.
+
+The ``laptop_to_cluster`` notebook starts a real SLURM cluster when one is reachable: the
+SLURM fixture of the cluster tests provides it here, skipped on a laptop without SLURM
+(the notebook then shows the dry run's job script) and failing in CI.
 """
 
 from __future__ import annotations
 
 import ast
-import runpy
+import json
+import os
+import pickle
+import re
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import numpy as np
 import pytest
-from tests.references import loop_focal_mean, ml_si_published, sample_ndvi
+from nbclient import NotebookClient
+from tests.cluster._support import slurm  # noqa: F401 (the SLURM fixture)
+from tests.references import (
+    REAL_SAFE,
+    loop_focal,
+    loop_focal_mean,
+    ml_si_published,
+    ndvi_of,
+    safe_masked_ndvi,
+    sample_ndvi,
+    xml_fields,
+)
 
 import lazyraster
 from lazyraster.testing import daymet_like
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
+NOTEBOOKS = ROOT / "notebooks"
+
+#: Saves the results named by the test (computed, if lazy) to a pickle file.
+_DUMP = """\
+import pickle as _pickle
+import sys as _sys
+
+
+def _computed(value):
+    return value.compute() if hasattr(value, "compute") else value
+
+
+with open({path!r}, "wb") as _file:
+    _pickle.dump(
+        {{"executable": _sys.executable, **{{n: _computed(globals()[n]) for n in {names!r}}}}},
+        _file,
+    )
+"""
+
+
+@dataclass(frozen=True)
+class Notebook:
+    """What the test reads from a notebook, how it checks it, and one wrong result."""
+
+    results: tuple[str, ...]
+    check: Callable[[dict[str, Any]], None]
+    perturb: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _one_pixel_off(values: np.ndarray, by: float = 1e-3) -> np.ndarray:
+    """A copy with one valid pixel (the middle one of the valid ones) changed by ``by``."""
+    changed = values.copy()
+    index = tuple(np.argwhere(np.isfinite(values))[np.isfinite(values).sum() // 2])
+    changed[index] += by
+    return changed
+
+
+# quickstart ------------------------------------------------------------------------------
 
 
 def check_quickstart(ns: dict[str, Any]) -> None:
@@ -37,77 +99,349 @@ def check_quickstart(ns: dict[str, Any]) -> None:
     )
 
 
+def perturb_quickstart(ns: dict[str, Any]) -> dict[str, Any]:
+    return {**ns, "values": _one_pixel_off(ns["values"])}  # less than NDVI's printed precision
+
+
+# focal_statistics ------------------------------------------------------------------------
+
+
+def check_focal_statistics(ns: dict[str, Any]) -> None:
+    """Every window, shape, edge rule and min_count equals the plain loop on the field."""
+    field = ns["field"]
+    assert np.isnan(field).any() and np.isfinite(field).any()
+
+    def same(got: np.ndarray, **options: Any) -> None:
+        want = loop_focal(field, **options)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+    assert sorted(ns["by_size"]) == [3, 7, 15]
+    for size, got in ns["by_size"].items():
+        same(got, size=size)
+    for shape, got in ns["by_shape"].items():
+        same(got, size=15, shape=shape)
+    for edge, got in ns["by_edge"].items():
+        same(got, size=15, edge=edge)
+    assert sorted(map(str, ns["by_min_count"])) == ["1", "25", "all"]
+    for count, got in ns["by_min_count"].items():
+        same(got, size=7, min_count=count)
+    kept = np.where(np.isnan(field), np.nan, loop_focal(field, 7))
+    np.testing.assert_allclose(ns["kept_gaps"], kept, rtol=1e-5, atol=1e-6, equal_nan=True)
+    radius = 7  # the footprints: a square of 15 x 15 and the disc of radius 7
+    dy, dx = np.mgrid[-10:11, -10:11]
+    square = (np.abs(dy) <= radius) & (np.abs(dx) <= radius)
+    circle = dy**2 + dx**2 <= radius**2
+    for shape, want in (("square", square), ("circle", circle)):  # running sums: round-off
+        np.testing.assert_allclose(ns["footprints"][shape], want * 1.0, atol=1e-6, err_msg=shape)
+    std = loop_focal(field, 5, shape="circle", stat=np.std)
+    np.testing.assert_allclose(ns["texture"], std, rtol=1e-4, atol=1e-5, equal_nan=True)
+
+
+def perturb_focal_statistics(ns: dict[str, Any]) -> dict[str, Any]:
+    by_size = {**ns["by_size"], 3: _one_pixel_off(ns["by_size"][3])}
+    return {**ns, "by_size": by_size}
+
+
+# sentinel2_safe --------------------------------------------------------------------------
+
+
+_PRODUCT_TAGS = ("PROCESSING_BASELINE", "BOA_QUANTIFICATION_VALUE", "BOA_ADD_OFFSET")
+_TILE_TAGS = ("HORIZONTAL_CS_CODE", "NROWS", "NCOLS", "ULX", "ULY", "XDIM", "YDIM")
+
+
+def _matches_real_metadata(safe: Path) -> None:
+    """The XML fields the reference reads sit where ESA puts them, in a real product of
+    the same processing era (offsets from 04.00 on); the grid is the real 22HBD tile's."""
+    ours = xml_fields(safe / "MTD_MSIL2A.xml", _PRODUCT_TAGS)
+    new = "_N04" in safe.name or "_N05" in safe.name
+    real = next(REAL_SAFE.glob("*_N0509_*T01KAB*.SAFE" if new else "*_N0214_*T22HBD*.SAFE"))
+    want = xml_fields(real / "MTD_MSIL2A.xml", _PRODUCT_TAGS)
+    assert sorted(ours) == sorted(want)
+    if new:
+        offsets = next(k for k in ours if k.endswith("BOA_ADD_OFFSET"))
+        assert ours[offsets] == want[offsets]  # band_id=0..12, -1000 each
+    tile = next(safe.glob("GRANULE/*/MTD_TL.xml"))
+    real_tile = next(REAL_SAFE.glob("*T22HBD*.SAFE/GRANULE/*/MTD_TL.xml"))
+    ours, want = xml_fields(tile, _TILE_TAGS), xml_fields(real_tile, _TILE_TAGS)
+    assert sorted(ours) == sorted(want)
+    for field in ("HORIZONTAL_CS_CODE", "ULX", "ULY", "XDIM", "YDIM"):
+        key = next(k for k in ours if k.endswith(field))
+        # the real tile's values, per resolution (10 m, 20 m; the notebook has no 60 m)
+        assert ours[key] == want[key][: len(ours[key])], field
+
+
+def check_sentinel2_safe(ns: dict[str, Any]) -> None:
+    """The masked NDVI, its series, the Zarr store and the COGs equal rasterio + numpy on
+    the SAFE folders (offsets from their XML, the SCL classes ESA defines)."""
+    import rasterio
+    import xarray as xr
+    from rio_cogeo.cogeo import cog_validate
+
+    for product in ns["products"]:
+        _matches_real_metadata(Path(product))
+    expected = np.stack([safe_masked_ndvi(Path(p)) for p in ns["products"]])
+    cloudy = np.isnan(expected).any(axis=(1, 2))
+    assert cloudy.sum() == 2 and (~cloudy).sum() == 4  # two dates with a cloud mask to apply
+    assert len({Path(p).name.split("_")[3] for p in ns["products"]}) == 2  # baselines 03.01, 04.00
+    np.testing.assert_allclose(ns["ndvi"].values, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(
+        ns["mean_ndvi"], np.nanmean(expected, axis=(1, 2)), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        ns["field_ndvi"], np.nanmean(expected[:, :, :30], axis=(1, 2)), rtol=1e-5, atol=1e-6
+    )
+    with xr.open_zarr(ns["store"]) as written:
+        np.testing.assert_allclose(written.ndvi.values, expected, rtol=1e-5, equal_nan=True)
+    assert len(ns["cogs"]) == len(expected)
+    for path, want in zip(ns["cogs"], expected, strict=True):
+        valid, errors, _ = cog_validate(path)
+        assert valid, errors
+        with rasterio.open(path) as cog:
+            got = cog.read(1, masked=True).filled(np.nan)
+            assert cog.crs.to_epsg() == 32722
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def perturb_sentinel2_safe(ns: dict[str, Any]) -> dict[str, Any]:
+    mean = ns["mean_ndvi"].copy()
+    mean[1] += 1e-3
+    return {**ns, "mean_ndvi": mean}
+
+
+# daymet_spring_index ---------------------------------------------------------------------
+
+
 def check_daymet_spring_index(ns: dict[str, Any]) -> None:
     """The six stations give ML_SI's published days, every station-year; the Daymet run
-    (files -> catalog -> load -> spring index -> Zarr) gives what the model gives on the
-    data the notebook wrote, held in memory."""
+    (files -> catalog -> load -> spring index -> Zarr groups) gives what the model gives on
+    the data the notebook wrote, held in memory, for first leaf and first bloom."""
     stations = ns["stations"]
     np.testing.assert_array_equal(stations.year, np.arange(1850, 2051))
     for event in ("leaf", "bloom"):
         got = stations[f"first_{event}"].sel(plant="average").values
         np.testing.assert_array_equal(got, ml_si_published(event), err_msg=event)
     direct = lazyraster.spring_index_dataset(daymet_like(2021, shape=(12, 16)))
-    expected = direct.first_leaf.sel(plant="average")
+    expected = direct.sel(plant="average")
     assert int(expected.year) == 2021
-    np.testing.assert_array_equal(ns["leaf_2021"].values, expected.values)
+    np.testing.assert_array_equal(ns["leaf_2021"].values, expected.first_leaf.values)
+    for event in ("first_leaf", "first_bloom"):
+        np.testing.assert_array_equal(ns["year_2021"][event].values, expected[event].values)
+    assert np.isfinite(expected.first_bloom.values).all()
 
 
-CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "quickstart": check_quickstart,
-    "daymet_spring_index": check_daymet_spring_index,
+def perturb_daymet_spring_index(ns: dict[str, Any]) -> dict[str, Any]:
+    leaf = ns["stations"].first_leaf.copy(deep=True)
+    average = int(np.flatnonzero(leaf.plant.values == "average")[0])
+    year, station = np.argwhere(np.isfinite(leaf.values[average]))[0]
+    leaf.values[average, year, station] += 1  # one station-year, one day later
+    return {**ns, "stations": ns["stations"].assign(first_leaf=leaf)}
+
+
+# laptop_to_cluster -----------------------------------------------------------------------
+
+
+def _scene_reference(work: Path, date: str) -> tuple[np.ndarray, np.ndarray]:
+    """NDVI and its 3x3 focal mean of one scene, from its two COGs with rasterio."""
+    import rasterio
+
+    bands = []
+    for band in ("B04", "B08"):
+        with rasterio.open(work / "scenes" / f"T35VLG_{date}_{band}.tif") as src:
+            dn = src.read(1).astype(np.float64)
+        dn[dn == src.nodata] = np.nan
+        bands.append(dn)
+    ndvi = ndvi_of(*bands)
+    return ndvi, loop_focal_mean(ndvi)
+
+
+def _bitwise_equal(got: Any, want: Any) -> None:
+    for name in ("ndvi", "ndvi_mean3"):
+        a, b = np.asarray(got[name].values), np.asarray(want[name].values)
+        assert a.dtype == b.dtype == np.float32, (name, a.dtype, b.dtype)
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32), err_msg=name)
+
+
+def check_laptop_to_cluster(ns: dict[str, Any]) -> None:
+    """Threads give rasterio + numpy's NDVI and the plain-loop mean; LocalCluster, SLURM
+    (when the test has a SLURM cluster, always in CI) and the array job's per-scene
+    stores give the threaded result bit for bit."""
+    references = [_scene_reference(Path(ns["work"]), date) for date in ns["dates"]]
+    ndvi = np.stack([r[0] for r in references])
+    mean3 = np.stack([r[1] for r in references])
+    threads = ns["on_threads"]
+    np.testing.assert_allclose(threads.ndvi.values, ndvi, rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(threads.ndvi_mean3.values, mean3, rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(ns["scene_means"].values, ndvi.mean(axis=(1, 2)), atol=1e-6)
+    _bitwise_equal(ns["on_local"], threads)
+    _bitwise_equal(ns["per_scene"], threads)
+    assert ns["slurm_reachable"] is ns["slurm_expected"]
+    if ns["slurm_expected"]:
+        _bitwise_equal(ns["on_slurm"], threads)
+    else:
+        assert ns["on_slurm"] is None
+
+
+def perturb_laptop_to_cluster(ns: dict[str, Any]) -> dict[str, Any]:
+    local = ns["on_local"].copy(deep=True)
+    local["ndvi"].values[0] = _one_pixel_off(local["ndvi"].values[0], by=1e-6)
+    return {**ns, "on_local": local}
+
+
+NOTEBOOK_CHECKS: dict[str, Notebook] = {
+    "laptop_to_cluster": Notebook(
+        (
+            "work",
+            "dates",
+            "on_threads",
+            "scene_means",
+            "on_local",
+            "slurm_reachable",
+            "on_slurm",
+            "per_scene",
+        ),
+        check_laptop_to_cluster,
+        perturb_laptop_to_cluster,
+    ),
+    "quickstart": Notebook(("ndvi", "values", "focal"), check_quickstart, perturb_quickstart),
+    "focal_statistics": Notebook(
+        (
+            "field",
+            "by_size",
+            "by_shape",
+            "by_edge",
+            "by_min_count",
+            "kept_gaps",
+            "footprints",
+            "texture",
+        ),
+        check_focal_statistics,
+        perturb_focal_statistics,
+    ),
+    "daymet_spring_index": Notebook(
+        ("stations", "leaf_2021", "year_2021"),
+        check_daymet_spring_index,
+        perturb_daymet_spring_index,
+    ),
+    "sentinel2_safe": Notebook(
+        ("products", "ndvi", "mean_ndvi", "field_ndvi", "store", "cogs"),
+        check_sentinel2_safe,
+        perturb_sentinel2_safe,
+    ),
 }
 
 
-@pytest.fixture(scope="module", params=[p.stem for p in NOTEBOOKS])
+def _kernel_path(folder: Path) -> Path:
+    """A Jupyter data folder whose ``python3`` kernel is this interpreter."""
+    spec = folder / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    kernel = {"argv": argv, "display_name": "Python 3", "language": "python"}
+    (spec / "kernel.json").write_text(json.dumps(kernel))
+    return folder
+
+
+def execute(name: str, tmp: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Run notebook ``name`` in a fresh kernel; the results its check names."""
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    dump = tmp / "results.pickle"
+    nb.cells.append(
+        nbformat.v4.new_code_cell(_DUMP.format(path=str(dump), names=NOTEBOOK_CHECKS[name].results))
+    )
+    client = NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
+    client.execute(env=env)
+    results = pickle.loads(dump.read_bytes())
+    assert results.pop("executable") == sys.executable
+    results["executed"] = nb
+    return results
+
+
+@pytest.fixture(scope="module", params=sorted(NOTEBOOK_CHECKS))
 def notebook(request, tmp_path_factory) -> tuple[str, dict[str, Any]]:
-    """(name, namespace) of a notebook run from the repository root."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(ROOT)
-        mp.setenv("LAZYRASTER_WORK", str(tmp_path_factory.mktemp(request.param)))
-        return request.param, runpy.run_path(str(ROOT / "notebooks" / f"{request.param}.py"))
+    """(name, results) of a notebook run in a fresh kernel."""
+    name = request.param
+    tmp = tmp_path_factory.mktemp(name)
+    env = dict(os.environ)
+    if name == "laptop_to_cluster":
+        try:
+            env = dict(request.getfixturevalue("slurm"))
+        except pytest.skip.Exception:  # no SLURM on this laptop: the notebook's dry run
+            env["SLURM_CONF"] = str(tmp / "no-slurm.conf")
+    env.update(
+        LAZYRASTER_WORK=str(tmp / "work"),
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        JUPYTER_PATH=str(_kernel_path(tmp / "jupyter")),
+        IPYTHONDIR=str(tmp / "ipython"),
+    )
+    (tmp / "work").mkdir()
+    results = execute(name, tmp, env)
+    results["slurm_expected"] = Path(env.get("SLURM_CONF", "/nonexistent")).is_file()
+    return name, results
 
 
 def test_notebook_gives_the_reference_values(notebook):
-    name, namespace = notebook
-    CHECKS[name](namespace)
-
-
-def _perturbed(name: str, namespace: dict[str, Any]) -> dict[str, Any]:
-    """The namespace with one value of the notebook's main result changed."""
-    changed = dict(namespace)
-    if name == "quickstart":
-        values = namespace["values"].copy()
-        row, col = np.argwhere(np.isfinite(values))[len(values) // 2]
-        values[row, col] += 1e-3  # one pixel, by less than NDVI's printed precision
-        changed["values"] = values
-    else:
-        leaf = namespace["stations"].first_leaf.copy(deep=True)
-        average = int(np.flatnonzero(leaf.plant.values == "average")[0])
-        year, station = np.argwhere(np.isfinite(leaf.values[average]))[0]
-        leaf.values[average, year, station] += 1  # one station-year, one day later
-        changed["stations"] = namespace["stations"].assign(first_leaf=leaf)
-    return changed
+    name, results = notebook
+    NOTEBOOK_CHECKS[name].check(results)
 
 
 def test_a_wrong_result_fails_the_check(notebook):
-    name, namespace = notebook
+    name, results = notebook
     with pytest.raises(AssertionError):
-        CHECKS[name](_perturbed(name, namespace))
+        NOTEBOOK_CHECKS[name].check(NOTEBOOK_CHECKS[name].perturb(results))
+
+
+def test_each_figure_is_shown_once(notebook):
+    """Every map and plot appears, once: a figure returned and also flushed by pyplot would
+    show twice, one drawn on axes of a figure never shown not at all."""
+    name, results = notebook
+    cells = [c for c in results["executed"].cells if c.cell_type == "code"]
+    shown = [sum("image/png" in o.get("data", {}) for o in c.outputs) for c in cells]
+    drawing = [bool(re.search(r"geo\.plot\(|plt\.subplots\(", c.source)) for c in cells]
+    assert all(n <= 1 for n in shown), (name, shown)
+    assert [n == 1 for n in shown] == drawing, (name, shown, drawing)
+
+
+def _notebooks() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
 def test_every_notebook_has_a_check():
-    assert NOTEBOOKS
-    assert sorted(CHECKS) == sorted(p.stem for p in NOTEBOOKS)
+    assert sorted(p.stem for p in _notebooks()) == sorted(NOTEBOOK_CHECKS)
+    assert not list(NOTEBOOKS.glob("*.py")), "notebooks are .ipynb files"
 
 
-def test_the_notebooks_import_nothing_from_tests():
-    """Users run the notebooks: what they compute is theirs, the comparison is here."""
-    for path in NOTEBOOKS:
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                continue
-            assert not any(n.split(".")[0] == "tests" for n in names), (path.name, names)
+@pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.stem)
+def test_the_notebook_is_stored_without_outputs(path):
+    """Outputs belong to a run, not to git: none stored, no execution counts."""
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert code and all(cell.outputs == [] and cell.execution_count is None for cell in code)
+    assert nb.metadata.kernelspec.name == "python3"
+    assert sum(cell.cell_type == "markdown" for cell in nb.cells) >= len(code) // 2
+
+
+def _code(path: Path) -> ast.Module:
+    """The notebook's code cells as one module (shell lines ``!...`` left out)."""
+    nb = nbformat.read(path, as_version=4)
+    cells = [re.sub(r"(?m)^\s*[!%].*$", "", c.source) for c in nb.cells if c.cell_type == "code"]
+    return ast.parse("\n\n".join(cells))
+
+
+@pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.stem)
+def test_the_notebook_uses_the_public_api_only(path):
+    """Users run the notebooks: what they compute is theirs, the comparison is here; and
+    they import lazyraster's public names, never a private module or anything from tests."""
+    for node in ast.walk(_code(path)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        assert not any(n.split(".")[0] == "tests" for n in names), (path.name, names)
+        assert not any(part.startswith("_") for n in names for part in n.split(".")), names

@@ -235,7 +235,7 @@ def write_safe(
                       f"        <NCOLS>{n}</NCOLS>\n      </Size>\n")  # fmt: skip
             positions += (
                 f'      <Geoposition resolution="{metres}">\n'
-                f"        <ULX>{origin[0]:g}</ULX>\n        <ULY>{origin[1]:g}</ULY>\n"
+                f"        <ULX>{origin[0]:.15g}</ULX>\n        <ULY>{origin[1]:.15g}</ULY>\n"
                 f"        <XDIM>{metres}</XDIM>\n        <YDIM>-{metres}</YDIM>\n"
                 "      </Geoposition>\n"
             )
