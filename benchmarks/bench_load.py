@@ -357,17 +357,17 @@ def check_outputs() -> str:
     )
 
 
+def _row(case: Case, ours: float) -> str:
+    median, peak = statistics.median(case.times), max(case.peaks) / 2**20
+    spread = f"{min(case.times):.2f}-{max(case.times):.2f}"
+    return f"| {case.name} | {median:.2f} | {spread} | {median / ours:.2f}x | {peak:.0f} |"
+
+
 def table(cases: list[Case]) -> str:
     """Median, range, time relative to lazyraster and peak memory of each case."""
     ours = statistics.median(next(c for c in cases if c.baseline).times)
-    rows = [
-        "| case | median s | range s | time / lazyraster | peak MiB |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for c in cases:
-        med = statistics.median(c.times)
-        rows.append(
-            f"| {c.name} | {med:.2f} | {min(c.times):.2f}-{max(c.times):.2f} | "
-            f"{med / ours:.2f}x | {max(c.peaks) / 2**20:.0f} |"
-        )
-    return "\n".join(rows) + "\n\n" + check_outputs()
+    head = (
+        "| case | median s | range s | time / lazyraster | peak MiB |\n| --- " + "| ---: " * 4 + "|"
+    )
+    body = "\n".join(_row(c, ours) for c in cases)
+    return f"{head}\n{body}\n\n{check_outputs()}"
