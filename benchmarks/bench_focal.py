@@ -182,9 +182,16 @@ def _cases(label: str, band: np.ndarray, *, baseline: bool, extra: bool) -> list
         return out
 
     def ref_dask() -> np.ndarray:
-        data = dsa.from_array(band, chunks=CHUNKS)
+        data = lazy.data  # the dask array every dask case gets
         return dsa.map_overlap(
-            _running_sum_block, data, depth=R, boundary=np.nan, trim=False, dtype=np.float32
+            _running_sum_block,
+            data,
+            depth=R,
+            boundary=np.nan,
+            trim=False,
+            chunks=data.chunks,
+            dtype=np.float32,
+            meta=np.array((), np.float32),
         ).compute()
 
     peers = {
