@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dask.array as dsa
 import numpy as np
 import pytest
@@ -217,6 +219,64 @@ def test_std_far_from_zero_keeps_precision(backend):
     expected = ndi.generic_filter(values.astype(np.float64), np.std, size=9, mode="nearest")
     result = focal.focal_std(backend(xr.DataArray(values, dims=("y", "x"))), size=9, edge="nearest")
     np.testing.assert_allclose(result.values, expected, rtol=1e-5)
+
+
+def window_reference(values, stat, size):
+    """float64 nansum / nanmean / nanstd of every ``size`` x ``size`` window (edge nodata)."""
+    r = size // 2
+    padded = np.pad(values.astype(np.float64), r, constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size))
+    count = (~np.isnan(windows)).sum(axis=(-2, -1))
+    reduce = {"sum": np.nansum, "mean": np.nanmean, "std": np.nanstd}[stat]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
+        out = reduce(windows, axis=(-2, -1))
+    return np.where(count > 0, out, np.nan)
+
+
+@pytest.mark.parametrize("stat", ["sum", "mean", "std"])
+@pytest.mark.parametrize("long_axis", ["y", "x"])
+def test_running_sums_stay_within_one_ulp_on_large_offsets(backend, stat, long_axis):
+    """1e4 + variations of 0.05, 3000 pixels along the running sums: at most 1 float32 ulp.
+
+    The kernels add and remove every pixel once along each running sum (down the columns,
+    then along the rows), in float64: the accumulated rounding, about
+    ``3000 * 81 * 2**-53 * 1e4``, stays far below half an ulp of float32 at 1e4 (0.0005),
+    so the result is the float64 window statistic correctly rounded to float32, give or
+    take that. The same sums in float32 (a summed-area table) miss by thousands of ulps.
+    """
+    rng = np.random.default_rng(7)
+    shape = (3000, 24) if long_axis == "y" else (24, 3000)
+    values = (1e4 + rng.uniform(-0.05, 0.05, shape)).astype(np.float32)
+    values[rng.random(shape) < 0.2] = np.nan
+    expected = window_reference(values, stat, 9)
+    result = run(stat, backend(xr.DataArray(values, dims=("y", "x"))), size=9).values
+    ulp = np.spacing(np.abs(expected).astype(np.float32)).astype(np.float64)
+    assert np.array_equal(np.isnan(result), np.isnan(expected))
+    assert np.nanmax(np.abs(result - expected) / ulp) <= 1.0
+    if stat == "mean":  # what float32 accumulation would give: the bound has teeth
+        table = np.pad(np.nan_to_num(values), ((5, 4), (5, 4))).cumsum(0).cumsum(1)
+        counts = np.pad(~np.isnan(values), ((5, 4), (5, 4))).astype(np.float32)
+        counts = counts.cumsum(0).cumsum(1)
+
+        def box(t):
+            return t[9:, 9:] - t[:-9, 9:] - t[9:, :-9] + t[:-9, :-9]
+
+        float32_mean = box(table) / box(counts)
+        assert table.dtype == np.float32
+        assert np.nanmax(np.abs(float32_mean - expected) / ulp) > 100
+
+
+def test_an_infinity_in_a_halo_only_switches_that_block(backend):
+    """A block whose halo alone holds the infinity still follows numpy's rules there."""
+    values = synthetic_raster((30, 26), seed=11, nan_fraction=0.2).values
+    values[14, 12] = np.inf  # near a chunk edge of the uneven chunking
+    values[29, 25] = -np.inf  # in the last row: it enters the running sums last
+    da = backend(xr.DataArray(values, dims=("y", "x")))
+    for stat in ("sum", "mean", "std"):
+        expected = loop_reference(values, stat, size=5, shape="square", edge="nodata")
+        with np.errstate(invalid="ignore"):
+            assert_close(run(stat, da, size=5).values, expected)
 
 
 def test_min_count_masks_sparse_windows(backend):

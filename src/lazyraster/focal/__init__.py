@@ -46,7 +46,14 @@ runs once over the whole image in the calling thread.
 
 Cost per pixel: ``focal_sum``, ``focal_mean`` and ``focal_std`` on square windows use
 running sums (float64, with a count of valid pixels) whose cost does not depend on
-``size``; on circles they add per-row spans from row prefix sums, ``O(size)`` per pixel.
+``size``: column sums take one row in and one row out per output row, with NaN tests as
+selects rather than branches (the loop vectorises, and scattered NaN cost no mispredicted
+branches), then a running sum slides along each row. The float64 sums keep the result
+within one float32 ulp of the exact window statistic even for values far from zero
+(``1e4 + 0.05``-sized variations over thousands of rows). A block holding an infinity is
+detected in the same pass and redone with counts that keep infinities out of the sums
+(numpy's rules above). On circles they add per-row spans from row prefix sums,
+``O(size)`` per pixel.
 ``focal_min`` and ``focal_max`` are separable on squares (``O(size)``) and ``O(size**2)``
 on circles; ``focal_median`` is a quickselect over the window, ``O(size**2)``.
 """

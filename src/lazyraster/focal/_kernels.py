@@ -7,7 +7,6 @@ result into ``out``. ``hw[d]`` is the half-width of window row ``d`` (0..2r).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numba
 import numpy as np
@@ -74,103 +73,128 @@ def _block_shift(p):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True)
-def _has_inf(p):  # pragma: no cover - compiled
-    """Whether ``p`` holds an infinity (stops at the first one)."""
-    for i in range(p.shape[0]):
-        for j in range(p.shape[1]):
-            if math.isinf(p[i, j]):
-                return True
+def _column_step(p, enter, leave, shift, squares, cs, cq, cc):  # pragma: no cover - compiled
+    """Row ``enter`` joins the column sums and row ``leave`` (if >= 0) leaves them.
+
+    The NaN tests are selects, not branches, so the loop vectorises and scattered NaN
+    cost no mispredicted branches. Returns whether the entering row holds an infinity.
+    """
+    infinite = False
+    for j in range(p.shape[1]):
+        e = p[enter, j] - shift
+        e_valid = e == e
+        e = e if e_valid else 0.0
+        infinite |= abs(e) == np.inf
+        if leave < 0:
+            cs[j] += e
+            cq[j] += e * e if squares else 0.0
+            cc[j] += np.float64(e_valid)
+        else:
+            d = p[leave, j] - shift
+            d_valid = d == d
+            d = d if d_valid else 0.0
+            cs[j] += e - d
+            if squares:
+                cq[j] += e * e - d * d
+            cc[j] += np.float64(e_valid) - np.float64(d_valid)
+    return infinite
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _box_moments_finite(p, r, stat, min_count, ddof, shift, out):  # pragma: no cover - compiled
+    """Sum / mean / std over square windows of a block without infinities: running sums.
+
+    Column sums over the ``2r + 1`` window rows are updated by one row in and one row out
+    per output row (:func:`_column_step`); each output row then slides a running sum over
+    them: O(1) per pixel. Sums and counts are float64. Returns True, leaving ``out``
+    unfinished, at the first infinity it meets (each pixel enters the column sums once):
+    the caller then runs :func:`_box_moments_inf` instead.
+    """
+    hp, wp = p.shape
+    h = hp - 2 * r
+    w = wp - 2 * r
+    squares = stat == _STD
+    cs = np.zeros(wp)
+    cq = np.zeros(wp)
+    cc = np.zeros(wp)
+    for i in range(2 * r):
+        if _column_step(p, i, -1, shift, squares, cs, cq, cc):
+            return True
+    for i in range(h):
+        if _column_step(p, i + 2 * r, i - 1, shift, squares, cs, cq, cc):
+            return True
+        s = 0.0
+        q = 0.0
+        c = 0.0
+        for j in range(2 * r):
+            s += cs[j]
+            q += cq[j]
+            c += cc[j]
+        for j in range(w):
+            s += cs[j + 2 * r]
+            c += cc[j + 2 * r]
+            if stat == _MEAN:
+                value = s / c + shift
+            elif stat == _SUM:
+                value = s + c * shift
+            else:
+                q += cq[j + 2 * r]
+                var = max((q - s * s / c) / (c - ddof), 0.0)
+                value = math.sqrt(var) if c > ddof else np.nan
+                q -= cq[j]
+            out[i, j] = value if c >= min_count and c > 0 else np.nan
+            s -= cs[j]
+            c -= cc[j]
     return False
 
 
-def _make_box_moments(infinities: bool) -> Any:
-    """Compile the square-window moments kernel, with or without the infinity bookkeeping.
+@numba.njit(nogil=True, cache=True)
+def _inf_counted(d, cs, cq, cc, j, sign):  # pragma: no cover - compiled
+    """Add (``sign`` 1) or remove (-1) the shifted pixel ``d`` from column ``j``."""
+    if abs(d) < np.inf:  # finite: NaN and inf fail this test
+        cs[j] += sign * d
+        cq[j] += sign * d * d
+        cc[j] += sign
+    elif d == d:
+        cc[j] += sign * (_POS_INF if d > 0 else _NEG_INF)
 
-    ``infinities`` is a compile-time constant: the kernel for blocks without infinities
-    (nearly all of them) keeps a single NaN test per pixel in its hot loops.
+
+@numba.njit(nogil=True, cache=True)
+def _box_moments_inf(p, r, stat, min_count, ddof, shift, out):  # pragma: no cover - compiled
+    """Sum / mean / std over square windows of a block holding infinities.
+
+    The running sums of :func:`_box_moments_finite`, with infinities counted in the packed
+    ``int64`` per column (never in the float sums) and :func:`_finish` applying numpy's
+    rules to each window.
     """
-
-    @numba.njit(nogil=True, cache=True)
-    def box_moments(p, r, stat, min_count, ddof, shift, out):  # pragma: no cover - compiled
-        """Sum / mean / std over square windows with running column and row sums.
-
-        Column sums over the ``2r + 1`` window rows are updated by one row in and one row
-        out per output row; each output row then slides a running sum over them: O(1) per
-        pixel.
-        """
-        hp, wp = p.shape
-        h = hp - 2 * r
-        w = wp - 2 * r
-        k = 2 * r + 1
-        squares = stat == _STD
-        cs = np.zeros(wp)
-        cq = np.zeros(wp)
-        cc = np.zeros(wp, np.int64)
-        for i in range(k):
+    hp, wp = p.shape
+    h = hp - 2 * r
+    w = wp - 2 * r
+    k = 2 * r + 1
+    cs = np.zeros(wp)
+    cq = np.zeros(wp)
+    cc = np.zeros(wp, np.int64)
+    for i in range(k):
+        for j in range(wp):
+            _inf_counted(p[i, j] - shift, cs, cq, cc, j, 1)
+    for i in range(h):
+        if i > 0:
             for j in range(wp):
-                d = p[i, j] - shift
-                if not infinities:
-                    if d == d:
-                        cs[j] += d
-                        cq[j] += d * d
-                        cc[j] += 1
-                elif abs(d) < np.inf:  # finite: NaN and inf fail this test
-                    cs[j] += d
-                    cq[j] += d * d
-                    cc[j] += 1
-                elif d == d:
-                    cc[j] += _POS_INF if d > 0 else _NEG_INF
-        for i in range(h):
-            if i > 0:
-                for j in range(wp):
-                    d = p[i - 1, j] - shift
-                    e = p[i + 2 * r, j] - shift
-                    if not infinities:
-                        if d == d:
-                            cs[j] -= d
-                            if squares:
-                                cq[j] -= d * d
-                            cc[j] -= 1
-                        if e == e:
-                            cs[j] += e
-                            if squares:
-                                cq[j] += e * e
-                            cc[j] += 1
-                        continue
-                    if abs(d) < np.inf:
-                        cs[j] -= d
-                        if squares:
-                            cq[j] -= d * d
-                        cc[j] -= 1
-                    elif d == d:
-                        cc[j] -= _POS_INF if d > 0 else _NEG_INF
-                    if abs(e) < np.inf:
-                        cs[j] += e
-                        if squares:
-                            cq[j] += e * e
-                        cc[j] += 1
-                    elif e == e:
-                        cc[j] += _POS_INF if e > 0 else _NEG_INF
-            s = 0.0
-            q = 0.0
-            c = 0
-            for j in range(k):
-                s += cs[j]
-                q += cq[j]
-                c += cc[j]
-            out[i, 0] = _finish(s, q, c, stat, min_count, ddof, shift)
-            for j in range(1, w):
-                s += cs[j + 2 * r] - cs[j - 1]
-                c += cc[j + 2 * r] - cc[j - 1]
-                if squares:
-                    q += cq[j + 2 * r] - cq[j - 1]
-                out[i, j] = _finish(s, q, c, stat, min_count, ddof, shift)
-
-    return box_moments
-
-
-_box_moments_finite = _make_box_moments(infinities=False)
-_box_moments_inf = _make_box_moments(infinities=True)
+                _inf_counted(p[i - 1, j] - shift, cs, cq, cc, j, -1)
+                _inf_counted(p[i + 2 * r, j] - shift, cs, cq, cc, j, 1)
+        s = 0.0
+        q = 0.0
+        c = 0
+        for j in range(k):
+            s += cs[j]
+            q += cq[j]
+            c += cc[j]
+        out[i, 0] = _finish(s, q, c, stat, min_count, ddof, shift)
+        for j in range(1, w):
+            s += cs[j + 2 * r] - cs[j - 1]
+            q += cq[j + 2 * r] - cq[j - 1]
+            c += cc[j + 2 * r] - cc[j - 1]
+            out[i, j] = _finish(s, q, c, stat, min_count, ddof, shift)
 
 
 @numba.njit(nogil=True, cache=True)

@@ -18,7 +18,6 @@ from lazyraster.focal._kernels import (
     _box_extreme,
     _box_moments_finite,
     _box_moments_inf,
-    _has_inf,
     _span_moments,
     _span_order,
 )
@@ -52,8 +51,8 @@ def _filter_plane(
     if family == "moments":
         shift = _block_shift(p) if (code == _STD or shape == "circle") else 0.0
         if shape == "square":
-            kernel = _box_moments_inf if _has_inf(p) else _box_moments_finite
-            kernel(p, r, code, min_count, ddof, shift, out)
+            if _box_moments_finite(p, r, code, min_count, ddof, shift, out):
+                _box_moments_inf(p, r, code, min_count, ddof, shift, out)
         else:
             _span_moments(p, r, _half_widths(size, shape), code, min_count, ddof, shift, out)
     elif shape == "square" and code != _MEDIAN:
