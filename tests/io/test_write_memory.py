@@ -42,8 +42,10 @@ def traced():
     tracemalloc.stop()
 
 
-@pytest.mark.parametrize("together", [False, True], ids=["alone", "together"])
-@pytest.mark.parametrize("kind", ["zarr", "geotiff", "per-step geotiff"])
+@pytest.mark.parametrize(
+    ("kind", "together"),
+    [("zarr", False), ("geotiff", True), ("per-step geotiff", False), ("per-step geotiff", True)],
+)
 def test_a_computed_write_never_discarded_keeps_no_data_once_dropped(
     tmp_path, traced, kind, together
 ):
