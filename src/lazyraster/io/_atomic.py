@@ -11,7 +11,9 @@ its folder) follows the same four steps:
 2. ``with output_lock(target):`` serialises the commit of one output: every writer of
    ``target``, in this process or another, on this host or another host of a file
    system with working ``flock`` (local disks, NFSv4, Lustre with ``flock``), waits for
-   the one holding ``.<name>.lock``.
+   the one holding ``.<name>.lock``. Outputs committed together (all or none) are
+   committed holding ``with output_locks(targets):``, every one of their locks, taken
+   in the order of their paths.
 3. Inside the lock, ``commit(tmp.path, target)`` puts the temporary in place: a rename
    when nothing is there, else an atomic exchange (``renameat2(RENAME_EXCHANGE)``) so
    that a reader (or a ``SIGKILL``) never finds the target missing; the previous output,

@@ -2,9 +2,14 @@
 
 :func:`~lazyraster.io.write_zarr` and :func:`~lazyraster.io.write_geotiff` with
 ``compute=False`` check their target at once and return a Delayed; they record here the
-temporaries it writes into and the tasks that commit them. :func:`commit_together` makes
-each commit wait for the data of all the writes computed with it (all outputs or none),
-and :func:`discard_temporaries` removes what a failed compute left.
+temporaries it writes into and the keys of the tasks that compute each output's
+:class:`Commit` (never the graph: it lives as long as the caller keeps the write).
+Computed alone, a write commits its outputs itself (:func:`commit_one`).
+:func:`commit_together` instead ends all the writes in one task,
+:func:`commit_outputs`: once every output's data are written it takes every output's
+lock (in one order), checks every output, then swaps them all: all outputs or none,
+also when two runs of one spec race. :func:`discard_temporaries` removes what a failed
+compute left.
 """
 
 from __future__ import annotations
@@ -221,13 +226,17 @@ def discard_temporaries(*writes: Delayed) -> None:
 
 
 def commit_together(*writes: Delayed) -> list[Delayed]:
-    """The writes, each of their commits waiting for the data of all of them.
+    """The writes, ending in one commit of all their outputs.
 
     Computed together (``dask.compute(*commit_together(a, b))``), writes made with
-    ``compute=False`` then move their outputs into place (every file of a
-    ``per=`` GeoTIFF included) only once every task writing data has succeeded: a
-    failure anywhere leaves no new output. Pass the writes given, not the ones
-    returned, to :func:`discard_temporaries`.
+    ``compute=False`` move their outputs into place (every file of a ``per=`` GeoTIFF
+    included) in one task, once every task writing data has succeeded: it takes every
+    output's lock, in the order of their paths (so that two runs of one set of outputs
+    wait for each other, never deadlock), checks every output again (an output another
+    run committed meanwhile refuses the whole set), then swaps them all. A failure
+    anywhere before the swaps leaves no new output. Pass the writes given, not the ones
+    returned, to :func:`discard_temporaries`. Writes without a temporary (appends,
+    region writes) write in place as they are computed: they are not all or none.
 
     Parameters
     ----------
@@ -242,8 +251,8 @@ def commit_together(*writes: Delayed) -> list[Delayed]:
     Raises
     ------
     ValueError
-        If an output of one write is, or is inside, an output of another: the second
-        commit would fail, or replace the first, after the first was in place.
+        If an output of one write is, or is inside, an output of another: one would
+        replace, or fail on, the other.
 
     Examples
     --------
