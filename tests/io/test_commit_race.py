@@ -151,3 +151,46 @@ def test_a_run_killed_holding_the_locks_leaves_old_outputs_and_the_next_run_take
     assert nxt.wait() == 0, nxt.stderr.read()  # its stale locks are taken over
     assert _values(out) == {name: {3.0} for name in OUTPUTS}
     assert _hidden(out) == []
+
+
+# A per-step GeoTIFF of many steps under a low soft limit on open files, which the
+# temporaries' locks (one per step, held by the writer) fit in, and the outputs' locks
+# (one more per step, held by the commit) do not: the commit raises the soft limit.
+MANY = textwrap.dedent(
+    """
+    import os, resource, sys
+    import dask
+    import xarray as xr
+    from lazyraster.io import commit_together, discard_temporaries, write_geotiff
+    from lazyraster.testing import synthetic_raster
+
+    folder, steps = sys.argv[1], int(sys.argv[2])
+    da = synthetic_raster((16, 16), name="v")
+    write_geotiff(da, os.path.join(folder, "warm.tif"), cog=False, blocksize=16)  # imports
+    os.remove(os.path.join(folder, "warm.tif"))
+    soft = len(os.listdir("/proc/self/fd")) + steps + steps // 2  # the temporaries' locks fit
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    stack = xr.concat([da + i for i in range(steps)], dim="step").assign_coords(step=range(steps))
+    write = write_geotiff(
+        stack, os.path.join(folder, "s.tif"), per="step", cog=False, blocksize=16, compute=False
+    )
+    try:
+        dask.compute(*commit_together(write), scheduler="sync")
+    finally:
+        discard_temporaries(write)
+    """
+)
+
+
+def test_a_commit_of_more_outputs_than_the_soft_open_file_limit_allows_succeeds(tmp_path):
+    steps = 48
+    done = subprocess.run(
+        [sys.executable, "-c", MANY, str(tmp_path), str(steps)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(list(tmp_path.glob("s_*.tif"))) == steps
+    assert _hidden(tmp_path) == []

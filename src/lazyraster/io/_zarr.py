@@ -169,7 +169,6 @@ class _ZarrCommit(Commit):
     def swap(self) -> None:
         if self.local:
             _atomic.commit(self.tmp, self.target)
-            _atomic.sweep(self.target)
             return
         fs, target, tmp = self._fs(), self.target, self.tmp
         if fs.exists(target):
@@ -188,6 +187,8 @@ class _ZarrCommit(Commit):
     def close(self, committed: bool) -> None:
         if self.local:  # after a commit, the temporary holds the previous output
             _discard_local(self.tmp)
+            if committed:  # after the locks: the swaps of outputs committed together stay close
+                _atomic.sweep(self.target)
         elif not committed:
             _discard(self._fs(), self.tmp)
         if committed and self.consolidate_root is not None:

@@ -219,10 +219,11 @@ class _GeoTIFFCommit(Commit):
                 os.link(self.out, self.target)  # fails if the target appeared: never clobber
             except FileExistsError:
                 raise OutputExistsError(_exists_message(self.target)) from None
-        _atomic.sweep(self.target)
 
     def close(self, committed: bool) -> None:
         _discard_local(self.tmpdir)
+        if committed:  # after the locks: the swaps of outputs committed together stay close
+            _atomic.sweep(self.target)
 
 
 def _prepare_geotiff(
