@@ -136,13 +136,6 @@ def test_an_interrupt_while_a_geotiff_graph_is_built_leaves_no_temporary(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="each commit checks and takes only its own output's lock: another writer "
-    "committing one output between the checks (two 'lazyraster run' of one spec at "
-    "once) fails that commit after the other output was committed; all-or-none across "
-    "outputs needs every output's lock held across all commits",
-)
 def test_an_output_appearing_during_the_compute_commits_no_other_output(tmp_path):
     zarr, tif = tmp_path / "a.zarr", tmp_path / "a.tif"
     writes = [

@@ -11,7 +11,9 @@ its folder) follows the same four steps:
 2. ``with output_lock(target):`` serialises the commit of one output: every writer of
    ``target``, in this process or another, on this host or another host of a file
    system with working ``flock`` (local disks, NFSv4, Lustre with ``flock``), waits for
-   the one holding ``.<name>.lock``.
+   the one holding ``.<name>.lock``. Outputs committed together (all or none) are
+   committed holding ``with output_locks(targets):``, every one of their locks, taken
+   in the order of their paths.
 3. Inside the lock, ``commit(tmp.path, target)`` puts the temporary in place: a rename
    when nothing is there, else an atomic exchange (``renameat2(RENAME_EXCHANGE)``) so
    that a reader (or a ``SIGKILL``) never finds the target missing; the previous output,
@@ -33,10 +35,11 @@ import errno
 import fcntl
 import glob
 import os
+import resource
 import secrets
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from lazyraster.errors import OutputExistsError
 
@@ -48,6 +51,7 @@ __all__ = [
     "missing_folders",
     "open_lock_file",
     "output_lock",
+    "output_locks",
     "remove",
     "remove_empty",
     "replacing",
@@ -176,6 +180,48 @@ def output_lock(target: str | os.PathLike[str]) -> FileLock:
     '/data/.out.zarr.lock'
     """
     return FileLock(_hidden(os.fspath(target), "lock"))
+
+
+def _room_for(descriptors: int) -> None:
+    """Raise this process's soft limit on open files if ``descriptors`` more may not fit.
+
+    Up to the hard limit, which only an administrator can raise; past it, opening the
+    lock files fails with ``EMFILE`` before any output is touched.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = descriptors + 256  # what the process may hold open besides
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+
+
+@contextlib.contextmanager
+def output_locks(targets: Iterable[str | os.PathLike[str]]) -> Iterator[None]:
+    """Hold :func:`output_lock` of every target at once, all taken in one order.
+
+    The locks are taken in the order of their paths, so two holders of overlapping sets
+    (two runs of one pipeline spec) never wait for each other in a cycle: one takes
+    them all, the other waits for it. Each is released (its file removed) on leaving,
+    or by the kernel if the process dies; a killed holder's lock files are taken over
+    by the next holder, as :class:`FileLock`'s are. Each lock holds one open file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> targets = [os.path.join(folder, name) for name in ("b.tif", "a.zarr")]
+    >>> with output_locks(targets):
+    ...     sorted(os.listdir(folder)), output_lock(targets[0]).acquire(blocking=False)
+    (['.a.zarr.lock', '.b.tif.lock'], False)
+    >>> os.listdir(folder)
+    []
+    """
+    locks = sorted({output_lock(t).path for t in targets})
+    _room_for(len(locks))
+    with contextlib.ExitStack() as held:
+        for path in locks:
+            held.enter_context(FileLock(path))
+        yield
 
 
 def remove(path: str) -> None:

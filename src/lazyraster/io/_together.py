@@ -2,62 +2,155 @@
 
 :func:`~lazyraster.io.write_zarr` and :func:`~lazyraster.io.write_geotiff` with
 ``compute=False`` check their target at once and return a Delayed; they record here the
-temporaries it writes into and the tasks that commit them. :func:`commit_together` makes
-each commit wait for the data of all the writes computed with it (all outputs or none),
-and :func:`discard_temporaries` removes what a failed compute left.
+temporaries it writes into and the keys of the tasks that compute each output's
+:class:`Commit` (never the graph: it lives as long as the caller keeps the write).
+Computed alone, a write commits its outputs itself (:func:`commit_one`).
+:func:`commit_together` instead ends all the writes in one task,
+:func:`commit_outputs`: once every output's data are written it takes every output's
+lock (in one order), checks every output, then swaps them all: all outputs or none,
+also when two runs of one spec race. :func:`discard_temporaries` removes what a failed
+compute left.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable
+import dataclasses
+import operator
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 import dask
 import fsspec
 from dask.delayed import Delayed
 from dask.graph_manipulation import bind
+from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 from fsspec.implementations.local import LocalFileSystem
 
-from lazyraster.io._atomic import _discard_local, remove_empty
+from lazyraster.io._atomic import _discard_local, output_locks, remove_empty
 
-__all__ = ["commit_together", "discard_temporaries", "pending"]
+__all__ = ["Commit", "commit_outputs", "commit_together", "discard_temporaries", "pending"]
 
-# the writes returned by compute=False, by their key: the file system, the temporaries,
-# the tasks that commit, whether the write computes to their list, its outputs, and the
-# local folders the writer created for them
-_PENDING: dict[
-    Hashable,
-    tuple[fsspec.AbstractFileSystem, list[str], list[Delayed], bool, list[str], list[str]],
-] = {}
+
+class Commit:
+    """One output's commit, made by a writer's last task once the output's data are written.
+
+    :func:`commit_outputs` calls, for all the outputs it commits, :meth:`check` then
+    :meth:`ready` then :meth:`swap` holding every output's lock, and :meth:`close`
+    after releasing them. A writer subclasses it (a picklable record: it may be made
+    on one worker and committed on another).
+    """
+
+    #: the output (a local path: its lock is taken; a remote one: no lock)
+    target: str
+    #: whether ``target`` is on the local file system (locked) or remote
+    local: bool = True
+
+    def check(self) -> None:
+        """Raise if the output cannot be put at ``target`` (it exists, or is foreign)."""
+
+    def ready(self) -> None:
+        """Make what the swap needs and may fail (a group write's parent groups)."""
+
+    def swap(self) -> None:
+        """Put the output at ``target`` (a rename, or an exchange with the old one)."""
+
+    def close(self, committed: bool) -> None:
+        """Remove what is left (the temporary, or the old output the swap put there)."""
+
+    def result(self) -> Any:
+        """What the write computes to (the output's path or URL)."""
+        return self.target
+
+
+def commit_outputs(commits: Sequence[Commit]) -> list[Any]:
+    """Commit every output or none: check all, then swap all, holding every output's lock.
+
+    The locks are taken in one order (their sorted paths, :func:`output_locks`), so two
+    runs committing overlapping outputs wait for each other and never deadlock. An
+    output that another run put in place meanwhile fails the checks before anything is
+    swapped. Each commit is closed afterwards, whatever happened.
+    """
+    committed = False
+    try:
+        with output_locks([c.target for c in commits if c.local]):
+            for c in commits:
+                c.check()
+            for c in commits:
+                c.ready()
+            for c in commits:
+                c.swap()
+            committed = True
+    finally:
+        _close_all(commits, committed)
+    return [c.result() for c in commits]
+
+
+def _close_all(commits: Sequence[Commit], committed: bool) -> None:
+    """Close every commit; raise the first error once all are closed."""
+    first: BaseException | None = None
+    for c in commits:
+        try:
+            c.close(committed)
+        except BaseException as exc:
+            first = first or exc
+    if first is not None:
+        raise first
+
+
+def commit_one(commit: Commit) -> Any:
+    """Commit a single output (a write computed alone); return what the write computes to."""
+    return commit_outputs([commit])[0]
+
+
+@dataclasses.dataclass
+class _Write:
+    """A write returned by ``compute=False``: paths and task keys, never its graph.
+
+    The graph (and the data it may hold) lives as long as the caller keeps the write.
+    """
+
+    fs: fsspec.AbstractFileSystem
+    temporaries: list[str]  # what discard_temporaries removes
+    prepared: list[Hashable]  # the keys of the tasks that compute the Commits
+    listed: bool  # the write computes to the list of its outputs
+    targets: list[str]
+    folders: list[str]  # local folders the writer made for them, deepest first
+
+
+# the writes returned by compute=False, by their key, until discard_temporaries
+_PENDING: dict[Hashable, _Write] = {}
 
 
 def pending(
     write: Delayed,
     fs: fsspec.AbstractFileSystem,
     temporaries: list[str],
-    commits: list[Delayed],
+    prepared: list[Delayed],
     listed: bool,
     targets: list[str],
     folders: list[str],
 ) -> Delayed:
     """Record ``write`` (returned by a writer with ``compute=False``) and return it.
 
-    ``folders`` are the local folders the writer created (deepest first): those still
-    empty once the temporaries are discarded are removed too.
+    ``prepared`` are the tasks (one per output, in ``write``'s graph) that compute the
+    outputs' :class:`Commit`. ``folders`` are the local folders the writer created
+    (deepest first): those still empty once the temporaries are discarded are removed too.
     """
-    _PENDING[write.key] = (fs, temporaries, commits, listed, targets, folders)
+    keys = [p.key for p in prepared]
+    _PENDING[write.key] = _Write(fs, temporaries, keys, listed, targets, folders)
     return write
 
 
 def _check_apart(writes: tuple[Delayed, ...]) -> None:
     """Refuse writes of which one output is, or is inside, another's: one would undo the other."""
-    seen: list[tuple[str, str]] = []
+    seen: list[tuple[str, Hashable]] = []
     for write in writes:
-        if write.key not in _PENDING:
+        record = _PENDING.get(write.key)
+        if record is None:
             continue
-        fs, _, _, _, targets, _ = _PENDING[write.key]
-        for target in targets:
-            path = fs.unstrip_protocol(target.rstrip("/"))
+        for target in record.targets:
+            path = record.fs.unstrip_protocol(target.rstrip("/"))
             for other, other_write in seen:
                 if other_write != write.key and (
                     path == other or path.startswith(f"{other}/") or other.startswith(f"{path}/")
@@ -77,6 +170,14 @@ def _discard(fs: fsspec.AbstractFileSystem, tmp: str) -> None:
         with contextlib.suppress(Exception):
             if fs.exists(tmp):
                 fs.rm(tmp, recursive=True)
+
+
+def _task(graph: HighLevelGraph, key: Hashable) -> Delayed:
+    """The task ``key`` of ``graph`` as a Delayed (its layer found among the task layers)."""
+    for name, layer in graph.layers.items():
+        if isinstance(layer, MaterializedLayer) and key in layer:
+            return Delayed(key, graph, layer=name)
+    return Delayed(key, dict(graph))
 
 
 def discard_temporaries(*writes: Delayed) -> None:
@@ -115,21 +216,27 @@ def discard_temporaries(*writes: Delayed) -> None:
     """
     made = []
     for write in writes:
-        fs, temporaries, *_, folders = _PENDING.pop(write.key, (None, [], [], False, [], []))
-        for tmp in temporaries:
-            _discard(fs, tmp)
-        made.extend(folders)
+        record = _PENDING.pop(write.key, None)
+        if record is None:
+            continue
+        for tmp in record.temporaries:
+            _discard(record.fs, tmp)
+        made.extend(record.folders)
     remove_empty(sorted(set(made), key=len, reverse=True))  # once no temporary is left
 
 
 def commit_together(*writes: Delayed) -> list[Delayed]:
-    """The writes, each of their commits waiting for the data of all of them.
+    """The writes, ending in one commit of all their outputs.
 
     Computed together (``dask.compute(*commit_together(a, b))``), writes made with
-    ``compute=False`` then move their outputs into place (every file of a
-    ``per=`` GeoTIFF included) only once every task writing data has succeeded: a
-    failure anywhere leaves no new output. Pass the writes given, not the ones
-    returned, to :func:`discard_temporaries`.
+    ``compute=False`` move their outputs into place (every file of a ``per=`` GeoTIFF
+    included) in one task, once every task writing data has succeeded: it takes every
+    output's lock, in the order of their paths (so that two runs of one set of outputs
+    wait for each other, never deadlock), checks every output again (an output another
+    run committed meanwhile refuses the whole set), then swaps them all. A failure
+    anywhere before the swaps leaves no new output. Pass the writes given, not the ones
+    returned, to :func:`discard_temporaries`. Writes without a temporary (appends,
+    region writes) write in place as they are computed: they are not all or none.
 
     Parameters
     ----------
@@ -144,8 +251,8 @@ def commit_together(*writes: Delayed) -> list[Delayed]:
     Raises
     ------
     ValueError
-        If an output of one write is, or is inside, an output of another: the second
-        commit would fail, or replace the first, after the first was in place.
+        If an output of one write is, or is inside, an output of another: one would
+        replace, or fail on, the other.
 
     Examples
     --------
@@ -163,15 +270,23 @@ def commit_together(*writes: Delayed) -> list[Delayed]:
     True
     """
     _check_apart(writes)
-    parts = [_PENDING[w.key][2:4] if w.key in _PENDING else ([w], False) for w in writes]
-    data = [
-        Delayed(below, commit.__dask_graph__())
-        for commits, _ in parts
-        for commit in commits
-        for below in commit.__dask_graph__().dependencies[commit.__dask_layers__()[0]]
+    records = [_PENDING.get(w.key) for w in writes]
+    prepared = [
+        _task(w.__dask_graph__(), key)
+        for w, record in zip(writes, records, strict=True)
+        if record is not None
+        for key in record.prepared
     ]
-    together = []
-    for commits, listed in parts:
-        bound = [bind(commit, data, omit=data) for commit in commits]
-        together.append(dask.delayed(list, pure=False)(bound) if listed else bound[0])
+    joint = dask.delayed(commit_outputs, pure=False)(prepared)
+    together, start = [], 0
+    for w, record in zip(writes, records, strict=True):
+        if record is None:  # no temporary (an append, a region write): after the others' data
+            graph = w.__dask_graph__()
+            below = [Delayed(name, graph) for name in graph.dependencies[w.__dask_layers__()[0]]]
+            together.append(bind(w, prepared, omit=below))
+            continue
+        end = start + len(record.prepared)
+        part = slice(start, end) if record.listed else start
+        together.append(dask.delayed(operator.getitem, pure=False)(joint, part))
+        start = end
     return together

@@ -18,6 +18,7 @@ they are not atomic, but rewriting a region is idempotent, which is what resumin
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import secrets
@@ -45,7 +46,7 @@ from lazyraster.io._output import (
     _exists_message,
     _provenance,
 )
-from lazyraster.io._together import _discard, pending
+from lazyraster.io._together import Commit, _discard, commit_one, pending
 
 __all__ = ["write_zarr", "zarr_group"]
 
@@ -131,77 +132,90 @@ def _align_chunks(ds: xr.Dataset, chunks: Mapping[Hashable, int] | None) -> xr.D
     return ds
 
 
-def _move_zarr(fs: fsspec.AbstractFileSystem, tmp: str, target: str, mode: str) -> None:
-    """Move the complete store ``tmp`` to ``target``: a commit locally, metadata-last copy else."""
-    if isinstance(fs, LocalFileSystem):
-        with _atomic.output_lock(target):
-            if os.path.lexists(target):
-                if mode != "w":
-                    raise OutputExistsError(_exists_message(target))
-                _check_replaceable_zarr(fs, target, target)
-            _atomic.commit(tmp, target)
-            _atomic.sweep(target)
-        return
-    if fs.exists(target):
-        if mode != "w":
-            fs.rm(tmp, recursive=True)
-            raise OutputExistsError(_exists_message(target))
-        _check_replaceable_zarr(fs, target, fs.unstrip_protocol(target))
-        old_meta = [p for p in fs.find(target) if p.rsplit("/", 1)[-1] in _ZARR_METADATA]
-        for p in sorted(old_meta, key=len):  # root metadata first: the old store stops opening
-            fs.rm(p)
-        fs.rm(target, recursive=True)
-    files = sorted(fs.find(tmp))
-    is_meta = [p.rsplit("/", 1)[-1] in _ZARR_METADATA for p in files]
-    chunks = [p for p, m in zip(files, is_meta, strict=True) if not m]
-    metadata = sorted((p for p, m in zip(files, is_meta, strict=True) if m), key=len, reverse=True)
-    for src in [*chunks, *metadata]:  # deepest metadata last but one, root metadata last
-        fs.copy(src, target + src[len(tmp) :])
-    fs.rm(tmp, recursive=True)
-
-
-def _finish_zarr(
-    _written: Any,
-    url: str,
-    storage_options: Mapping[str, Any],
-    tmp: str,
-    target: str,
-    mode: str,
-    consolidate_root: str | None = None,
-    parents: tuple[str, str, int] | None = None,
-) -> str:
-    """Move the written store into place (and re-consolidate the root after a group write).
+@dataclasses.dataclass
+class _ZarrCommit(Commit):
+    """Put the complete store ``tmp`` at ``target``: a commit locally, metadata-last copy else.
 
     ``parents`` (root URL, group, Zarr format) of a group write: its root and parent
-    groups are made here, once the data are written.
+    groups are made by :meth:`ready`, once every output's data are written; the root's
+    consolidated metadata are re-made by :meth:`close` after the commit.
     """
-    fs, _ = fsspec.core.url_to_fs(url, **storage_options)
-    local = isinstance(fs, LocalFileSystem)
-    try:
-        if parents is not None:
-            _ensure_parent_groups(*parents, storage_options)
-        _move_zarr(fs, tmp, target, mode)
-    except BaseException:
-        if not local and fs.exists(tmp):
-            fs.rm(tmp, recursive=True)
-        raise
-    finally:
-        if local:  # after a commit, the temporary holds the previous output
-            _discard_local(tmp)
-    if consolidate_root is not None:
+
+    url: str
+    storage_options: Mapping[str, Any]
+    tmp: str
+    target: str
+    mode: str
+    consolidate_root: str | None = None
+    parents: tuple[str, str, int] | None = None
+
+    def __post_init__(self) -> None:
+        self.local = isinstance(self._fs(), LocalFileSystem)
+
+    def _fs(self) -> fsspec.AbstractFileSystem:
+        return fsspec.core.url_to_fs(self.url, **self.storage_options)[0]
+
+    def check(self) -> None:
+        fs = self._fs()
+        if os.path.lexists(self.target) if self.local else fs.exists(self.target):
+            if self.mode != "w":
+                raise OutputExistsError(_exists_message(self.result()))
+            _check_replaceable_zarr(fs, self.target, self.result())
+
+    def ready(self) -> None:
+        if self.parents is not None:
+            _ensure_parent_groups(*self.parents, self.storage_options)
+
+    def swap(self) -> None:
+        if self.local:
+            _atomic.commit(self.tmp, self.target)
+            return
+        fs, target, tmp = self._fs(), self.target, self.tmp
+        if fs.exists(target):
+            old_meta = [p for p in fs.find(target) if p.rsplit("/", 1)[-1] in _ZARR_METADATA]
+            for p in sorted(old_meta, key=len):  # root metadata first: the old store stops opening
+                fs.rm(p)
+            fs.rm(target, recursive=True)
+        files = sorted(fs.find(tmp))
+        is_meta = [p.rsplit("/", 1)[-1] in _ZARR_METADATA for p in files]
+        chunks = [p for p, m in zip(files, is_meta, strict=True) if not m]
+        meta = sorted((p for p, m in zip(files, is_meta, strict=True) if m), key=len, reverse=True)
+        for src in [*chunks, *meta]:  # deepest metadata last but one, root metadata last
+            fs.copy(src, target + src[len(tmp) :])
+        fs.rm(tmp, recursive=True)
+
+    def close(self, committed: bool) -> None:
+        if self.local:  # after a commit, the temporary holds the previous output
+            _discard_local(self.tmp)
+            if committed:  # after the locks: the swaps of outputs committed together stay close
+                _atomic.sweep(self.target)
+        elif not committed:
+            _discard(self._fs(), self.tmp)
+        if committed and self.consolidate_root is not None:
+            self._consolidate()
+
+    def _consolidate(self) -> None:
         import zarr
         import zarr.storage
 
-        if local:
-            store: Any = zarr.storage.LocalStore(consolidate_root)
+        root = self.consolidate_root
+        if self.local:
+            store: Any = zarr.storage.LocalStore(root)
         else:
             store = zarr.storage.FsspecStore.from_url(
-                fs.unstrip_protocol(consolidate_root), storage_options=dict(storage_options)
+                self._fs().unstrip_protocol(root), storage_options=dict(self.storage_options)
             )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             zarr.consolidate_metadata(store)
-    return target if local else fs.unstrip_protocol(target)
+
+    def result(self) -> str:
+        return self.target if self.local else self._fs().unstrip_protocol(self.target)
+
+
+def _prepare_zarr(_written: Any, *args: Any) -> _ZarrCommit:
+    """The commit of a store whose data are written (``_written``: the data tasks' results)."""
+    return _ZarrCommit(*args)
 
 
 def zarr_group(group: str | None) -> str | None:
@@ -423,12 +437,13 @@ def write_zarr(
         try:
             if metadata_only:
                 ds.to_zarr(tmp_url, **to_zarr_options)
-                return _finish_zarr(None, *finish_args)
+                return commit_one(_ZarrCommit(*finish_args))
             writes = ds.to_zarr(tmp_url, **to_zarr_options)
-            finish = dask.delayed(_finish_zarr, pure=False)(writes, *finish_args)
+            prepared = dask.delayed(_prepare_zarr, pure=False)(writes, *finish_args)
+            finish = dask.delayed(commit_one, pure=False)(prepared)
             if not compute:  # the temporary stays locked by this process until it commits
                 return pending(
-                    finish, fs, [tmp], [finish], listed=False, targets=[target], folders=created
+                    finish, fs, [tmp], [prepared], listed=False, targets=[target], folders=created
                 )
             return _compute(finish, source)
         except BaseException as exc:

@@ -17,6 +17,7 @@ scheduler-agnostic) are those of :mod:`lazyraster.io._output`.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -44,7 +45,7 @@ from lazyraster.io._output import (
     _exists_message,
     _provenance,
 )
-from lazyraster.io._together import pending
+from lazyraster.io._together import Commit, commit_one, pending
 from lazyraster.io.cog import _tiff
 from lazyraster.io.cog._graph import (
     _block_profile,
@@ -195,26 +196,46 @@ def _assemble_geotiff(
     return out
 
 
-def _finish_geotiff(
+@dataclasses.dataclass
+class _GeoTIFFCommit(Commit):
+    """Put the assembled GeoTIFF ``out`` (in the temporary ``tmpdir``) at ``target``."""
+
+    out: str
+    tmpdir: str
+    target: str
+    mode: str
+
+    def check(self) -> None:
+        if os.path.lexists(self.target):
+            if self.mode != "w":
+                raise OutputExistsError(_exists_message(self.target))
+            _check_replaceable_tiff(self.target)
+
+    def swap(self) -> None:
+        if self.mode == "w":
+            _atomic.commit(self.out, self.target)
+        else:
+            try:
+                os.link(self.out, self.target)  # fails if the target appeared: never clobber
+            except FileExistsError:
+                raise OutputExistsError(_exists_message(self.target)) from None
+
+    def close(self, committed: bool) -> None:
+        _discard_local(self.tmpdir)
+        if committed:  # after the locks: the swaps of outputs committed together stay close
+            _atomic.sweep(self.target)
+
+
+def _prepare_geotiff(
     written: Sequence[_Written], *, tmpdir: str, target: str, mode: str, **assembly: Any
-) -> str:
-    """Assemble the final GeoTIFF and commit it under the output's lock."""
+) -> _GeoTIFFCommit:
+    """Assemble the final GeoTIFF; return its commit."""
     try:
         out = _assemble_geotiff(written, tmpdir=tmpdir, **assembly)
-        with _atomic.output_lock(target):
-            if mode == "w":
-                if os.path.lexists(target):
-                    _check_replaceable_tiff(target)
-                _atomic.commit(out, target)
-            else:
-                try:
-                    os.link(out, target)  # fails if the target appeared meanwhile: never clobber
-                except FileExistsError:
-                    raise OutputExistsError(_exists_message(target)) from None
-            _atomic.sweep(target)
-    finally:
+    except BaseException:
         _discard_local(tmpdir)
-    return target
+        raise
+    return _GeoTIFFCommit(out, tmpdir, target, mode)
 
 
 def _geotiff_graph(
@@ -230,7 +251,10 @@ def _geotiff_graph(
     resampling: str,
     tags: Mapping[str, str],
 ) -> tuple[Delayed, str]:
-    """Delayed that writes the (band, y, x) ``da`` to ``target`` through per-task files.
+    """Delayed that writes ``da`` (band, y, x) as ``target``'s GeoTIFF: to its commit.
+
+    The GeoTIFF is assembled in ``tmpdir``; the Delayed computes to its commit
+    (:class:`_GeoTIFFCommit`), which puts it at ``target``.
 
     Block tasks write the full resolution and the overview levels inside their block;
     then each coarser level is written by tasks that each combine 2 x 2 of the tasks
@@ -276,7 +300,7 @@ def _geotiff_graph(
             next_origins[j, k] = origins[members[0]]
             written.append(done)
         handed, origins = next_handed, next_origins
-    finish = dask.delayed(_finish_geotiff, pure=False)(
+    prepared = dask.delayed(_prepare_geotiff, pure=False)(
         written,
         shape=arr.shape,
         tmpdir=tmpdir,
@@ -290,7 +314,7 @@ def _geotiff_graph(
         descriptions=_descriptions(da),
         tags=tags,
     )
-    return finish, tmpdir
+    return prepared, tmpdir
 
 
 def write_geotiff(
@@ -488,7 +512,7 @@ def write_geotiff(
             _discard_local(tmpdir)
         remove_empty(created)
         raise
-    finals = [g for g, _ in graphs]
+    finals = [dask.delayed(commit_one, pure=False)(prepared) for prepared, _ in graphs]
     result = finals[0] if per is None else dask.delayed(list, pure=False)(finals)
     if not compute:
         tmpdirs = [tmpdir for _, tmpdir in graphs]
@@ -496,7 +520,7 @@ def write_geotiff(
             result,
             LocalFileSystem(),
             tmpdirs,
-            finals,
+            [prepared for prepared, _ in graphs],
             listed=per is not None,
             targets=[target for target, _ in jobs],
             folders=created,
