@@ -49,7 +49,7 @@ LAYER = {
 }
 
 #: Test modules a test module may import (shared helpers); any other is a test module.
-TEST_HELPERS = {"conftest", "references", "services", "strategies", "_support"}
+TEST_HELPERS = {"conftest", "references", "services", "strategies", "_support", "_tasks"}
 
 #: Peer modules whose insides we must not reach into (their public seams only).
 PEER_PRIVATE = ("stackstac.rio_reader",)

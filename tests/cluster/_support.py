@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from tests.cluster._tasks import mean3x3_block
 from tests.conftest import ROOT, require_service
 from tests.services import free_port, run_script
 
@@ -63,15 +64,6 @@ def assert_bitwise_equal(got: dict[str, np.ndarray], want: dict[str, np.ndarray]
         np.testing.assert_array_equal(got[name].view(np.uint32), want[name].view(np.uint32))
 
 
-def _mean3x3_block(block: np.ndarray) -> np.ndarray:
-    out = np.zeros_like(block)
-    ny, nx = block.shape
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            out[1:-1, 1:-1] += block[1 + dy : ny - 1 + dy, 1 + dx : nx - 1 + dx]
-    return out / np.float32(9)
-
-
 def analysis(ds: xr.Dataset) -> xr.Dataset:
     """NDVI and a 3x3 mean of it with halos across chunks (map_overlap), lazily."""
     import dask.array as da
@@ -79,7 +71,7 @@ def analysis(ds: xr.Dataset) -> xr.Dataset:
     ndvi = ds.geo.ndvi()
     smooth = ndvi.copy(
         data=da.map_overlap(
-            _mean3x3_block,
+            mean3x3_block,
             ndvi.data,
             depth=1,
             boundary=np.float32(0),
