@@ -1,6 +1,7 @@
 """The shape of the package: module sizes, public seams only, imports that flow one way.
 
-These read the source with :mod:`ast` (nothing is imported), so a rule broken anywhere in
+These read the source with :mod:`ast` (only the rule on private methods of peers imports
+the modules, to read their classes' MROs), so a rule broken anywhere in
 ``src/lazyraster`` fails here naming the module and the import that breaks it (no line
 numbers, so the entries of :data:`PENDING` survive unrelated edits).
 
@@ -12,6 +13,7 @@ that no longer breaks anything, so the list only shrinks.
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,7 +50,7 @@ LAYER = {
 }
 
 #: Test modules a test module may import (shared helpers); any other is a test module.
-TEST_HELPERS = {"conftest", "references", "services", "strategies", "_support"}
+TEST_HELPERS = {"conftest", "references", "services", "strategies", "_support", "_tasks"}
 
 #: Peer modules whose insides we must not reach into (their public seams only).
 PEER_PRIVATE = ("stackstac.rio_reader",)
@@ -269,3 +271,117 @@ def test_no_test_module_imports_another_test_module() -> None:
                 if target.rpartition(".")[2] not in TEST_HELPERS:
                     broken.append(f"{path.relative_to(ROOT)} imports {target}")
     _no_new(sorted(set(broken)), "test modules importing test modules")
+
+
+def _private_method(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _imported_names(tree: ast.Module) -> dict[str, str]:
+    """Local name -> dotted origin of every import in ``tree``, those inside functions too."""
+    names = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                names[alias.asname or alias.name] = f"{node.module}:{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                local = alias.asname or alias.name.split(".")[0]
+                names[local] = alias.name if alias.asname else local
+    return names
+
+
+def _resolve(expression: ast.expr, namespace: dict, imported: dict[str, str]) -> type | None:
+    """The class a base-class expression names, from the module's globals or its imports."""
+    dotted = []
+    while isinstance(expression, ast.Attribute):
+        dotted.insert(0, expression.attr)
+        expression = expression.value
+    if not isinstance(expression, ast.Name):
+        return None
+    if expression.id in namespace:
+        found = namespace[expression.id]
+    elif expression.id in imported:
+        module, _, attr = imported[expression.id].partition(":")
+        found = importlib.import_module(module)
+        found = getattr(found, attr) if attr else found
+    else:
+        return None
+    for attr in dotted:
+        found = getattr(found, attr)
+    return found if isinstance(found, type) else None
+
+
+def _private_overrides(tree: ast.Module, namespace: dict, where: str) -> list[str]:
+    """Classes of ``tree`` (nested ones too) overriding a private method of a foreign base.
+
+    A base is foreign when it is defined outside ``lazyraster`` (another distribution or
+    the standard library); its private methods (``_x``, dunders excepted) are not a seam.
+    Module-level classes are checked on the imported class's MRO; a class defined inside
+    a function, through the bases its source names, resolved by the module's imports.
+    """
+    imported = _imported_names(tree)
+    top = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+    broken = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        methods = [
+            item.name
+            for item in node.body
+            if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+            and _private_method(item.name)
+        ]
+        if not methods:
+            continue
+        if node.name in top and isinstance(namespace.get(node.name), type):
+            bases = list(namespace[node.name].__mro__[1:])
+        else:
+            bases = []
+            for expression in node.bases:
+                base = _resolve(expression, namespace, imported)
+                if base is None:
+                    broken.append(f"{where}: {node.name}'s base {ast.unparse(expression)} unknown")
+                    continue
+                bases.extend(base.__mro__)
+        for base in bases:
+            if base is object or base.__module__.split(".")[0] == "lazyraster":
+                continue
+            for name in methods:
+                if name in vars(base):
+                    broken.append(f"{where}: {node.name}.{name} overrides {base.__qualname__}'s")
+    return sorted(set(broken))
+
+
+#: The override that ``cluster/_slurm.py`` had before it used ``submit_command``: the rule
+#: must find it (a rule that finds nothing proves nothing).
+_OLD_SLURM_JOB = """
+def _job_class(resolved):
+    from dask_jobqueue.slurm import SLURMJob
+
+    class SecretEnvSLURMJob(SLURMJob):
+        async def _submit_job(self, script_filename):
+            return await self._call([script_filename], env={})
+
+    return SecretEnvSLURMJob
+"""
+
+
+def test_the_private_override_rule_finds_an_override_inside_a_function() -> None:
+    broken = _private_overrides(ast.parse(_OLD_SLURM_JOB), {}, "old _slurm.py")
+    assert broken == ["old _slurm.py: SecretEnvSLURMJob._submit_job overrides Job's"]
+
+
+def test_no_class_overrides_a_private_method_of_another_distribution() -> None:
+    """Subclasses of peers' classes override their public methods and attributes only.
+
+    A private method (``Job._submit_job``, ``AutoParallelRioReader._open``) is no seam: a
+    peer renames or drops it in a minor release, and the override silently stops being
+    called. Unlike the rules above, this one imports every module to read the MROs.
+    """
+    broken = []
+    for path in _modules():
+        module = importlib.import_module(_name(path))
+        tree = ast.parse(path.read_text(), str(path))
+        broken += _private_overrides(tree, vars(module), str(path.relative_to(ROOT)))
+    _no_new(broken, "private methods of peers overridden")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from tests.cluster._tasks import mean3x3_block
 from tests.conftest import ROOT, require_service
 from tests.services import free_port, run_script
 
@@ -63,15 +64,6 @@ def assert_bitwise_equal(got: dict[str, np.ndarray], want: dict[str, np.ndarray]
         np.testing.assert_array_equal(got[name].view(np.uint32), want[name].view(np.uint32))
 
 
-def _mean3x3_block(block: np.ndarray) -> np.ndarray:
-    out = np.zeros_like(block)
-    ny, nx = block.shape
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            out[1:-1, 1:-1] += block[1 + dy : ny - 1 + dy, 1 + dx : nx - 1 + dx]
-    return out / np.float32(9)
-
-
 def analysis(ds: xr.Dataset) -> xr.Dataset:
     """NDVI and a 3x3 mean of it with halos across chunks (map_overlap), lazily."""
     import dask.array as da
@@ -79,7 +71,7 @@ def analysis(ds: xr.Dataset) -> xr.Dataset:
     ndvi = ds.geo.ndvi()
     smooth = ndvi.copy(
         data=da.map_overlap(
-            _mean3x3_block,
+            mean3x3_block,
             ndvi.data,
             depth=1,
             boundary=np.float32(0),
@@ -152,3 +144,74 @@ def payloads(script: str) -> str:
     """The script and the decoded dask config it carries: everything a reader could see."""
     line = next(x for x in script.splitlines() if "DASK_INTERNAL_INHERIT_CONFIG" in x)
     return script + base64.b64decode(line.split("=", 1)[1]).decode()
+
+
+#: An ``sbatch`` that records what a reader could see of the credentials while it runs
+#: (every process's command line, every file under the watched folders, with its mode
+#: and its folder's), then execs the real one. Its settings come from a JSON file beside it.
+_SPY = """#!{python}
+import json, os, stat, sys
+here = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(here, "spy.json")) as f:
+    spy = json.load(f)
+secrets = spy["secrets"]
+def holds(data):
+    return any(s.encode() in data for s in secrets)
+commands = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        with open(f"/proc/{{pid}}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except OSError:
+        continue
+    if holds(cmdline):
+        commands.append(cmdline.replace(b"\\0", b" ").decode(errors="replace"))
+files, seen = [], set()
+for root in [*spy["roots"], os.path.dirname(os.path.abspath(sys.argv[-1]))]:
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            if path in seen:
+                continue
+            seen.add(path)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            if holds(data):
+                files.append([path, stat.S_IMODE(os.stat(path).st_mode),
+                              stat.S_IMODE(os.stat(folder).st_mode)])
+record = {{"argv": sys.argv[1:], "commands": commands, "files": files,
+          "environ": [os.environ.get(n) for n in spy["names"]]}}
+with open(spy["record"], "a") as f:
+    f.write(json.dumps(record) + "\\n")
+os.execv(spy["sbatch"], ["sbatch", *sys.argv[1:]])
+"""
+
+
+def spying_sbatch(
+    folder: Path, secrets: list[str], names: list[str], roots: list[Path]
+) -> tuple[Path, Path]:
+    """Put :data:`_SPY` at ``folder/sbatch``; return the folder (for PATH) and its record.
+
+    ``secrets`` are the values looked for, ``names`` the variables whose values the spy
+    reports from its own environment, ``roots`` the folders searched for files.
+    """
+    import json
+    import sys
+
+    folder.mkdir()
+    record = folder / "record.jsonl"
+    settings = {
+        "secrets": secrets,
+        "names": names,
+        "roots": [str(r) for r in roots],
+        "record": str(record),
+        "sbatch": shutil.which("sbatch"),
+    }
+    (folder / "spy.json").write_text(json.dumps(settings))
+    spy = folder / "sbatch"
+    spy.write_text(_SPY.format(python=sys.executable))
+    spy.chmod(0o700)
+    return folder, record

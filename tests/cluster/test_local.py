@@ -11,9 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
-from pathlib import Path
 
 import dask
 import dask.bag as db
@@ -21,6 +19,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from tests.cluster._support import assert_bitwise_equal, port_open, write_and_read
+from tests.cluster._tasks import hash_in_a_worker
 
 import lazyraster
 from lazyraster.cluster import _resources
@@ -175,16 +174,6 @@ def test_bad_local_options_are_refused_naming_the_option(kind, options, named):
 # --------------------------------------------------------------------------- hash seeds
 
 
-def _hash_in_a_worker(rendezvous: str) -> tuple[int, int, str | None]:
-    """``hash("lazyraster")`` in this process, once another task runs beside it."""
-    Path(rendezvous, str(os.getpid())).touch()
-    waited = 0
-    while len(os.listdir(rendezvous)) < 2 and waited < 6000:  # both tasks at once
-        time.sleep(0.01)
-        waited += 1
-    return os.getpid(), hash("lazyraster"), os.environ.get("PYTHONHASHSEED")
-
-
 def _hash_with_seed(seed: str) -> int:
     """The hash a fresh interpreter started with ``PYTHONHASHSEED=seed`` gives."""
     env = {**os.environ, "PYTHONHASHSEED": seed}
@@ -201,7 +190,7 @@ def test_processes_workers_hash_alike_and_this_process_keeps_its_environment(
     else:
         monkeypatch.setenv("PYTHONHASHSEED", given)
     before = dict(os.environ)
-    tasks = [dask.delayed(_hash_in_a_worker)(str(tmp_path), pure=False) for _ in range(2)]
+    tasks = [dask.delayed(hash_in_a_worker)(str(tmp_path), pure=False) for _ in range(2)]
     with cluster("processes", workers=2), dask.config.set(chunksize=1):
         answers = dask.compute(*tasks)
         assert dict(os.environ) == before

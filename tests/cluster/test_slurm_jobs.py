@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from tests.cluster._support import (
     assert_bitwise_equal,
     payloads,
     port_open,
+    spying_sbatch,
     squeue,
     write_and_read,
 )
@@ -274,9 +276,27 @@ def test_allocation_outside_a_job_says_how(monkeypatch):
         pass
 
 
-def test_slurm_workers_get_credentials_the_script_never_holds(slurm_env, tmp_path, monkeypatch):
+def test_slurm_workers_get_credentials_no_command_line_or_open_file_holds(
+    slurm_env, tmp_path, monkeypatch
+):
+    """The credentials reach the workers, and nothing a reader could see holds them.
+
+    A spying ``sbatch`` first on PATH records, at each call, every process's command
+    line (``ps``) and every file under the temporary folder (where the job scripts and
+    the credentials file go) and the log folder that holds a value, with the file's mode
+    and its folder's. A value on a command line, in a job script, or in a file that
+    group or others may read, fails here.
+    """
     monkeypatch.setenv("GDAL_HTTP_USERPWD", ENV_SECRET)
-    names = ("GDAL_HTTP_USERPWD", "GDAL_HTTP_HEADERS")
+    names = ["GDAL_HTTP_USERPWD", "GDAL_HTTP_HEADERS"]
+    temporary, logs = tmp_path / "tmp", tmp_path / "logs"
+    temporary.mkdir()
+    logs.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    spy, record = spying_sbatch(
+        tmp_path / "bin", [ENV_SECRET, "cfg-t0ken"], names, [temporary, logs]
+    )
+    monkeypatch.setenv("PATH", f"{spy}{os.pathsep}{os.environ['PATH']}")
 
     def seen_by_worker() -> dict[str, list]:
         import rasterio.env
@@ -287,7 +307,7 @@ def test_slurm_workers_get_credentials_the_script_never_holds(slurm_env, tmp_pat
 
     with (
         dask.config.set({"lazyraster.gdal.GDAL_HTTP_HEADERS": CONFIG_SECRET}),
-        cluster("slurm", jobs=1, log_directory=str(tmp_path), timeout=60, **LOOPBACK) as client,
+        cluster("slurm", jobs=1, log_directory=str(logs), timeout=60, **LOOPBACK) as client,
     ):
         (seen,) = client.run(seen_by_worker).values()
         (job_id,) = [line.split()[0] for line in squeue(slurm_env)]
@@ -300,5 +320,16 @@ def test_slurm_workers_get_credentials_the_script_never_holds(slurm_env, tmp_pat
     text = payloads(stored)
     assert ENV_SECRET not in text and "cfg-t0ken" not in text
     assert "# GDAL_HTTP_USERPWD=*** comes with the job's environment" in text
-    logs = "".join(p.read_text(errors="replace") for p in tmp_path.iterdir() if p.is_file())
-    assert ENV_SECRET not in logs and "cfg-t0ken" not in logs
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    (submit,) = [c for c in calls if "--test-only" not in c["argv"]]
+    for call in calls:
+        assert call["commands"] == [], "a credential is on a command line"
+        for path, mode, folder in call["files"]:
+            assert mode & 0o077 == 0 and folder & 0o077 == 0, f"{path} {mode:o} {folder:o}"
+    assert len(submit["files"]) == 1  # the credentials file, and no job script
+    assert submit["environ"] == [ENV_SECRET, CONFIG_SECRET]  # sbatch has them to export
+    assert submit["argv"][0] == "--export=ALL"
+    left = [p for p in temporary.rglob("*") if p.is_file()]
+    assert not [p for p in left if ENV_SECRET in p.read_text(errors="replace")]
+    logged = "".join(p.read_text(errors="replace") for p in logs.iterdir() if p.is_file())
+    assert ENV_SECRET not in logged and "cfg-t0ken" not in logged

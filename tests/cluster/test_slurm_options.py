@@ -10,8 +10,11 @@ import base64
 import json
 import math
 import os
+import shlex
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import dask
 import pytest
@@ -244,6 +247,64 @@ def test_credentials_are_masked_in_the_job_script_and_the_dry_run(clean_slurm_en
 def test_export_keeps_the_users_choice_and_adds_the_credentials(directives, environ, expected):
     resolved = {"job_extra_directives": directives}
     assert _slurm._export_option(resolved, environ, ["GDAL_HTTP_USERPWD"]) == expected
+
+
+_TRICKY = 'it\'s $HOME `id` \\ "quoted"\nsecond line'
+
+_STAND_IN_SBATCH = """#!/bin/sh
+printf '%s' "$GDAL_HTTP_USERPWD" > "$(dirname "$0")/value"
+printf '%s\\n' "$@" > "$(dirname "$0")/argv"
+"""
+
+
+def test_submit_command_gives_sbatch_the_credentials_from_a_file_only_the_user_reads(
+    clean_slurm_env, tmp_path
+):
+    """dask-jobqueue runs ``submit_command`` + the script's path; sbatch gets the value.
+
+    The value (quotes, ``$``, backquotes, a newline) arrives byte for byte in a stand-in
+    ``sbatch``'s environment, is on no argument, and sits in a 0600 file in a 0700 folder
+    that is gone once the cluster's block ends.
+    """
+    from dask_jobqueue.slurm import SLURMJob
+
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "sbatch").write_text(_STAND_IN_SBATCH)
+    (bin_ / "sbatch").chmod(0o700)
+    clean_slurm_env.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
+    clean_slurm_env.setenv("GDAL_HTTP_USERPWD", _TRICKY)
+    resolved = {"job_extra_directives": ["--export=NONE"]}
+    with _slurm._job_class(resolved) as job_cls:
+        assert issubclass(job_cls, SLURMJob)
+        command = [*shlex.split(job_cls.submit_command), str(tmp_path / "job.sh")]
+        (credentials,) = [Path(a) for a in shlex.split(command[2]) if a.endswith(".sh")]
+        assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+        assert stat.S_IMODE(credentials.parent.stat().st_mode) == 0o700
+        subprocess.run(command, check=True, env=os.environ)
+    assert not credentials.parent.exists()
+    assert (bin_ / "value").read_text() == _TRICKY
+    argv = (bin_ / "argv").read_text().splitlines()
+    assert argv == ["--export=GDAL_HTTP_USERPWD", str(tmp_path / "job.sh")]
+    assert not [a for a in command if "second line" in a or "`id`" in a]
+
+
+def test_without_credentials_jobs_are_submitted_by_plain_sbatch(clean_slurm_env):
+    from dask_jobqueue.slurm import SLURMJob
+
+    for name in [n for n in os.environ if _slurm.SECRET_NAME.search(n)]:
+        clean_slurm_env.delenv(name)
+    with _slurm._job_class({}) as job_cls:
+        assert job_cls is SLURMJob and job_cls.submit_command == "sbatch"
+
+
+def test_a_credential_no_shell_can_export_is_refused_naming_it(clean_slurm_env):
+    with (
+        dask.config.set({"lazyraster.gdal": {"GDAL-HTTP-TOKEN": "t"}}),
+        pytest.raises(ClusterConfigError, match="'GDAL-HTTP-TOKEN' cannot reach SLURM jobs"),
+        _slurm._job_class({}),
+    ):
+        pass
 
 
 # --------------------------------------------------------------------------- dask-jobqueue

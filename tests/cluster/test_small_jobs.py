@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import signal
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 
 import dask
 import dask.array as da
@@ -21,6 +19,7 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
+from tests.cluster._tasks import STARTED, kill_me, note_start, pid_block
 from tests.pipeline._support import _catalog, _ndvi, _spec
 
 import lazyraster
@@ -30,28 +29,11 @@ from lazyraster.testing import synthetic_raster
 pools = importlib.import_module("lazyraster.cluster._pools")
 resources = importlib.import_module("lazyraster.cluster._resources")
 
-#: Environment variable naming the folder where each started worker process leaves a file.
-STARTED = "LAZYRASTER_TEST_STARTED_DIR"
-
-
-def _pid(block: np.ndarray) -> np.ndarray:
-    return np.full(block.shape, os.getpid(), dtype=np.int64)
-
 
 def _pids(n_chunks: int) -> set[int]:
     """The processes that ran the ``n_chunks`` tasks of one computation."""
-    x = da.zeros(n_chunks, chunks=1, dtype=np.int64).map_blocks(_pid, dtype=np.int64)
+    x = da.zeros(n_chunks, chunks=1, dtype=np.int64).map_blocks(pid_block, dtype=np.int64)
     return set(x.compute().tolist())
-
-
-def _note_start() -> None:
-    """Worker initializer: leave a file named by this process's pid."""
-    Path(os.environ[STARTED], str(os.getpid())).touch()
-
-
-def _kill_me(block: np.ndarray) -> np.ndarray:
-    os.kill(os.getpid(), signal.SIGKILL)
-    return block
 
 
 # --------------------------------------------------------------------------- one pool
@@ -69,7 +51,7 @@ def test_a_broken_pool_is_replaced_for_the_next_computation():
         before = _pids(4)
         with pytest.raises(BrokenProcessPool) as broken:
             meta = np.array((), dtype=float)  # no trial call here: it would kill the test
-            da.zeros(4, chunks=1).map_blocks(_kill_me, dtype=float, meta=meta).compute()
+            da.zeros(4, chunks=1).map_blocks(kill_me, dtype=float, meta=meta).compute()
         # one line, saying how the worker ended: callers quote it in one-line errors
         assert "\n" not in str(broken.value) and "SIGKILL" in str(broken.value)
         after = _pids(4)
@@ -79,7 +61,7 @@ def test_a_broken_pool_is_replaced_for_the_next_computation():
 
 def test_threads_inside_a_processes_block_are_threads():
     with lazyraster.cluster("processes", workers=2):
-        x = da.zeros(4, chunks=1, dtype=np.int64).map_blocks(_pid, dtype=np.int64)
+        x = da.zeros(4, chunks=1, dtype=np.int64).map_blocks(pid_block, dtype=np.int64)
         assert set(x.compute(scheduler="threads").tolist()) == {os.getpid()}
         assert os.getpid() not in set(x.compute().tolist())
 
@@ -201,10 +183,13 @@ def test_persisted_data_on_a_local_cluster_are_written_where_they_are(tmp_path):
 # --------------------------------------------------------------------------- sizing
 
 
-@pytest.fixture
-def three_chunks(tmp_path):
-    """Three scenes, one chunk per scene and band: a job of three chunks at a time."""
-    source, files = _catalog(tmp_path)
+@pytest.fixture(scope="module")
+def three_chunks(tmp_path_factory):
+    """Three scenes, one chunk per scene and band: a job of three chunks at a time.
+
+    One catalog for the module: the runs only read it (each writes to its own folder).
+    """
+    source, files = _catalog(tmp_path_factory.mktemp("three_chunks"))
     return source, files
 
 
@@ -234,7 +219,7 @@ def test_a_three_chunk_run_starts_at_most_three_workers(kind, three_chunks, tmp_
     monkeypatch.setattr(pipeline, "BYTES_PER_WORKER", 1)  # as if each chunk were big
     spec = _spec(source, tmp_path / "out", cluster=kind)
     spec["load"]["chunks"] = 512  # one chunk per scene and band
-    with dask.config.set({"multiprocessing.initializer": _note_start}):
+    with dask.config.set({"multiprocessing.initializer": note_start}):
         pipeline.run_pipeline(spec)
     if kind == "processes":
         assert len(os.listdir(tmp_path / "started")) == 3  # 8 without the sizing

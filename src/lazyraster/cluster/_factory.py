@@ -85,7 +85,8 @@ def _slurm_cluster(
     kwargs = _slurm_cluster_kwargs(resolved)
     wait = float(_config("timeout") if timeout is None else timeout)
     with (
-        SLURMCluster(job_cls=_job_class(resolved), **kwargs) as slurm,
+        _job_class(resolved) as job_cls,
+        SLURMCluster(job_cls=job_cls, **kwargs) as slurm,
         Client(slurm, set_as_default=True) as client,
     ):
         try:

@@ -35,6 +35,7 @@ the import would change it for every thread of the process).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -43,7 +44,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -86,6 +87,8 @@ SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 _MASK = "***"
+#: Names a POSIX shell can export (the credentials file is sourced by ``sh``).
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _resolve_slurm_options(options: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -252,7 +255,7 @@ def _forwarded_settings(environ: Mapping[str, str]) -> list[str]:
     """Prologue lines giving each worker the package's dask config and GDAL environment.
 
     Credentials are not written: a comment names each, masked, and the values travel
-    in the environment of the job (see :func:`_job_environment`).
+    in the environment of the job (see :func:`_job_class`).
     """
     secrets = _job_secrets(environ)
     lines = [
@@ -293,25 +296,51 @@ def _export_option(
     return ",".join(listed) if listed else given
 
 
-def _job_environment(resolved: Mapping[str, Any]) -> tuple[dict[str, str], str]:
-    """Environment and ``--export`` value of ``sbatch``: the credentials ride there."""
-    secrets = _job_secrets(os.environ)
-    environment = {**os.environ, **secrets}
-    return environment, _export_option(resolved, os.environ, sorted(secrets))
+def _credentials_file(path: str, secrets: Mapping[str, str]) -> None:
+    """Write ``secrets`` as ``NAME='value'`` lines a POSIX shell can source, mode 0600."""
+    for name in secrets:
+        if not _SHELL_NAME.fullmatch(name):
+            raise ClusterConfigError(
+                f"the credential {name!r} cannot reach SLURM jobs: sbatch gets credentials "
+                "as environment variables, whose names are letters, digits and '_'. "
+                "Rename it, or unset it in this process and in dask config lazyraster.gdal."
+            )
+    text = "".join(f"{name}={shlex.quote(value)}\n" for name, value in sorted(secrets.items()))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
-def _job_class(resolved: Mapping[str, Any]) -> type:
-    """dask-jobqueue's SLURMJob, submitting with the credentials in sbatch's environment."""
+@contextlib.contextmanager
+def _job_class(resolved: Mapping[str, Any]) -> Iterator[type]:
+    """dask-jobqueue's ``SLURMJob``, submitting so that the credentials reach the job.
+
+    dask-jobqueue runs a job's ``submit_command`` (its public, documented class
+    attribute) with the job script's path appended. When there are credentials, they
+    are written to a file only the user can read (mode 0600, in a folder of mode 0700
+    on the submitting machine) and the command is a shell that sources that file with
+    ``set -a`` and then execs ``sbatch --export=...``: ``sbatch`` has the credentials in
+    its environment and hands them to the job as for any variable it exports. No
+    command line (``ps``) and no job script holds a value, only the file's path. The
+    folder is removed when the cluster closes; jobs submitted while it is open (more
+    jobs, adaptive scaling) read the same file.
+    """
     from dask_jobqueue.slurm import SLURMJob
 
-    environment, export = _job_environment(resolved)
+    secrets = _job_secrets(os.environ)
+    if not secrets:
+        yield SLURMJob
+        return
+    export = _export_option(resolved, os.environ, sorted(secrets))
+    with tempfile.TemporaryDirectory(prefix="lazyraster-sbatch-") as folder:
+        path = os.path.join(folder, "credentials.sh")
+        _credentials_file(path, secrets)
+        program = f'set -a && . {shlex.quote(path)} && set +a && exec sbatch "$@"'
 
-    class SecretEnvSLURMJob(SLURMJob):
-        async def _submit_job(self, script_filename: str) -> str:
-            command = [*shlex.split(self.submit_command), f"--export={export}", script_filename]
-            return await self._call(command, env=environment)
+        class CredentialsSLURMJob(SLURMJob):
+            submit_command = shlex.join(["sh", "-c", program, "sbatch", f"--export={export}"])
 
-    return SecretEnvSLURMJob
+        yield CredentialsSLURMJob
 
 
 def _slurm_cluster_kwargs(resolved: dict[str, Any]) -> dict[str, Any]:
