@@ -133,7 +133,7 @@ FIRST_CALLS = {
         "ds.geo.spring_index_dataset().compute()",
     ),
     "numba + dask start (reference)": (
-        "import numpy as np, dask.array\nfrom lazyraster.focal import _has_inf\n"
+        "import numpy as np, dask.array\nfrom lazyraster.focal._kernels import _has_inf\n"
         "x = dask.array.ones(4, chunks=2)",
         "_has_inf(np.zeros((2, 2), np.float32)); x.sum().compute()",
     ),
@@ -210,6 +210,7 @@ def report(repeat: int = MIN_REPEAT) -> str:
     ]
     for row_func in ROWS:
         row = row_func(repeat)
+        print(f"{row.figure}: {row.result} ({row.spread})", file=sys.stderr, flush=True)
         base = f"{row.baseline:.3f}" if row.baseline is not None else "-"
         lines.append(
             f"| {row.figure} | {row.case:.3f} | {base} | {row.result} | {row.target} "
