@@ -8,7 +8,8 @@ harness's warm-up round fills it).
   focal mean of the bundled sample catalog, to Zarr and a COG), through the CLI, with
   ``--cluster threads`` (the rows' baseline), ``processes`` and ``local``.
 - ``scenes`` rows: the same spec on the three-scene catalog of ``bench_load``, ``size``
-  x ``size`` pixels each (default 240).
+  x ``size`` pixels each (default 240), with ``load``'s default chunks (the spec's
+  ``chunks: 64`` removed: one chunk per band for the default size).
 - ``write`` rows: ``write_zarr`` and ``write_geotiff`` of data already persisted inside
   ``with lazyraster.cluster(kind)`` (the NDVI and focal mean of the three scenes), timed
   inside the process around the write only; ``threads`` is each pair's baseline.
@@ -117,6 +118,7 @@ def _scenes_spec(size: int, folder: Path) -> Path:
     spec = yaml.safe_load((ROOT / "catalogs" / "sample" / "ndvi.yaml").read_text())
     spec["source"] = str(make_catalog(size))
     spec.pop("search")
+    spec["load"].pop("chunks")
     spec["output"] = {
         "zarr": str(folder / "scenes.zarr"),
         "geotiff": {"path": str(folder / "scenes.tif"), "variables": ["ndvi", "ndvi_focal_mean"]},

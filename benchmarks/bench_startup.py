@@ -9,19 +9,23 @@
   any numba + dask program pays on its first call (numba's start, dask's first compute
   importing distributed), which is no compilation.
 
+- the sample ``lazyraster run`` spec (``catalogs/sample/ndvi.yaml``) on ``--cluster
+  processes`` and ``--cluster local`` against ``--cluster threads`` (target: at most 2x),
+  run from a copy of ``catalogs/`` in a temporary folder.
+
 Every figure is the median of ``repeat`` (at least 5) fresh processes, the case and its
 baseline interleaved, so a slow moment of the shared machine hits both alike.
 
-Adding a row: write ``def row_x(repeat: int) -> Row`` and append it to :data:`ROWS`
-(e.g. the sample ``lazyraster run`` spec on ``--cluster processes`` / ``local`` against
-``threads``, timed with :func:`timed` around the command).
+Adding a row: write ``def row_x(repeat: int) -> Row`` and append it to :data:`ROWS`.
 """
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,28 +47,45 @@ class Row:
     baseline: float | None
     result: str
     target: str
+    spread: str = "-"
 
 
-def timed(command: Sequence[str]) -> float:
+def timed(command: Sequence[str], cwd: Path | None = None) -> float:
     """Wall time of ``command`` in a new process, in seconds."""
     t0 = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
+    subprocess.run(command, check=True, capture_output=True, cwd=cwd)
     return time.perf_counter() - t0
 
 
-def interleaved(case: Sequence[str], baseline: Sequence[str], repeat: int) -> tuple[float, float]:
-    """Medians of ``case`` and ``baseline``, run alternately ``repeat`` times each."""
-    timed(case), timed(baseline)  # warm the file-system cache
+def interleaved(
+    case: Sequence[str], baseline: Sequence[str], repeat: int, cwd: Path | None = None
+) -> tuple[list[float], list[float]]:
+    """Times of ``case`` and ``baseline``, run alternately ``repeat`` times each."""
+    timed(case, cwd), timed(baseline, cwd)  # warm the file-system cache
     times: dict[int, list[float]] = {0: [], 1: []}
     for _ in range(max(repeat, MIN_REPEAT)):
-        times[0].append(timed(case))
-        times[1].append(timed(baseline))
-    return statistics.median(times[0]), statistics.median(times[1])
+        times[0].append(timed(case, cwd))
+        times[1].append(timed(baseline, cwd))
+    return times[0], times[1]
 
 
-def ratio_row(figure: str, case: list[str], baseline: list[str], target: float, repeat: int) -> Row:
-    c, b = interleaved(case, baseline, repeat)
-    return Row(figure, c, b, f"{c / b:.2f}x", f"<= {target}x")
+def _spread(case: Sequence[float], baseline: Sequence[float] = ()) -> str:
+    """``min-max`` of the case's times, and of the baseline's if any."""
+    spreads = [f"{min(t):.2f}-{max(t):.2f}" for t in (case, baseline) if t]
+    return " / ".join(spreads)
+
+
+def ratio_row(
+    figure: str,
+    case: list[str],
+    baseline: list[str],
+    target: float,
+    repeat: int,
+    cwd: Path | None = None,
+) -> Row:
+    cases, bases = interleaved(case, baseline, repeat, cwd)
+    c, b = statistics.median(cases), statistics.median(bases)
+    return Row(figure, c, b, f"{c / b:.2f}x", f"<= {target}x", _spread(cases, bases))
 
 
 def row_import(repeat: int) -> Row:
@@ -112,7 +133,7 @@ FIRST_CALLS = {
         "ds.geo.spring_index_dataset().compute()",
     ),
     "numba + dask start (reference)": (
-        "import numpy as np, dask.array\nfrom lazyraster.focal import _has_inf\n"
+        "import numpy as np, dask.array\nfrom lazyraster.focal._kernels import _has_inf\n"
         "x = dask.array.ones(4, chunks=2)",
         "_has_inf(np.zeros((2, 2), np.float32)); x.sum().compute()",
     ),
@@ -142,9 +163,31 @@ def first_call_row(name: str) -> Callable[[int], Row]:
             None,
             f"{median:.2f} s",
             "-" if reference else "<= 0.3 s",
+            _spread(diffs),
         )
 
     row.__name__ = f"row_first_call_{name}"
+    return row
+
+
+def run_row(kind: str) -> Callable[[int], Row]:
+    def row(repeat: int) -> Row:
+        work = Path(tempfile.mkdtemp(prefix="bench_startup-"))
+        try:
+            shutil.copytree(ROOT / "catalogs", work / "catalogs")
+            spec = [LAZYRASTER, "run", "catalogs/sample/ndvi.yaml", "--overwrite", "--cluster"]
+            return ratio_row(
+                f"sample `lazyraster run` on `--cluster {kind}` vs `threads`",
+                [*spec, kind],
+                [*spec, "threads"],
+                2,
+                repeat,
+                cwd=work,
+            )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    row.__name__ = f"row_run_{kind}"
     return row
 
 
@@ -154,19 +197,25 @@ ROWS: list[Callable[[int], Row]] = [
     row_import_accessor,
     row_help,
     *(first_call_row(name) for name in FIRST_CALLS),
+    run_row("processes"),
+    run_row("local"),
 ]
 
 
 def report(repeat: int = MIN_REPEAT) -> str:
     """Measure every row of :data:`ROWS`; a markdown table."""
     lines = [
-        "| figure | median s | baseline median s | result | target |",
-        "| --- | ---: | ---: | ---: | --- |",
+        "| figure | median s | baseline median s | result | target | range s (case / baseline) |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
     ]
     for row_func in ROWS:
         row = row_func(repeat)
+        print(f"{row.figure}: {row.result} ({row.spread})", file=sys.stderr, flush=True)
         base = f"{row.baseline:.3f}" if row.baseline is not None else "-"
-        lines.append(f"| {row.figure} | {row.case:.3f} | {base} | {row.result} | {row.target} |")
+        lines.append(
+            f"| {row.figure} | {row.case:.3f} | {base} | {row.result} | {row.target} "
+            f"| {row.spread} |"
+        )
     return "\n".join(lines)
 
 

@@ -33,7 +33,6 @@ __all__ = [
 KERNEL_MODULES = (
     "lazyraster.io.cog._overviews",
     "lazyraster.load._reader",
-    "lazyraster.io.cog._tiff",
 )
 
 #: Analysis packages that list their kernel modules in a public ``KERNELS`` tuple.

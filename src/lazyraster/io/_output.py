@@ -120,11 +120,13 @@ def _compute(result: Delayed, data: xr.Dataset | xr.DataArray) -> Any:
     and the writing tasks run there, next to them.
     """
     import dask.multiprocessing
+    import dask.threaded
 
     get = dask.base.get_scheduler()
     on_processes = dask.multiprocessing.get in (get, getattr(get, "__wrapped__", None))
     if on_processes and _in_memory(data):
-        return result.compute(scheduler="threads")
+        # the function, not the name "threads": dask imports distributed to resolve a name
+        return result.compute(scheduler=dask.threaded.get)
     return result.compute()
 
 

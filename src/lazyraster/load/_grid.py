@@ -10,15 +10,84 @@ from typing import Any
 import dask
 import pystac
 import rasterio
+import rasterio.errors
+from dask.utils import parse_bytes
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.warp import transform_bounds
 
 from lazyraster.errors import MissingCRSError
 from lazyraster.load._items import _Band, _crs_of, _item_bands, _transform_of
-from lazyraster.load._reader import CRSKey, as_crs, crs_key
+from lazyraster.load._reader import CRSKey, Reader, as_crs, crs_key
 
 DEFAULT_CHUNKS = {"time": 1, "y": 1024, "x": 1024}
+#: Largest side of a default chunk, in pixels (rounded to whole source blocks).
+DEFAULT_SIDE = 1024
+
+
+def default_chunks(
+    shape: Sequence[int], itemsize: int, block: Sequence[int] | None = None
+) -> dict[str, int]:
+    """The chunks of a load that gives none, for a ``(time, y, x)`` grid of ``shape``.
+
+    Each of y and x is one chunk when it is at most :data:`DEFAULT_SIDE` pixels,
+    else the whole number of the source's blocks (``block``, (rows, columns)) nearest
+    to it; then as many time steps as fit in dask's ``array.chunk-size`` bytes. So
+    a small job (three 240 x 240 scenes) is one chunk per band, not hundreds, while
+    a big scene keeps chunks of about 1024 x 1024 pixels that start on its blocks.
+
+    Examples
+    --------
+    >>> default_chunks((3, 240, 240), 4, (512, 512))
+    {'time': 3, 'y': 240, 'x': 240}
+    >>> default_chunks((40, 10980, 10980), 4, (384, 384))
+    {'time': 25, 'y': 1152, 'x': 1152}
+    """
+    sides = []
+    for size, step in zip(shape[1:], block or (None, None), strict=True):
+        if size <= DEFAULT_SIDE:
+            sides.append(size)
+        elif step is None:
+            sides.append(DEFAULT_SIDE)
+        else:
+            sides.append(min(size, max(step, round(DEFAULT_SIDE / step) * step)))
+    target = parse_bytes(dask.config.get("array.chunk-size"))
+    steps = max(1, min(shape[0], target // (sides[0] * sides[1] * itemsize)))
+    return {"time": steps, "y": sides[0], "x": sides[1]}
+
+
+def load_chunks(
+    items: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    extent: Sequence[float] | None,
+    res: Sequence[float] | None,
+    itemsize: int,
+    gdal: Mapping[str, Any],
+) -> dict[str, int] | None:
+    """:func:`default_chunks` of the grid ``extent`` at ``res`` (None if either is unknown).
+
+    The source's blocks are those of the first asset, read (one open) only when the
+    grid is wider than one default chunk: a smaller grid is one chunk whatever they are.
+    """
+    if extent is None or res is None:
+        return None
+    left, bottom, right, top = extent
+    shape = (len(items), math.ceil((top - bottom) / res[1]), math.ceil((right - left) / res[0]))
+    block = None
+    if max(shape[1:]) > DEFAULT_SIDE:
+        href = next(i["assets"][k]["href"] for i in items for k in keys if k in i["assets"])
+        block = _source_block(Reader.unpack(href)[0], gdal)
+    return default_chunks(shape, itemsize, block)
+
+
+def _source_block(href: str, gdal: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The (rows, columns) of the first band's blocks in the file at ``href``, if it opens."""
+    try:
+        with rasterio.Env(**gdal), rasterio.open(href) as src:
+            rows, cols = src.block_shapes[0]
+    except (rasterio.errors.RasterioError, OSError):
+        return None
+    return rows, cols
 
 
 def _normalize_chunks(

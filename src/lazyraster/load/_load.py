@@ -142,7 +142,10 @@ def load(
         ``resampling`` and ``gdal``).
     chunks : int or dict, optional
         Dask chunk sizes; an int for y and x, or a dict with ``time``, ``y``, ``x``.
-        Default ``{"time": 1, "y": 1024, "x": 1024}``.
+        Default for raster assets: y and x whole when at most 1024 pixels, else about
+        1024 in whole blocks of the source; as many time steps as fit in dask's
+        ``array.chunk-size``. A dict's missing names are ``{"time": 1, "y": 1024,
+        "x": 1024}``.
     groupby : {None, "solar_day"}
         ``"solar_day"`` mosaics the items of one local solar day (neighbouring tiles of
         one overpass) into one time step; the first valid pixel wins.

@@ -36,6 +36,7 @@ from lazyraster.load._grid import (
     _native_grids,
     _normalize_chunks,
     _output_crs,
+    load_chunks,
 )
 from lazyraster.load._items import (
     _Band,
@@ -165,6 +166,8 @@ def load_rasters(
     if extent is not None and res is not None:  # refuse a huge grid before building it
         left, bottom, right, top = extent
         _check_grid_size((math.ceil((top - bottom) / res[1]), math.ceil((right - left) / res[0])))
+    if chunks is None:  # coarse for small grids, on the source's blocks for big ones
+        chunks = load_chunks(stac_dicts, keys, extent, res, dtype.itemsize, gdal_options(gdal))
     stack = functools.partial(
         stackstac.stack,
         stac_dicts,

@@ -11,16 +11,19 @@ in the tasks' files for the final assembly (:mod:`lazyraster.io.cog._write`).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask.array as dsa
 import numpy as np
 import rasterio
 from affine import Affine
 
-from lazyraster.io.cog import _overviews as _overview
 from lazyraster.io.cog import _tiff
+
+if TYPE_CHECKING:
+    from lazyraster.io.cog import _overviews as _overview
 
 _PREDICTOR_COMPRESSIONS = {"deflate", "lzw", "zstd", "lzma"}
 _TABLE_COMPRESSIONS = {"jpeg"}
@@ -128,6 +131,8 @@ def _write_block(
     :func:`_write_group` combines with its neighbours'.
     """
     block = np.asarray(block)
+    if inner or handoff:  # numba's kernels: a write without overviews never loads numba
+        from lazyraster.io.cog import _overviews as _overview
     if nodata is not None and not np.isnan(nodata) and np.issubdtype(block.dtype, np.floating):
         block = np.where(np.isnan(block), block.dtype.type(nodata), block)
     levels = [_write_tiles(path, block, profile, _level_georef(georef, origin, 0), nodata)]
@@ -158,6 +163,8 @@ def _write_group(
     group's own; the group's region is whole tiles of ``level``, so its tiles are the
     file's own.
     """
+    from lazyraster.io.cog import _overviews as _overview
+
     y0, x0 = origins[0]
     parts = [
         (part, ((y >> level) - (y0 >> level), (x >> level) - (x0 >> level)))
@@ -220,7 +227,17 @@ def _tile_aligned(arr: dsa.Array, tile: int) -> dsa.Array:
             chunks.append(sizes)
         else:
             chunks.append(tile * 2 ** max(0, round(float(np.log2(max(sizes) / tile)))))
-    return arr.rechunk(tuple(chunks))
+    return arr.rechunk(tuple(chunks), method=_rechunk_method())
+
+
+def _rechunk_method() -> str | None:
+    """The rechunk method dask would choose, chosen without importing distributed.
+
+    dask picks ``"p2p"`` only for a distributed client, and imports distributed to look
+    for one (about a second in a process that never needed it, as a client of dask's
+    ``processes`` scheduler); without distributed imported there is no client.
+    """
+    return None if "distributed" in sys.modules else "tasks"
 
 
 def _inner_levels(chunks: Sequence[tuple[int, ...]], tile: int, levels: int) -> int:

@@ -21,7 +21,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import deflate
-import numba
 import numpy as np
 
 __all__ = ["Ifd", "Image", "can_encode", "encode_tiles", "overview_ifd", "read_ifds", "write_tiff"]
@@ -317,27 +316,23 @@ def overview_ifd(template: Ifd, shape: tuple[int, int]) -> Ifd:
 # ------------------------------------------------------------------ DEFLATE tiles
 
 
-@numba.njit(nogil=True, cache=True)
-def _horizontal(samples, stride):  # pragma: no cover  (compiled)
-    """TIFF predictor 2 in place: each sample minus the one ``stride`` before, per row."""
-    for row in samples:
-        for i in range(row.size - 1, stride - 1, -1):
-            row[i] -= row[i - stride]
+def _horizontal(samples: np.ndarray, stride: int) -> np.ndarray:
+    """TIFF predictor 2: each sample of a row minus the one ``stride`` before (wrapping)."""
+    out = np.empty_like(samples)
+    out[:, :stride] = samples[:, :stride]
+    np.subtract(samples[:, stride:], samples[:, :-stride], out=out[:, stride:])
+    return out
 
 
-@numba.njit(nogil=True, cache=True)
-def _floating_point(raw, out, width, nbytes, stride):  # pragma: no cover  (compiled)
+def _floating_point(raw: np.ndarray, width: int, nbytes: int, stride: int) -> np.ndarray:
     """TIFF predictor 3 (libtiff's fpDiff): bytes of a row by significance, then differences.
 
-    ``raw`` holds rows of ``width`` little-endian samples of ``nbytes`` bytes.
+    ``raw`` holds rows of ``width`` little-endian samples of ``nbytes`` bytes; the
+    reordered bytes are then differenced as predictor 2 does, ``stride`` bytes apart.
     """
-    for r in range(raw.shape[0]):
-        src, dst = raw[r], out[r]
-        for count in range(width):
-            for byte in range(nbytes):
-                dst[(nbytes - byte - 1) * width + count] = src[nbytes * count + byte]
-        for i in range(dst.size - 1, stride - 1, -1):
-            dst[i] -= dst[i - stride]
+    rows = raw.shape[0]
+    by_significance = raw.reshape(rows, width, nbytes)[:, :, ::-1].transpose(0, 2, 1)
+    return _horizontal(by_significance.reshape(rows, nbytes * width), stride)
 
 
 def can_encode(dtype: np.dtype, predictor: int) -> bool:
@@ -372,7 +367,6 @@ def encode_tiles(data: np.ndarray, tile: int, predictor: int, level: int = 6) ->
     dtype = data.dtype.newbyteorder("<")
     buffer = np.zeros((tile, tile, nbands), dtype)
     rows = buffer.reshape(tile, tile * nbands)
-    out = np.empty((tile, tile * nbands * dtype.itemsize), np.uint8)
     for y in range(0, height, tile):
         for x in range(0, width, tile):
             part = data[:, y : y + tile, x : x + tile]
@@ -381,11 +375,9 @@ def encode_tiles(data: np.ndarray, tile: int, predictor: int, level: int = 6) ->
             buffer[: part.shape[1], : part.shape[2]] = part.transpose(1, 2, 0)
             if predictor == 3:
                 raw = rows.view(np.uint8)
-                _floating_point(raw, out, tile * nbands, dtype.itemsize, nbands)
-                payload = out
-            elif predictor == 2:  # in place: the next tile overwrites the buffer
-                payload = rows.view(f"u{dtype.itemsize}")
-                _horizontal(payload, nbands)
+                payload = _floating_point(raw, tile * nbands, dtype.itemsize, nbands)
+            elif predictor == 2:
+                payload = _horizontal(rows.view(f"u{dtype.itemsize}"), nbands)
             else:
                 payload = rows
             yield deflate.zlib_compress(memoryview(payload).cast("B"), level)
