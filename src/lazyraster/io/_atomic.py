@@ -167,8 +167,14 @@ class FileLock:
 
 
 def _hidden(target: str, suffix: str) -> str:
-    parent, name = os.path.split(os.path.abspath(target))
-    return os.path.join(parent, f".{name}.{suffix}")
+    """``.<name>.<suffix>`` in the real folder of ``target``, however that is spelled.
+
+    The folder is resolved (symbolic links, ``..`` after one), so that every spelling of
+    one output (relative or absolute, through a linked folder, a trailing slash) names
+    the same lock: two locks on one output would deadlock the writer holding both.
+    """
+    parent, name = os.path.split(target.rstrip("/") or "/")
+    return os.path.join(os.path.realpath(parent or "."), f".{name}.{suffix}")
 
 
 def output_lock(target: str | os.PathLike[str]) -> FileLock:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import operator
+import os
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -150,7 +151,9 @@ def _check_apart(writes: tuple[Delayed, ...]) -> None:
         if record is None:
             continue
         for target in record.targets:
-            path = record.fs.unstrip_protocol(target.rstrip("/"))
+            local = isinstance(record.fs, LocalFileSystem)  # one output, any spelling
+            path = os.path.realpath(target) if local else record.fs.unstrip_protocol(target)
+            path = path.rstrip("/")
             for other, other_write in seen:
                 if other_write != write.key and (
                     path == other or path.startswith(f"{other}/") or other.startswith(f"{path}/")
