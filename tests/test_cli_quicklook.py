@@ -205,6 +205,24 @@ def test_an_existing_png_is_refused_and_kept_unless_overwrite(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ndvi.png", "ndvi.tif"]  # no temporaries
 
 
+def test_the_raster_itself_is_never_the_png_even_with_overwrite(tmp_path):
+    """``--out`` naming the input (another spelling, a link, a file in the store) is refused."""
+    tif = write_geotiff(quadrants(16, -1, 0, 1, 0.5), tmp_path / "ndvi.tif")
+    store = write_zarr(quadrants(16, -1, 0, 1, 0.5), tmp_path / "ndvi.zarr")
+    (tmp_path / "link.png").symlink_to(tif)
+    before = Path(tif).read_bytes()
+    for raster, png in [
+        (tif, tif),
+        (tif, tmp_path / "." / "ndvi.tif"),
+        (tif, tmp_path / "link.png"),
+        (store, Path(store) / "ndvi.png"),
+    ]:
+        with pytest.raises(OutputExistsError, match=r"the raster .* to draw"):
+            quicklook(raster, png, overwrite=True, dpi=30)
+    assert Path(tif).read_bytes() == before
+    assert not (Path(store) / "ndvi.png").exists()
+
+
 KILLED = textwrap.dedent(
     """
     import os, signal, sys

@@ -216,6 +216,11 @@ def quicklook(
     if png is None:
         png = default_png(path, variable if isinstance(variable, str) else None)
     png = Path(png)
+    if _within(png, path):
+        raise OutputExistsError(
+            f"{png} is (inside) the raster {path} to draw, which the PNG would replace: "
+            "choose another PNG (CLI: --out)"
+        )
     if os.path.lexists(png) and not overwrite:
         raise OutputExistsError(_exists(png))
     obj, variable = _open(path, variable, time, int(PANEL_INCHES * dpi))
@@ -232,6 +237,12 @@ def quicklook(
         if os.path.lexists(png) and not overwrite:
             raise OutputExistsError(_exists(png))
     return png
+
+
+def _within(png: Path, path: Path) -> bool:
+    """Whether ``png`` is ``path`` (whatever the spelling or links) or inside its store."""
+    png, path = Path(os.path.realpath(png)), Path(os.path.realpath(path))
+    return png == path or (path in png.parents and _zarr_kind(path) is not None)
 
 
 def _exists(png: Path) -> str:
