@@ -59,20 +59,15 @@ def default_chunks(
 def load_chunks(
     items: Sequence[dict[str, Any]],
     keys: Sequence[str],
-    extent: Sequence[float] | None,
-    res: Sequence[float] | None,
+    shape: Sequence[int],
     itemsize: int,
     gdal: Mapping[str, Any],
-) -> dict[str, int] | None:
-    """:func:`default_chunks` of the grid ``extent`` at ``res`` (None if either is unknown).
+) -> dict[str, int]:
+    """:func:`default_chunks` of a ``(time, y, x)`` grid of ``shape`` loaded from ``items``.
 
     The source's blocks are those of the first asset, read (one open) only when the
     grid is wider than one default chunk: a smaller grid is one chunk whatever they are.
     """
-    if extent is None or res is None:
-        return None
-    left, bottom, right, top = extent
-    shape = (len(items), math.ceil((top - bottom) / res[1]), math.ceil((right - left) / res[0]))
     block = None
     if max(shape[1:]) > DEFAULT_SIDE:
         href = next(i["assets"][k]["href"] for i in items for k in keys if k in i["assets"])

@@ -163,11 +163,14 @@ def load_rasters(
         extent = transform_bounds("EPSG:4326", as_crs(epsg), *bbox)
     if extent is None and epsg is not None and all(item.bbox for item in items):
         extent = _items_extent(items, epsg)
+    grid = None
     if extent is not None and res is not None:  # refuse a huge grid before building it
         left, bottom, right, top = extent
-        _check_grid_size((math.ceil((top - bottom) / res[1]), math.ceil((right - left) / res[0])))
-    if chunks is None:  # coarse for small grids, on the source's blocks for big ones
-        chunks = load_chunks(stac_dicts, keys, extent, res, dtype.itemsize, gdal_options(gdal))
+        grid = (math.ceil((top - bottom) / res[1]), math.ceil((right - left) / res[0]))
+        _check_grid_size(grid)
+    if chunks is None and grid is not None:  # coarse for small grids, on blocks for big ones
+        shape = (len(stac_dicts), *grid)
+        chunks = load_chunks(stac_dicts, keys, shape, dtype.itemsize, gdal_options(gdal))
     stack = functools.partial(
         stackstac.stack,
         stac_dicts,
