@@ -82,7 +82,8 @@ def _write_band(path: Path, shape, count: int, dtype: str, crs: str, transform) 
     options = (
         {"driver": "JP2OpenJPEG", "QUALITY": 100, "REVERSIBLE": "YES", "RESOLUTIONS": 6}
         if path.suffix == ".jp2"
-        else {"driver": "COG", "compress": "deflate", "level": 1}
+        # overviews still made (the catalog decodes the smallest); nearest is faster than cubic
+        else {"driver": "COG", "compress": "deflate", "level": 1, "overview_resampling": "nearest"}
     )
     with rasterio.open(
         path,
