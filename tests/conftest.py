@@ -1,17 +1,4 @@
-"""Shared fixtures: numpy/dask backends and the skip-or-fail rule for real services.
-
-``make test`` runs the suite on two processes (``pytest -n 2 --dist loadgroup``).
-``pytest_collection_modifyitems`` below keeps together, on one worker, the tests that
-share something a second worker would break or pay for twice (``xdist_group``):
-
-- every test that uses SLURM (its module fixture starts and stops the cluster, and each
-  test checks that no job is left over, which another worker's jobs would break);
-- every test that uses the STAC API (one server per checkout, ``.services/stac-api``);
-- the tests of one module that share a module-scoped fixture (one notebook run, one
-  cluster, one set of files made once per module), one group per parameter of it.
-
-nginx needs no group: each worker runs its own (``tests/services.py``).
-"""
+"""Shared fixtures: numpy/dask backends and the skip-or-fail rule for real services."""
 
 from __future__ import annotations
 
@@ -29,38 +16,6 @@ from lazyraster.testing import uneven_chunks
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 pytest_plugins = ["tests.services"]  # nginx_server, nginx, stac_api: real servers on loopback
-
-
-SLURM_FIXTURES = {"slurm", "slurm_env"}
-#: The notebook (tests/test_notebooks.py) that asks for SLURM inside its fixture.
-SLURM_NOTEBOOKS = {"laptop_to_cluster"}
-
-
-def _xdist_group(item: pytest.Item) -> str | None:
-    """The group of ``item`` (see the module's docstring), or None: any worker will do."""
-    names = set(getattr(item, "fixturenames", ()))
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    if names & SLURM_FIXTURES or params.get("notebook") in SLURM_NOTEBOOKS:
-        return "slurm"
-    if "stac_api" in names:
-        return "stac-api"
-    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-    shared = sorted(
-        name for name, defs in definitions.items() if defs[-1].scope in {"module", "class"}
-    )
-    if not shared:
-        return None
-    ids = [f"{name}={params[name]}" for name in shared if name in params]
-    return item.nodeid.split("::")[0] + (f"[{','.join(ids)}]" if ids else "")
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests that must share a worker with ``xdist_group`` (see above)."""
-    for item in items:
-        group = None if item.get_closest_marker("xdist_group") else _xdist_group(item)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def require_service(available: bool, name: str, how: str) -> None:
