@@ -16,7 +16,7 @@ import rasterio
 from dask._task_spec import Alias
 from rasterio.transform import from_origin
 from tests.conftest import ROOT
-from tests.load.test_load_fields import TRANSFORM, make_item, write_raster
+from tests.load._support import TRANSFORM, make_item, write_raster
 from tests.pipeline._support import _damage_first_tile
 
 import lazyraster
