@@ -53,14 +53,16 @@ def _variables(obj: xr.Dataset | xr.DataArray, variable: str | Sequence[str] | N
         if len(rasters) != 1:
             have = ", ".join(rasters) or "no raster variables"
             raise MissingBandError(
-                f"the Dataset has {have}: pass variable=<name> (or a list of names)"
+                f"the Dataset has {have}: pass variable=<name> (or a list of names; "
+                "CLI: --variable NAME)"
             )
         names = rasters
     missing = [n for n in names if n not in obj.data_vars]
     if missing:
         raise MissingBandError(
             f"no variable {missing[0]!r} in the Dataset (it has: "
-            f"{', '.join(map(str, obj.data_vars)) or 'none'}); pass one of those as variable="
+            f"{', '.join(map(str, obj.data_vars)) or 'none'}); pass one of those as variable= "
+            "(CLI: --variable)"
         )
     return [obj[n] for n in names]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -278,8 +279,13 @@ def prepare(chosen: list[tuple[xr.DataArray, str, str]], pixels: tuple[int, int]
     datas = [d.transpose(*spatial_dims(d)).data for d in small]
     if any(hasattr(d, "dask") for d in datas):
         import dask
+        import dask.threaded
 
-        datas = list(dask.compute(*datas))
+        # without distributed imported there is no client: threads, as dask would pick,
+        # handed over as a function (a name or None has dask import distributed to look
+        # for a client, seconds at startup)
+        scheduler = None if "distributed" in sys.modules else dask.threaded.get
+        datas = list(dask.compute(*datas, scheduler=scheduler))
     panels = []
     for (da, title, name), part, data in zip(chosen, small, datas, strict=True):
         ydim, xdim = spatial_dims(part)
