@@ -2,9 +2,10 @@
 
 Each notebook is executed once (a module fixture) by nbclient in a fresh kernel of this
 interpreter, started in notebooks/ as Jupyter starts it, with ``LAZYRASTER_WORK`` set to
-a temporary folder for what it writes and the interpreter's scripts (``lazyraster``) on
-``PATH``. A cell appended to the executed copy saves the notebook's named results; they
-are compared with values made outside lazyraster (:mod:`tests.references`: rasterio and
+a temporary folder (each run writes into a new folder in it) and the interpreter's
+scripts (``lazyraster``) off ``PATH``, as in a kernel of an environment never activated.
+A cell appended to the executed copy saves the notebook's named results; they are
+compared with values made outside lazyraster (:mod:`tests.references`: rasterio and
 numpy reads of the files, plain-loop focal statistics, ML_SI's published days) within
 the tolerances of the analysis and pipeline tests. The checks are functions, so that a
 test can hand them a wrong result and see them fail.
@@ -21,6 +22,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -323,7 +325,7 @@ NOTEBOOK_CHECKS: dict[str, Notebook] = {
         perturb_daymet_spring_index,
     ),
     "sentinel2_safe": Notebook(
-        ("products", "ndvi", "mean_ndvi", "field_ndvi", "store", "cogs"),
+        ("work", "products", "ndvi", "mean_ndvi", "field_ndvi", "store", "cogs"),
         check_sentinel2_safe,
         perturb_sentinel2_safe,
     ),
@@ -340,8 +342,9 @@ def _kernel_path(folder: Path) -> Path:
     return folder
 
 
-def execute(name: str, tmp: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Run notebook ``name`` in a fresh kernel; the results its check names."""
+def execute(name: str, tmp: Path, env: dict[str, str], cwd: Path = NOTEBOOKS) -> dict[str, Any]:
+    """Run notebook ``name`` in a fresh kernel started in ``cwd``; the results its check
+    names."""
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     dump = tmp / "results.pickle"
     nb.cells.append(
@@ -351,13 +354,34 @@ def execute(name: str, tmp: Path, env: dict[str, str]) -> dict[str, Any]:
         nb,
         timeout=300,
         kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        resources={"metadata": {"path": str(cwd)}},
     )
     client.execute(env=env)
     results = pickle.loads(dump.read_bytes())
     assert results.pop("executable") == sys.executable
     results["executed"] = nb
     return results
+
+
+def _path_without(path: str, holds: Callable[[Path], bool]) -> str:
+    """``PATH`` without the folders that ``holds`` is true of."""
+    return os.pathsep.join(p for p in path.split(os.pathsep) if p and not holds(Path(p)))
+
+
+def _kernel_env(env: dict[str, str], tmp: Path) -> dict[str, str]:
+    """``env`` for a kernel: a work folder, this interpreter as ``python3``, and ``PATH``
+    without this interpreter's scripts (a kernel of an environment never activated)."""
+    scripts = Path(os.path.abspath(sys.executable)).parent
+    path = _path_without(env.get("PATH", ""), lambda p: os.path.abspath(p) == str(scripts))
+    assert shutil.which("lazyraster", path=path) is None
+    (tmp / "work").mkdir()
+    return {
+        **env,
+        "LAZYRASTER_WORK": str(tmp / "work"),
+        "PATH": path,
+        "JUPYTER_PATH": str(_kernel_path(tmp / "jupyter")),
+        "IPYTHONDIR": str(tmp / "ipython"),
+    }
 
 
 @pytest.fixture(scope="module", params=sorted(NOTEBOOK_CHECKS))
@@ -371,13 +395,7 @@ def notebook(request, tmp_path_factory) -> tuple[str, dict[str, Any]]:
             env = dict(request.getfixturevalue("slurm"))
         except pytest.skip.Exception:  # no SLURM on this laptop: the notebook's dry run
             env["SLURM_CONF"] = str(tmp / "no-slurm.conf")
-    env.update(
-        LAZYRASTER_WORK=str(tmp / "work"),
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-        JUPYTER_PATH=str(_kernel_path(tmp / "jupyter")),
-        IPYTHONDIR=str(tmp / "ipython"),
-    )
-    (tmp / "work").mkdir()
+    env = _kernel_env(env, tmp)
     results = execute(name, tmp, env)
     results["slurm_expected"] = Path(env.get("SLURM_CONF", "/nonexistent")).is_file()
     return name, results
@@ -445,3 +463,56 @@ def test_the_notebook_uses_the_public_api_only(path):
             continue
         assert not any(n.split(".")[0] == "tests" for n in names), (path.name, names)
         assert not any(part.startswith("_") for n in names for part in n.split(".")), names
+
+
+def test_a_notebook_runs_from_the_repository_root(tmp_path):
+    """A kernel started in the repository's root (``jupyter lab`` run there) finds the
+    repository's files as one started in notebooks/ does."""
+    results = execute("quickstart", tmp_path, _kernel_env(dict(os.environ), tmp_path), cwd=ROOT)
+    check_quickstart(results)
+
+
+def test_a_second_run_writes_into_a_new_folder(tmp_path):
+    """Run twice with one ``LAZYRASTER_WORK``: each run writes into a folder of its own,
+    its Zarr store and COGs included, and gives the reference values again."""
+    env = _kernel_env(dict(os.environ), tmp_path)
+    runs = []
+    for run in ("first", "second"):
+        (tmp_path / run).mkdir()
+        runs.append(execute("sentinel2_safe", tmp_path / run, env))
+        check_sentinel2_safe(runs[-1])
+    first, second = (Path(r["work"]) for r in runs)
+    assert first != second and first.parent == second.parent == tmp_path / "work"
+    assert Path(runs[1]["store"]).is_relative_to(second)
+    printed = [o.get("text", "") for c in runs[1]["executed"].cells for o in c.get("outputs", [])]
+    assert any(f"writing into {second}" in text for text in printed)
+
+
+def test_the_dry_run_works_without_slurm(tmp_path):
+    """No sbatch on ``PATH`` (a laptop): the notebook shows the job script, runs the rest on
+    threads and a LocalCluster, and gives the reference values."""
+    env = _kernel_env(dict(os.environ), tmp_path)
+    env["PATH"] = _path_without(env["PATH"], lambda p: (p / "sbatch").exists())
+    assert shutil.which("sbatch", path=env["PATH"]) is None
+    results = execute("laptop_to_cluster", tmp_path, env)
+    assert results["slurm_reachable"] is False and results["on_slurm"] is None
+    check_laptop_to_cluster({**results, "slurm_expected": False})
+    shown = [o.get("text", "") for c in results["executed"].cells for o in c.get("outputs", [])]
+    assert any("#SBATCH" in text for text in shown), "the dry run's job script is shown"
+
+
+#: A URL (other than this machine's services) in a notebook's code.
+_URL = re.compile(r"https?://(?!127\.0\.0\.1[:/])")
+
+
+@pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.stem)
+def test_no_cell_downloads_or_reads_shared_data(path):
+    """The notebooks run offline on the repository's own files: no URL but 127.0.0.1 in
+    any code cell, nothing read from outside the repository (``../shared``)."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        assert not _URL.search(cell.source), (path.name, cell.source)
+        assert "shared/" not in cell.source, (path.name, cell.source)
+        assert "../" not in cell.source, (path.name, "paths go through REPO", cell.source)
