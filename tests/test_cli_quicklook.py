@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyproj
 import pytest
 import rioxarray
 import xarray as xr
@@ -310,3 +311,83 @@ def test_cli_error_in_a_real_process_has_no_traceback(tmp_path):
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith(f"Error: {tmp_path} is a folder but not a Zarr store")
+
+
+LCC = "+proj=lcc +lat_1=25 +lat_2=60 +lat_0=42.5 +lon_0=-100 +x_0=0 +y_0=0 +datum=WGS84"
+
+
+def test_a_netcdf_file_is_drawn_in_the_crs_of_its_cf_grid_mapping(tmp_path, saved):
+    """xarray writes the file with a Daymet-like grid mapping: CF parameters, no WKT."""
+    grid_mapping = pyproj.CRS.from_proj4(LCC).to_cf()
+    del grid_mapping["crs_wkt"]
+    da = quadrants(32, -1.0, 0.0, 1.0, np.nan)
+    ds = xr.Dataset(
+        {
+            "ndvi": (("y", "x"), da.values, {"grid_mapping": "lambert_conformal_conic"}),
+            "other": (("y", "x"), da.values * 2, {"grid_mapping": "lambert_conformal_conic"}),
+            "lambert_conformal_conic": ((), 0, grid_mapping),
+        },
+        coords={"y": da.y.values, "x": da.x.values},
+    )
+    ds.to_netcdf(tmp_path / "ndvi.nc")
+    png = quicklook(tmp_path / "ndvi.nc", variable="ndvi", dpi=40)
+    assert png == tmp_path / "ndvi-ndvi.png"
+    (fig,) = saved
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "x [m], Lambert Conic Conformal (2SP)"
+    assert ax.get_xlim() == (500000.0, 500320.0)
+    img, box = png_pixels(png), image_box(fig)
+    assert_colour(pixel(img, box, 0.25, 0.25), expected("RdYlGn", -1, -1, 1), "north-west")
+    assert_colour(pixel(img, box, 0.75, 0.25), expected("RdYlGn", 0, -1, 1), "north-east")
+    assert_colour(pixel(img, box, 0.25, 0.75), expected("RdYlGn", 1, -1, 1), "south-west")
+    nodata = np.asarray(fig.legends[0].legend_handles[0].get_facecolor())[:3]
+    assert_colour(pixel(img, box, 0.75, 0.75), nodata, "nodata")
+    with pytest.raises(MissingBandError, match=r"has ndvi, other: .*--variable"):
+        quicklook(tmp_path / "ndvi.nc", tmp_path / "b.png")
+
+
+def test_cli_names_variable_and_lists_the_variables_of_a_store_with_several(tmp_path):
+    ds = xr.Dataset({"ndvi": quadrants(16, 0.5, 0.5, 0.5, 0.5), "b": quadrants(16, 1, 2, 3, 4)})
+    store = write_zarr(ds, tmp_path / "s.zarr")
+    result = CliRunner().invoke(main, ["quicklook", str(store)])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "the Dataset has b, ndvi: pass" in result.stderr
+    assert "--variable" in result.stderr
+    result = CliRunner().invoke(main, ["quicklook", str(store), "--variable", "evi"])
+    assert "it has: b, ndvi" in result.stderr and "--variable" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["folder", "under a file"])
+def test_a_png_path_no_file_can_take_is_refused_before_reading(tmp_path, where, opened):
+    tif = write_geotiff(quadrants(16, -1, 0, 1, 0.5), tmp_path / "ndvi.tif")
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
+    png = tmp_path / "pics" if where == "folder" else tmp_path / "notes.txt" / "sub" / "a.png"
+    message = "is a folder: give the PNG" if where == "folder" else "notes.txt, which is a file"
+    with pytest.raises(ValueError, match=message):
+        quicklook(tif, png, overwrite=True)
+    assert opened == []  # refused before any data is read
+    done = subprocess.run(
+        [sys.executable, "-c", CLI, "quicklook", str(tif), "--out", str(png)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"Error: {png}") and message in done.stderr
+    assert sorted(os.listdir(tmp_path)) == ["ndvi.tif", "notes.txt", "pics"]
+    assert os.listdir(tmp_path / "pics") == [] and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_cli_quicklook_does_not_import_distributed(tmp_path):
+    """dask looks for a distributed client when it computes: not when none can exist."""
+    tif = write_geotiff(quadrants(16, -1, 0, 1, 0.5), tmp_path / "ndvi.tif")
+    code = (
+        "import sys\nfrom lazyraster.cli import main\ntry:\n    main()\nexcept SystemExit:\n"
+        "    print(sorted(m for m in sys.modules if m.split('.')[0] == 'distributed'))"
+    )
+    argv = [sys.executable, "-c", code, "quicklook", str(tif), "--out", str(tmp_path / "a.png")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [str(tmp_path / "a.png"), "[]"]
+    assert (tmp_path / "a.png").read_bytes()[:8] == PNG

@@ -2,9 +2,10 @@
 
 Each notebook is executed once (a module fixture) by nbclient in a fresh kernel of this
 interpreter, started in notebooks/ as Jupyter starts it, with ``LAZYRASTER_WORK`` set to
-a temporary folder for what it writes and the interpreter's scripts (``lazyraster``) on
-``PATH``. A cell appended to the executed copy saves the notebook's named results; they
-are compared with values made outside lazyraster (:mod:`tests.references`: rasterio and
+a temporary folder (each run writes into a new folder in it) and the interpreter's
+scripts (``lazyraster``) off ``PATH``, as in a kernel of an environment never activated.
+A cell appended to the executed copy saves the notebook's named results; they are
+compared with values made outside lazyraster (:mod:`tests.references`: rasterio and
 numpy reads of the files, plain-loop focal statistics, ML_SI's published days) within
 the tolerances of the analysis and pipeline tests. The checks are functions, so that a
 test can hand them a wrong result and see them fail.
@@ -17,11 +18,14 @@ SLURM fixture of the cluster tests provides it here, skipped on a laptop without
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import os
 import pickle
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +42,7 @@ from tests.references import (
     loop_focal_mean,
     ml_si_published,
     ndvi_of,
+    safe_band,
     safe_masked_ndvi,
     sample_ndvi,
     xml_fields,
@@ -69,11 +74,16 @@ with open({path!r}, "wb") as _file:
 
 @dataclass(frozen=True)
 class Notebook:
-    """What the test reads from a notebook, how it checks it, and one wrong result."""
+    """What the test reads from a notebook, how it checks it, and which results are the
+    notebook's inputs (the rest are results its check compares with references)."""
 
     results: tuple[str, ...]
     check: Callable[[dict[str, Any]], None]
-    perturb: Callable[[dict[str, Any]], dict[str, Any]]
+    inputs: tuple[str, ...] = ()
+    #: How to make a result wrong where :func:`_wrong` would change what is not checked.
+    wrong: dict[str, Callable[[Any, Path], list[tuple[str, Any]]]] = dataclasses.field(
+        default_factory=dict
+    )
 
 
 def _one_pixel_off(values: np.ndarray, by: float = 1e-3) -> np.ndarray:
@@ -82,6 +92,51 @@ def _one_pixel_off(values: np.ndarray, by: float = 1e-3) -> np.ndarray:
     index = tuple(np.argwhere(np.isfinite(values))[np.isfinite(values).sum() // 2])
     changed[index] += by
     return changed
+
+
+def _step(values: Any) -> float:
+    """How far to move one pixel: one count of integers (DN, days), of floats 0.01 or 1%
+    of their largest (DN kept as floats)."""
+    if np.issubdtype(values.dtype, np.integer):
+        return 1.0
+    return max(1e-2, 0.01 * float(np.nanmax(np.abs(np.asarray(values, np.float64)))))
+
+
+def _wrong(value: Any, tmp: Path) -> list[tuple[str, Any]]:
+    """Wrong copies of one result, each labelled with what is wrong in it: one pixel of
+    each array (each variable of a Dataset, each entry of a dict), a Zarr store with one
+    pixel off, paths in another order, a flag flipped, None where a result is expected
+    to be missing."""
+    import xarray as xr
+
+    if isinstance(value, bool):
+        return [("", not value)]
+    if value is None:
+        return [("", "a result")]
+    if isinstance(value, np.ndarray):
+        return [("", _one_pixel_off(value.astype(np.float64), by=_step(value)))]
+    if isinstance(value, xr.DataArray):
+        values = value.values.astype(np.float64)
+        return [("", value.copy(data=_one_pixel_off(values, by=_step(value))))]
+    if isinstance(value, xr.Dataset):
+        return [
+            (f".{n}", value.assign({n: w}))
+            for n in value.data_vars
+            for _, w in _wrong(value[n], tmp)
+        ]
+    if isinstance(value, dict):
+        return [(f"[{k!r}]", {**value, k: w}) for k in value for _, w in _wrong(value[k], tmp)]
+    if isinstance(value, list) and len(value) > 1:
+        return [(" reordered", [value[1], value[0], *value[2:]])]
+    if str(value).endswith(".zarr"):
+        wrong = []
+        with xr.open_zarr(value) as ds:
+            for label, changed in _wrong(ds.load(), tmp):
+                store = Path(tempfile.mkdtemp(dir=tmp)) / Path(value).name
+                changed.to_zarr(store, mode="w-", consolidated=False)
+                wrong.append((label, store))
+        return wrong
+    raise TypeError(f"no wrong copy of a {type(value).__name__}")
 
 
 # quickstart ------------------------------------------------------------------------------
@@ -93,14 +148,13 @@ def check_quickstart(ns: dict[str, Any]) -> None:
     assert ns["ndvi"].rio.crs == crs
     assert ns["ndvi"].rio.transform() == transform
     assert np.isnan(expected).any()  # nodata is part of the check
+    np.testing.assert_allclose(
+        ns["ndvi"].isel(time=0).values, expected, rtol=2e-6, atol=1e-7, equal_nan=True
+    )
     np.testing.assert_allclose(ns["values"], expected, rtol=2e-6, atol=1e-7, equal_nan=True)
     np.testing.assert_allclose(
         ns["focal"], loop_focal_mean(expected), rtol=2e-6, atol=1e-6, equal_nan=True
     )
-
-
-def perturb_quickstart(ns: dict[str, Any]) -> dict[str, Any]:
-    return {**ns, "values": _one_pixel_off(ns["values"])}  # less than NDVI's printed precision
 
 
 # focal_statistics ------------------------------------------------------------------------
@@ -135,11 +189,6 @@ def check_focal_statistics(ns: dict[str, Any]) -> None:
         np.testing.assert_allclose(ns["footprints"][shape], want * 1.0, atol=1e-6, err_msg=shape)
     std = loop_focal(field, 5, shape="circle", stat=np.std)
     np.testing.assert_allclose(ns["texture"], std, rtol=1e-4, atol=1e-5, equal_nan=True)
-
-
-def perturb_focal_statistics(ns: dict[str, Any]) -> dict[str, Any]:
-    by_size = {**ns["by_size"], 3: _one_pixel_off(ns["by_size"][3])}
-    return {**ns, "by_size": by_size}
 
 
 # sentinel2_safe --------------------------------------------------------------------------
@@ -192,6 +241,16 @@ def check_sentinel2_safe(ns: dict[str, Any]) -> None:
     )
     with xr.open_zarr(ns["store"]) as written:
         np.testing.assert_allclose(written.ndvi.values, expected, rtol=1e-5, equal_nan=True)
+        assert sorted(written.data_vars) == ["SCL", "ndvi", "nir", "red"]
+        for band, name, res in (("B04", "red", 10), ("B08", "nir", 10), ("SCL", "SCL", 20)):
+            want = np.stack([safe_band(Path(p), band, res) for p in ns["products"]])
+            if res == 20:  # the 20 m classes on the 10 m grid, as the loader puts them
+                want = np.repeat(np.repeat(want, 2, axis=1), 2, axis=2)
+            else:  # reflectance masked as the NDVI is
+                want[np.isnan(expected)] = np.nan
+            np.testing.assert_allclose(
+                written[name].values, want, rtol=1e-5, atol=1e-6, equal_nan=True, err_msg=name
+            )
     assert len(ns["cogs"]) == len(expected)
     for path, want in zip(ns["cogs"], expected, strict=True):
         valid, errors, _ = cog_validate(path)
@@ -200,12 +259,6 @@ def check_sentinel2_safe(ns: dict[str, Any]) -> None:
             got = cog.read(1, masked=True).filled(np.nan)
             assert cog.crs.to_epsg() == 32722
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)
-
-
-def perturb_sentinel2_safe(ns: dict[str, Any]) -> dict[str, Any]:
-    mean = ns["mean_ndvi"].copy()
-    mean[1] += 1e-3
-    return {**ns, "mean_ndvi": mean}
 
 
 # daymet_spring_index ---------------------------------------------------------------------
@@ -224,17 +277,10 @@ def check_daymet_spring_index(ns: dict[str, Any]) -> None:
     expected = direct.sel(plant="average")
     assert int(expected.year) == 2021
     np.testing.assert_array_equal(ns["leaf_2021"].values, expected.first_leaf.values)
-    for event in ("first_leaf", "first_bloom"):
+    assert sorted(ns["year_2021"].data_vars) == sorted(expected.data_vars)
+    for event in expected.data_vars:
         np.testing.assert_array_equal(ns["year_2021"][event].values, expected[event].values)
     assert np.isfinite(expected.first_bloom.values).all()
-
-
-def perturb_daymet_spring_index(ns: dict[str, Any]) -> dict[str, Any]:
-    leaf = ns["stations"].first_leaf.copy(deep=True)
-    average = int(np.flatnonzero(leaf.plant.values == "average")[0])
-    year, station = np.argwhere(np.isfinite(leaf.values[average]))[0]
-    leaf.values[average, year, station] += 1  # one station-year, one day later
-    return {**ns, "stations": ns["stations"].assign(first_leaf=leaf)}
 
 
 # laptop_to_cluster -----------------------------------------------------------------------
@@ -255,6 +301,7 @@ def _scene_reference(work: Path, date: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _bitwise_equal(got: Any, want: Any) -> None:
+    """The two results' arrays are the same to the bit."""
     for name in ("ndvi", "ndvi_mean3"):
         a, b = np.asarray(got[name].values), np.asarray(want[name].values)
         assert a.dtype == b.dtype == np.float32, (name, a.dtype, b.dtype)
@@ -268,23 +315,36 @@ def check_laptop_to_cluster(ns: dict[str, Any]) -> None:
     references = [_scene_reference(Path(ns["work"]), date) for date in ns["dates"]]
     ndvi = np.stack([r[0] for r in references])
     mean3 = np.stack([r[1] for r in references])
-    threads = ns["on_threads"]
-    np.testing.assert_allclose(threads.ndvi.values, ndvi, rtol=2e-6, atol=1e-7)
-    np.testing.assert_allclose(threads.ndvi_mean3.values, mean3, rtol=2e-6, atol=1e-6)
     np.testing.assert_allclose(ns["scene_means"].values, ndvi.mean(axis=(1, 2)), atol=1e-6)
-    _bitwise_equal(ns["on_local"], threads)
-    _bitwise_equal(ns["per_scene"], threads)
     assert ns["slurm_reachable"] is ns["slurm_expected"]
-    if ns["slurm_expected"]:
-        _bitwise_equal(ns["on_slurm"], threads)
-    else:
+    runs = ["on_threads", "on_local", "per_scene", *(["on_slurm"] if ns["slurm_expected"] else [])]
+    for run in runs:  # each against the references, then bit for bit against threads
+        if run == "per_scene":  # the pipeline's store keeps the bands it loaded
+            assert sorted(ns[run].data_vars) == ["ndvi", "ndvi_mean3", "nir", "red"]
+            bands = ndvi_of(ns[run].red.values, ns[run].nir.values)
+            np.testing.assert_allclose(bands, ndvi, rtol=2e-6, atol=1e-7, err_msg="red, nir")
+        else:
+            assert sorted(ns[run].data_vars) == ["ndvi", "ndvi_mean3"], run
+        np.testing.assert_allclose(ns[run].ndvi.values, ndvi, rtol=2e-6, atol=1e-7, err_msg=run)
+        np.testing.assert_allclose(
+            ns[run].ndvi_mean3.values, mean3, rtol=2e-6, atol=1e-6, err_msg=run
+        )
+        _bitwise_equal(ns[run], ns["on_threads"])
+    if not ns["slurm_expected"]:
         assert ns["on_slurm"] is None
 
 
-def perturb_laptop_to_cluster(ns: dict[str, Any]) -> dict[str, Any]:
-    local = ns["on_local"].copy(deep=True)
-    local["ndvi"].values[0] = _one_pixel_off(local["ndvi"].values[0], by=1e-6)
-    return {**ns, "on_local": local}
+def _average_plant_off(stations: Any, tmp: Path) -> list[tuple[str, Any]]:
+    """The stations' days with one station-year of the average plant (the one ML_SI
+    publishes) a day later, event by event."""
+    wrong = []
+    for event in ("first_leaf", "first_bloom"):
+        days = stations[event].copy(deep=True)
+        average = int(np.flatnonzero(days.plant.values == "average")[0])
+        year, station = np.argwhere(np.isfinite(days.values[average]))[0]
+        days.values[average, year, station] += 1
+        wrong.append((f".{event}", stations.assign({event: days})))
+    return wrong
 
 
 NOTEBOOK_CHECKS: dict[str, Notebook] = {
@@ -300,9 +360,9 @@ NOTEBOOK_CHECKS: dict[str, Notebook] = {
             "per_scene",
         ),
         check_laptop_to_cluster,
-        perturb_laptop_to_cluster,
+        inputs=("work", "dates"),
     ),
-    "quickstart": Notebook(("ndvi", "values", "focal"), check_quickstart, perturb_quickstart),
+    "quickstart": Notebook(("ndvi", "values", "focal"), check_quickstart),
     "focal_statistics": Notebook(
         (
             "field",
@@ -315,17 +375,17 @@ NOTEBOOK_CHECKS: dict[str, Notebook] = {
             "texture",
         ),
         check_focal_statistics,
-        perturb_focal_statistics,
+        inputs=("field",),
     ),
     "daymet_spring_index": Notebook(
         ("stations", "leaf_2021", "year_2021"),
         check_daymet_spring_index,
-        perturb_daymet_spring_index,
+        wrong={"stations": _average_plant_off},
     ),
     "sentinel2_safe": Notebook(
-        ("products", "ndvi", "mean_ndvi", "field_ndvi", "store", "cogs"),
+        ("work", "products", "ndvi", "mean_ndvi", "field_ndvi", "store", "cogs"),
         check_sentinel2_safe,
-        perturb_sentinel2_safe,
+        inputs=("work", "products"),
     ),
 }
 
@@ -340,8 +400,9 @@ def _kernel_path(folder: Path) -> Path:
     return folder
 
 
-def execute(name: str, tmp: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Run notebook ``name`` in a fresh kernel; the results its check names."""
+def execute(name: str, tmp: Path, env: dict[str, str], cwd: Path = NOTEBOOKS) -> dict[str, Any]:
+    """Run notebook ``name`` in a fresh kernel started in ``cwd``; the results its check
+    names."""
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     dump = tmp / "results.pickle"
     nb.cells.append(
@@ -351,13 +412,34 @@ def execute(name: str, tmp: Path, env: dict[str, str]) -> dict[str, Any]:
         nb,
         timeout=300,
         kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        resources={"metadata": {"path": str(cwd)}},
     )
     client.execute(env=env)
     results = pickle.loads(dump.read_bytes())
     assert results.pop("executable") == sys.executable
     results["executed"] = nb
     return results
+
+
+def _path_without(path: str, holds: Callable[[Path], bool]) -> str:
+    """``PATH`` without the folders that ``holds`` is true of."""
+    return os.pathsep.join(p for p in path.split(os.pathsep) if p and not holds(Path(p)))
+
+
+def _kernel_env(env: dict[str, str], tmp: Path) -> dict[str, str]:
+    """``env`` for a kernel: a work folder, this interpreter as ``python3``, and ``PATH``
+    without this interpreter's scripts (a kernel of an environment never activated)."""
+    scripts = Path(os.path.abspath(sys.executable)).parent
+    path = _path_without(env.get("PATH", ""), lambda p: os.path.abspath(p) == str(scripts))
+    assert shutil.which("lazyraster", path=path) is None
+    (tmp / "work").mkdir()
+    return {
+        **env,
+        "LAZYRASTER_WORK": str(tmp / "work"),
+        "PATH": path,
+        "JUPYTER_PATH": str(_kernel_path(tmp / "jupyter")),
+        "IPYTHONDIR": str(tmp / "ipython"),
+    }
 
 
 @pytest.fixture(scope="module", params=sorted(NOTEBOOK_CHECKS))
@@ -371,13 +453,7 @@ def notebook(request, tmp_path_factory) -> tuple[str, dict[str, Any]]:
             env = dict(request.getfixturevalue("slurm"))
         except pytest.skip.Exception:  # no SLURM on this laptop: the notebook's dry run
             env["SLURM_CONF"] = str(tmp / "no-slurm.conf")
-    env.update(
-        LAZYRASTER_WORK=str(tmp / "work"),
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-        JUPYTER_PATH=str(_kernel_path(tmp / "jupyter")),
-        IPYTHONDIR=str(tmp / "ipython"),
-    )
-    (tmp / "work").mkdir()
+    env = _kernel_env(env, tmp)
     results = execute(name, tmp, env)
     results["slurm_expected"] = Path(env.get("SLURM_CONF", "/nonexistent")).is_file()
     return name, results
@@ -388,10 +464,25 @@ def test_notebook_gives_the_reference_values(notebook):
     NOTEBOOK_CHECKS[name].check(results)
 
 
-def test_a_wrong_result_fails_the_check(notebook):
+def test_each_wrong_result_fails_the_check(notebook, tmp_path):
+    """Every result the notebook computes, made wrong in turn (one pixel of each array,
+    each variable, each entry), fails the check: none is left unread or unreferenced."""
     name, results = notebook
-    with pytest.raises(AssertionError):
-        NOTEBOOK_CHECKS[name].check(NOTEBOOK_CHECKS[name].perturb(results))
+    spec = NOTEBOOK_CHECKS[name]
+    missed, tried = [], 0
+    for result in spec.results:
+        if result in spec.inputs:
+            continue
+        make = spec.wrong.get(result, _wrong)
+        for label, value in make(results[result], tmp_path):
+            tried += 1
+            try:
+                spec.check({**results, result: value})
+            except AssertionError:
+                continue
+            missed.append(f"{result}{label}")
+    assert tried >= len(spec.results) - len(spec.inputs)
+    assert not missed, f"{name}: the check passes with these wrong: {missed}"
 
 
 def test_each_figure_is_shown_once(notebook):
@@ -445,3 +536,56 @@ def test_the_notebook_uses_the_public_api_only(path):
             continue
         assert not any(n.split(".")[0] == "tests" for n in names), (path.name, names)
         assert not any(part.startswith("_") for n in names for part in n.split(".")), names
+
+
+def test_a_notebook_runs_from_the_repository_root(tmp_path):
+    """A kernel started in the repository's root (``jupyter lab`` run there) finds the
+    repository's files as one started in notebooks/ does."""
+    results = execute("quickstart", tmp_path, _kernel_env(dict(os.environ), tmp_path), cwd=ROOT)
+    check_quickstart(results)
+
+
+def test_a_second_run_writes_into_a_new_folder(tmp_path):
+    """Run twice with one ``LAZYRASTER_WORK``: each run writes into a folder of its own,
+    its Zarr store and COGs included, and gives the reference values again."""
+    env = _kernel_env(dict(os.environ), tmp_path)
+    runs = []
+    for run in ("first", "second"):
+        (tmp_path / run).mkdir()
+        runs.append(execute("sentinel2_safe", tmp_path / run, env))
+        check_sentinel2_safe(runs[-1])
+    first, second = (Path(r["work"]) for r in runs)
+    assert first != second and first.parent == second.parent == tmp_path / "work"
+    assert Path(runs[1]["store"]).is_relative_to(second)
+    printed = [o.get("text", "") for c in runs[1]["executed"].cells for o in c.get("outputs", [])]
+    assert any(f"writing into {second}" in text for text in printed)
+
+
+def test_the_dry_run_works_without_slurm(tmp_path):
+    """No sbatch on ``PATH`` (a laptop): the notebook shows the job script, runs the rest on
+    threads and a LocalCluster, and gives the reference values."""
+    env = _kernel_env(dict(os.environ), tmp_path)
+    env["PATH"] = _path_without(env["PATH"], lambda p: (p / "sbatch").exists())
+    assert shutil.which("sbatch", path=env["PATH"]) is None
+    results = execute("laptop_to_cluster", tmp_path, env)
+    assert results["slurm_reachable"] is False and results["on_slurm"] is None
+    check_laptop_to_cluster({**results, "slurm_expected": False})
+    shown = [o.get("text", "") for c in results["executed"].cells for o in c.get("outputs", [])]
+    assert any("#SBATCH" in text for text in shown), "the dry run's job script is shown"
+
+
+#: A URL (other than this machine's services) in a notebook's code.
+_URL = re.compile(r"https?://(?!127\.0\.0\.1[:/])")
+
+
+@pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.stem)
+def test_no_cell_downloads_or_reads_shared_data(path):
+    """The notebooks run offline on the repository's own files: no URL but 127.0.0.1 in
+    any code cell, nothing read from outside the repository (``../shared``)."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        assert not _URL.search(cell.source), (path.name, cell.source)
+        assert "shared/" not in cell.source, (path.name, cell.source)
+        assert "../" not in cell.source, (path.name, "paths go through REPO", cell.source)

@@ -101,10 +101,12 @@ def demo(catalog: str, out: str, overwrite: bool, collections: tuple[str, ...]) 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option(
-    "--out", "png", type=click.Path(dir_okay=False, path_type=Path),
+    "--out", "png", type=click.Path(path_type=Path),
     help="PNG to write (default: <name>.png beside PATH).",
 )  # fmt: skip
-@click.option("--variable", help="Variable of a Zarr group, or band description of a GeoTIFF.")
+@click.option(
+    "--variable", help="Variable of a Zarr group or netCDF file, or band description of a GeoTIFF."
+)
 @click.option("--time", "when", help="Time step (2023-05-01; 2023-05 for a month; a year).")
 @click.option(
     "--max-panels", type=click.IntRange(1, 64), default=6, show_default=True,
@@ -121,7 +123,7 @@ def quicklook(
     dpi: int,
     overwrite: bool,
 ) -> None:
-    """Draw a COG/GeoTIFF or a Zarr store (or group) as a PNG: a map per time step."""
+    """Draw a COG/GeoTIFF, netCDF file or Zarr store (or group) as a PNG: a map per time step."""
     from lazyraster.errors import LazyrasterError
     from lazyraster.plot import quicklook as write_quicklook
 

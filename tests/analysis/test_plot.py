@@ -16,8 +16,10 @@ import dask
 import dask.array as dsa
 import numpy as np
 import pandas as pd
+import pyproj
 import pytest
 import xarray as xr
+from affine import Affine
 from tests.analysis._support import (
     assert_colour,
     expected,
@@ -420,3 +422,56 @@ def test_in_a_notebook_the_figure_shows_as_an_image_and_is_not_kept_by_pyplot():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[-2] == "['image/png', 'text/plain'] []"
+
+
+@pytest.mark.parametrize("transform", [True, False], ids=["transform", "coordinates"])
+def test_a_raster_one_pixel_wide_has_square_pixels_in_map_units(transform):
+    """Five pixels of 10 m down one column: the image is 10 m wide and five times as tall."""
+    values = np.linspace(0.0, 1.0, 5).reshape(5, 1)
+    da = xr.DataArray(
+        values, dims=("y", "x"), coords={"y": 7000045 - 10 * np.arange(5.0), "x": [500005.0]}
+    ).rio.write_crs("EPSG:32633")
+    if transform:
+        da = da.rio.write_transform(Affine(10, 0, 500000, 0, -10, 7000050))
+    fig = plot(da.rename("ndvi"), dpi=80)
+    assert fig.axes[0].images[0].get_extent() == [500000.0, 500010.0, 7000000.0, 7000050.0]
+    img, box = render(fig), image_box(fig)
+    left, top, right, bottom = box
+    assert abs((bottom - top) - 5 * (right - left)) <= 2  # the PNG's image: 1 x 5 squares
+    for row, value in enumerate(values[:, 0]):
+        got = pixel(img, box, 0.5, (row + 0.5) / 5)
+        assert_colour(got, expected("RdYlGn", value, -1, 1), f"row {row}")
+
+
+def test_a_crs_without_a_name_is_labelled_by_its_projection_method():
+    laea = "+proj=laea +lat_0=52 +lon_0=10 +x_0=4321000 +y_0=3210000 +ellps=GRS80 +units=m"
+    wkt = pyproj.CRS.from_proj4(laea).to_wkt()
+    assert pyproj.CRS.from_wkt(wkt).name == "unknown"  # as a PROJ string gives it
+    undefined = wkt.replace('PROJCRS["unknown"', 'PROJCRS["undefined"')
+    for text in (wkt, undefined):
+        ax = plot(blocks(1.0, 2.0, 3.0, 4.0, name="t").rio.write_crs(text), dpi=40).axes[0]
+        assert ax.get_xlabel() == "x [m], Lambert Azimuthal Equal Area"
+        assert ax.get_ylabel() == "y [m], Lambert Azimuthal Equal Area"
+
+
+@pytest.mark.parametrize("key", ["_FillValue", "nodata"])
+def test_a_nan_nodata_on_an_integer_raster_is_no_nodata(key):
+    da = blocks(100, 200, 300, 400, name="dn", dtype="int16")
+    da.attrs[key] = np.nan
+    fig = plot(da, dpi=60)
+    assert not fig.legends  # no pixel is nodata
+    img, box = render(fig), image_box(fig)
+    low, high = fig.axes[-1].get_ylim()
+    assert (low, high) == tuple(np.percentile(np.repeat([100, 200, 300, 400], 100), [2, 98]))
+    for where, value in zip(CENTRES, (100, 200, 300, 400), strict=True):
+        assert_colour(pixel(img, box, *CENTRES[where]), expected("viridis", value, low, high))
+
+
+def test_dates_are_refused_with_the_day_of_year_named():
+    dates = np.array(["2021-03-01", "2021-04-01", "2021-05-01", "NaT"], "datetime64[ns]")
+    da = blocks(0, 1, 2, 3, name="leaf_date", dtype="int64").copy(data=np.zeros((20, 20), "M8[ns]"))
+    da.values[:] = dates[0]
+    with pytest.raises(TypeError, match=r"leaf_date holds dates .*\.dt\.dayofyear"):
+        plot(da)
+    fig = plot(da.dt.dayofyear.rename("day"), dpi=40)  # the fix named works
+    assert fig.axes[0].images[0].get_array().min() == 60  # 1 March 2021

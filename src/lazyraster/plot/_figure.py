@@ -53,16 +53,35 @@ def _variables(obj: xr.Dataset | xr.DataArray, variable: str | Sequence[str] | N
         if len(rasters) != 1:
             have = ", ".join(rasters) or "no raster variables"
             raise MissingBandError(
-                f"the Dataset has {have}: pass variable=<name> (or a list of names)"
+                f"the Dataset has {have}: pass variable=<name> (or a list of names; "
+                "CLI: --variable NAME)"
             )
         names = rasters
     missing = [n for n in names if n not in obj.data_vars]
     if missing:
         raise MissingBandError(
             f"no variable {missing[0]!r} in the Dataset (it has: "
-            f"{', '.join(map(str, obj.data_vars)) or 'none'}); pass one of those as variable="
+            f"{', '.join(map(str, obj.data_vars)) or 'none'}); pass one of those as variable= "
+            "(CLI: --variable)"
         )
     return [obj[n] for n in names]
+
+
+def _check_values(da: xr.DataArray) -> None:
+    """Refuse values that have no colour: dates and durations, booleans are numbers."""
+    name = da.name or "the array"
+    if da.dtype.kind == "M":
+        raise TypeError(
+            f"{name} holds dates ({da.dtype}), which have no colour: plot the day of year, "
+            "e.g. da.dt.dayofyear.geo.plot()"
+        )
+    if da.dtype.kind == "m":
+        raise TypeError(
+            f"{name} holds durations ({da.dtype}): plot them as numbers, e.g. "
+            "(da / np.timedelta64(1, 'D')).geo.plot() for days"
+        )
+    if da.dtype.kind not in "biufc":
+        raise TypeError(f"{name} holds {da.dtype} values: plot numbers (or dates as day of year)")
 
 
 def _layout(n: int, aspect: float) -> tuple[int, int, tuple[float, float]]:
@@ -179,6 +198,8 @@ def plot(
         If ``variable`` is not in the Dataset, or is needed and not given.
     ValueError
         For a ``time`` not on the panel dim, or more than one dim besides (y, x).
+    TypeError
+        For values without a colour: dates (plot ``da.dt.dayofyear``), durations, text.
 
     Examples
     --------
@@ -197,6 +218,8 @@ def plot(
     if max_panels < 1:
         raise ValueError(f"max_panels={max_panels}: give 1 or more")
     arrays = _variables(obj, variable)
+    for da in arrays:
+        _check_values(da)
     chosen, left, dim = _panels.select(arrays, time=time, max_panels=max_panels)
     if ax is not None and len(chosen) + left > 1:
         raise ValueError(

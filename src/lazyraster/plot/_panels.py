@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -158,9 +159,16 @@ def axis_labels(da: xr.DataArray, ydim: Hashable, xdim: Hashable) -> tuple[str, 
 
 
 def _crs_name(crs: Any) -> str:
+    """The CRS's name, or its projection method when it has none (``unknown``, ``undefined``)."""
     import pyproj
 
-    return str(pyproj.CRS.from_wkt(crs.to_wkt()).name)
+    full = pyproj.CRS.from_wkt(crs.to_wkt())
+    if full.name and full.name.lower() not in ("unknown", "undefined"):
+        return str(full.name)
+    operation = full.coordinate_operation
+    if operation is not None and operation.method_name:
+        return str(operation.method_name)
+    return str(full.to_dict().get("proj") or full.name or "CRS without a name")
 
 
 def _stride(da: xr.DataArray, ydim: Hashable, xdim: Hashable, pixels: tuple[int, int]) -> int:
@@ -177,9 +185,12 @@ def grid(da: xr.DataArray, ydim: Hashable, xdim: Hashable) -> Grid:
     if x.size < 2 or y.size < 2:
         from rioxarray.exceptions import RioXarrayError
 
-        with contextlib.suppress(RioXarrayError):  # no transform: a pixel is one unit wide
+        try:
             rx, ry = da.rio.resolution()
-            dx, dy = (rx if x.size < 2 else dx), (ry if y.size < 2 else dy)
+        except RioXarrayError:  # no transform: square pixels, as wide as the other side's
+            size = abs(dy if x.size < 2 else dx) if max(x.size, y.size) > 1 else 1.0
+            rx, ry = size, -size
+        dx, dy = (rx if x.size < 2 else dx), (ry if y.size < 2 else dy)
     xe, ye = _edges(x, dx), _edges(y, dy)
     ylabel, xlabel, geographic = axis_labels(da, ydim, xdim)
     aspect = 1 / math.cos(math.radians(float(np.clip(np.mean(y), -89, 89)))) if geographic else 1
@@ -206,8 +217,15 @@ def _nodata(da: xr.DataArray) -> float | None:
     """The nodata value of ``da`` as rioxarray's ``rio.nodata`` reads it.
 
     ``_FillValue``, ``missing_value``, ``fill_value`` or ``nodata`` in its attributes;
-    NaN where xarray decoded a ``_FillValue`` of the encoding (already NaN).
+    NaN where xarray decoded a ``_FillValue`` of the encoding (already NaN). A NaN
+    nodata value of an integer raster, which no pixel can equal, is no nodata.
     """
+    if da.dtype.kind in "iub":
+        for where in (da.attrs, da.encoding):
+            for key in ("_FillValue", "missing_value", "fill_value", "nodata"):
+                value = where.get(key)
+                if isinstance(value, float | np.floating) and math.isnan(value):
+                    return None
     return da.rio.nodata
 
 
@@ -261,8 +279,13 @@ def prepare(chosen: list[tuple[xr.DataArray, str, str]], pixels: tuple[int, int]
     datas = [d.transpose(*spatial_dims(d)).data for d in small]
     if any(hasattr(d, "dask") for d in datas):
         import dask
+        import dask.threaded
 
-        datas = list(dask.compute(*datas))
+        # without distributed imported there is no client: threads, as dask would pick,
+        # handed over as a function (a name or None has dask import distributed to look
+        # for a client, seconds at startup)
+        scheduler = None if "distributed" in sys.modules else dask.threaded.get
+        datas = list(dask.compute(*datas, scheduler=scheduler))
     panels = []
     for (da, title, name), part, data in zip(chosen, small, datas, strict=True):
         ydim, xdim = spatial_dims(part)

@@ -1,4 +1,4 @@
-"""``quicklook``: a PNG of a COG/GeoTIFF or a Zarr store, written whole or not at all."""
+"""``quicklook``: a PNG of a COG/GeoTIFF, netCDF file or Zarr store, whole or not at all."""
 
 from __future__ import annotations
 
@@ -105,10 +105,29 @@ def _open_geotiff(path: Path, variable: str | None, pixels: int) -> xr.DataArray
     return da
 
 
+#: How netCDF files begin: netCDF-4 (HDF5), then netCDF-3 (classic, 64-bit offsets, CDF-5).
+_NETCDF_MAGIC = (b"\x89HDF\r\n\x1a\n", b"CDF\x01", b"CDF\x02", b"CDF\x05")
+
+
+def _is_netcdf(path: Path) -> bool:
+    with open(path, "rb") as file:
+        return file.read(8).startswith(_NETCDF_MAGIC)
+
+
+def _open_netcdf(path: Path) -> xr.Dataset:
+    """The netCDF file's variables, lazily, each with the CRS of its CF ``grid_mapping``."""
+    try:
+        ds = xr.open_dataset(path, decode_coords="all", chunks={})
+    except (OSError, ValueError) as exc:
+        raise ReadError(f"cannot read the netCDF file {path}: {exc}", href=str(path)) from None
+    crs = ds.rio.crs  # rioxarray reads the grid mapping's crs_wkt, or its CF parameters
+    return ds if crs is None else ds.rio.write_crs(crs)
+
+
 def _open(
     path: Path, variable: str | Sequence[str] | None, time: Any, pixels: int
 ) -> tuple[xr.Dataset | xr.DataArray, str | Sequence[str] | None]:
-    """What to draw from ``path``: a Zarr group and its variable(s), or a GeoTIFF's bands."""
+    """What to draw from ``path``: variable(s) of a Zarr group or netCDF, or GeoTIFF bands."""
     if not os.path.lexists(path):
         raise ReadError(f"{path} does not exist; check the path", href=str(path))
     if path.is_dir():
@@ -119,6 +138,8 @@ def _open(
                 href=str(path),
             )
         return _open_zarr(path, variable)
+    if _is_netcdf(path):
+        return _open_netcdf(path), variable
     if time is not None:
         raise ValueError(f"{path} is a GeoTIFF, which has no time steps: leave out time=")
     if variable is not None and not isinstance(variable, str):
@@ -155,25 +176,26 @@ def quicklook(
     dpi: float = 100,
     **options: Any,
 ) -> Path:
-    """Write a PNG picture of a COG/GeoTIFF or a Zarr store, as :func:`plot` draws it.
+    """Write a PNG picture of a COG/GeoTIFF, netCDF file or Zarr store, as :func:`plot` draws it.
 
     A GeoTIFF is read from the overview level that still has as many pixels as the
     picture (rasterio through rioxarray), a Zarr store (as :func:`~lazyraster.write_zarr`
-    writes it; a group, or an array, by its path inside the store) lazily with only the
-    panels drawn computed. The PNG is written into a temporary beside ``png`` and moved
-    into place complete (:func:`lazyraster.io.replacing`): a run killed midway leaves no
-    partial PNG under its name.
+    writes it; a group, or an array, by its path inside the store) and a netCDF file
+    (the CRS from its CF ``grid_mapping``) lazily with only the panels drawn computed.
+    The PNG is written into a temporary beside ``png`` and moved into place complete
+    (:func:`lazyraster.io.replacing`): a run killed midway leaves no partial PNG under
+    its name.
 
     Parameters
     ----------
     path : str or path-like
-        A GeoTIFF/COG file, or a Zarr store, group or array folder.
+        A GeoTIFF/COG file, a netCDF file, or a Zarr store, group or array folder.
     png : str or path-like, optional
         The PNG to write (missing folders are created); default ``<name>.png`` beside
         ``path`` (beside the store, named after store, group and variable, for a Zarr
         group).
     variable : str or list of str, optional
-        The variable of a Zarr group (or several, side by side), or the band (by
+        The variable of a Zarr group or netCDF file (or several, side by side), or the band (by
         description) of a GeoTIFF; may be left out when there is one.
     time : label or list of labels, optional
         Time steps (dates, ``"2023-05"`` for a month, years on a ``year`` dim); default
@@ -194,10 +216,11 @@ def quicklook(
         If ``png`` exists and ``overwrite`` is False (nothing is read or written).
     ReadError
         If ``path`` is missing or not a raster.
+    ValueError
+        If ``png`` is a folder or lies under a file (nothing is read), or for a ``time``
+        not in the data.
     MissingBandError
         If ``variable`` is not there (the message lists what is), or is needed.
-    ValueError
-        For a ``time`` not in the data.
 
     Examples
     --------
@@ -221,6 +244,7 @@ def quicklook(
             f"{png} is (inside) the raster {path} to draw, which the PNG would replace: "
             "choose another PNG (CLI: --out)"
         )
+    _check_png(png)
     if os.path.lexists(png) and not overwrite:
         raise OutputExistsError(_exists(png))
     obj, variable = _open(path, variable, time, int(PANEL_INCHES * dpi))
@@ -237,6 +261,21 @@ def quicklook(
         if os.path.lexists(png) and not overwrite:
             raise OutputExistsError(_exists(png))
     return png
+
+
+def _check_png(png: Path) -> None:
+    """Refuse a PNG path that no file can take: a folder, or a path under a regular file."""
+    if png.is_dir():
+        raise ValueError(
+            f"{png} is a folder: give the PNG file to write in it, e.g. {png / 'map.png'} "
+            "(CLI: --out)"
+        )
+    for parent in png.parents:
+        if os.path.lexists(parent) and not parent.is_dir():
+            raise ValueError(
+                f"{png} lies under {parent}, which is a file, not a folder: choose a PNG "
+                "in a folder (CLI: --out)"
+            )
 
 
 def _within(png: Path, path: Path) -> bool:
