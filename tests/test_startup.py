@@ -208,13 +208,25 @@ WORK = (
 )
 
 
-def test_kernels_index_expressions_and_closures_load_from_the_cache(tmp_path: Path) -> None:
+WARMUP = "from lazyraster.cli import main\nmain(['warmup', '--dtype', 'uint16'])"
+
+
+@pytest.fixture(scope="module")
+def warmed(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], str]:
+    """One cold ``lazyraster warmup`` shared by the cache tests: its env and its output."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path_factory.mktemp("numba") / "shared")}
+    return env, fresh(WARMUP, env)
+
+
+def test_kernels_index_expressions_and_closures_load_from_the_cache(
+    warmed: tuple[dict[str, str], str],
+) -> None:
     """Warm cache, fresh process: every kernel that runs is a cache hit, none compiles.
 
     Covers the closures in focal (``_make_box_moments``), two different index
     expressions (one interpreter kernel runs every expression), and the spring index.
     """
-    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env, _ = warmed
     kernel_stats(WORK, env)
     stats = kernel_stats(WORK, env)
     ran = {n: s for n, s in stats.items() if any(s)}
@@ -290,16 +302,15 @@ def _nobody_ids() -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
-def test_warmup_fills_the_cache_once_and_says_where(tmp_path: Path) -> None:
+def test_warmup_fills_the_cache_once_and_says_where(warmed: tuple[dict[str, str], str]) -> None:
     """``lazyraster warmup`` compiles into NUMBA_CACHE_DIR; run again, it compiles nothing."""
-    env = {"NUMBA_CACHE_DIR": str(tmp_path / "shared")}
-    code = "from lazyraster.cli import main\nmain(['warmup', '--dtype', 'uint16'])"
-    first = fresh(code, env)
+    env, first = warmed
+    shared = Path(env["NUMBA_CACHE_DIR"])
     assert " 0 compiled" not in first
-    assert f"cache: {tmp_path / 'shared'}" in first
-    second = fresh(code, env)
+    assert f"cache: {shared}" in first
+    second = fresh(WARMUP, env)
     assert "signatures loaded from the cache, 0 compiled and cached" in second
-    assert list((tmp_path / "shared").rglob("*.nbi"))
+    assert list(shared.rglob("*.nbi"))
 
 
 def test_warmup_with_a_dtype_it_cannot_prepare_fails_in_one_line() -> None:

@@ -113,6 +113,22 @@ def test_local_cluster_sized_from_cores_and_memory(scene, threaded, tmp_path, mo
     assert dask.config.get("scheduler", None) == before
 
 
+def _worker_plugins(dask_worker) -> list[str]:
+    return sorted(dask_worker.plugins)
+
+
+def test_process_workers_freeze_their_heap_on_close(scene, threaded, tmp_path):
+    """The plugin that makes worker processes exit fast is on every worker; same values."""
+    from lazyraster.cluster._plugins import FreezeHeapOnClose
+
+    with cluster("local", workers=2, threads_per_worker=1) as client:
+        plugins = client.run(_worker_plugins)
+        got = write_and_read(scene, tmp_path / "out.zarr")
+    assert len(plugins) == 2
+    assert all(FreezeHeapOnClose.name in names for names in plugins.values())
+    assert_bitwise_equal(got, threaded)
+
+
 def test_local_cluster_refuses_more_memory_than_allowed(monkeypatch):
     monkeypatch.setenv("SLURM_MEM_PER_NODE", "1024")
     with pytest.raises(ClusterConfigError, match=r"memory='2GiB'"), cluster("local", memory="2GiB"):

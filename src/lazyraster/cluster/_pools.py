@@ -160,6 +160,8 @@ def _local_cluster(
     from distributed import Client, LocalCluster
     from distributed.deploy.utils import nprocesses_nthreads
 
+    from lazyraster.cluster._plugins import FreezeHeapOnClose
+
     for name in ("n_workers", "memory_limit"):
         if name in options:
             raise TypeError(
@@ -195,5 +197,7 @@ def _local_cluster(
         ) as local,
         Client(local, set_as_default=True) as client,
     ):
+        if options.get("processes", True):
+            client.register_plugin(FreezeHeapOnClose())
         _announce(client)
         yield client
