@@ -129,6 +129,16 @@ def test_process_workers_freeze_their_heap_on_close(scene, threaded, tmp_path):
     assert_bitwise_equal(got, threaded)
 
 
+def test_a_local_cluster_of_threads_in_this_process_starts_and_equals_threads(
+    scene, threaded, tmp_path
+):
+    """``processes=False`` runs the workers in this process (inproc://): it must start."""
+    with cluster("local", workers=2, threads_per_worker=1, processes=False) as client:
+        assert client.scheduler.address.startswith("inproc://")
+        got = write_and_read(scene, tmp_path / "out.zarr")
+    assert_bitwise_equal(got, threaded)
+
+
 def test_local_cluster_refuses_more_memory_than_allowed(monkeypatch):
     monkeypatch.setenv("SLURM_MEM_PER_NODE", "1024")
     with pytest.raises(ClusterConfigError, match=r"memory='2GiB'"), cluster("local", memory="2GiB"):

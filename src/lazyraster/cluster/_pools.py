@@ -187,7 +187,8 @@ def _local_cluster(
             "from the cgroup or SLURM job limit and the RAM); ask for less."
         )
     options.setdefault("dashboard_address", _config("dashboard-address"))
-    options.setdefault("host", "127.0.0.1")
+    if options.get("processes", True):  # workers in this process talk inproc://, no host
+        options.setdefault("host", "127.0.0.1")
     with (
         LocalCluster(
             n_workers=workers,
