@@ -235,8 +235,9 @@ class Reader:
     - **One open file for the readers of its bands** (``_SHARED``, by href, nodata,
       grid, resampling and GDAL options): the bands of a multi-band file are read in
       one GDAL call per window, so a pixel-interleaved block is decoded once.
-    - **A dataset per thread where the driver allows it, else one behind a lock**
-      (:class:`~lazyraster.load._handles.Handles`): GDAL datasets are not thread-safe.
+    - **A dataset per thread where the driver allows it (GTiff, JPEG2000), else one
+      behind a lock** (:class:`~lazyraster.load._handles.Handles`): GDAL datasets are
+      not thread-safe.
     - **Opened on the first read, not on construction**: stackstac builds every
       reader on the client; only the tasks open files, on the workers.
     - **Pickled as its constructor's arguments**: open GDAL datasets cannot travel;
