@@ -56,6 +56,9 @@ class Handles:
     warp : mapping, optional
         Keyword arguments of :class:`rasterio.vrt.WarpedVRT` (``crs`` as text) when
         the file's grid is not the output grid; None to read the file as it is.
+    overview_level : int, optional
+        The overview (for JPEG2000, the resolution level) ``dataset`` was opened at
+        (rasterio's ``overview_level``): the other threads open the same one.
 
     Examples
     --------
@@ -70,9 +73,14 @@ class Handles:
     """
 
     def __init__(
-        self, env: LayeredEnv, dataset: DatasetReader, warp: Mapping[str, Any] | None = None
+        self,
+        env: LayeredEnv,
+        dataset: DatasetReader,
+        warp: Mapping[str, Any] | None = None,
+        overview_level: int | None = None,
     ) -> None:
         self._env = env
+        self._open_options = {} if overview_level is None else {"overview_level": overview_level}
         self._url = dataset.name
         self._driver = dataset.driver
         self._warp = dict(warp) if warp is not None else None
@@ -95,7 +103,9 @@ class Handles:
     def _open_here(self) -> DatasetReader | WarpedVRT:
         """Open the calling thread's own dataset (and VRT), on its first read."""
         with self._env.open:
-            dataset = rasterio.open(self._url, sharing=False, driver=self._driver)
+            dataset = rasterio.open(
+                self._url, sharing=False, driver=self._driver, **self._open_options
+            )
             source = self._local.source = self._warped(dataset)
         return source
 
