@@ -1,11 +1,14 @@
-"""JPEG2000 bands loaded onto a coarser grid decode the file's matching resolution level.
+"""JPEG2000 bands: read by many threads at once, and at the resolution level a coarser
+grid needs.
 
-References are plain rasterio: the JP2 opened at that ``overview_level`` and warped onto
-the output grid by :class:`rasterio.vrt.WarpedVRT` with the same resampling and nodata.
+References are plain rasterio: a single-threaded read of the file, or the JP2 opened at
+the level's ``overview_level`` and warped onto the output grid by
+:class:`rasterio.vrt.WarpedVRT` with the same resampling and nodata.
 """
 
 from __future__ import annotations
 
+import dask
 import numpy as np
 import pytest
 import rasterio
@@ -62,6 +65,17 @@ def warped(path, *, resolution: float, resampling: str, level: int | None) -> np
 def load(path, chunks, **options):
     item = make_item("a", {"B04": {"href": path, "raster:bands": [{"nodata": 0}]}})
     return lazyraster.load([item], chunks=chunks, **options).B04.isel(time=0)
+
+
+@pytest.mark.parametrize("chunks", [None, {"y": 37, "x": 50}])
+def test_eight_threads_load_the_native_grid_as_rasterio_reads_it(band, chunks):
+    with rasterio.open(band) as src:
+        dn = src.read(1)
+    expected = dn.astype(np.float32)
+    expected[dn == 0] = np.nan
+    with dask.config.set(scheduler="threads", num_workers=8):
+        got = load(band, chunks).values
+    np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("chunks", [None, {"y": 37, "x": 50}])
