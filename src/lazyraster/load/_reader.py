@@ -501,7 +501,10 @@ class Reader:
                 level = resolution_level(ds, self.spec, self.resampling)
                 if level is not None:
                     ds.close()
-                    ds = rasterio.open(self.url, sharing=False, overview_level=level)
+                    try:
+                        ds = rasterio.open(self.url, sharing=False, overview_level=level)
+                    except Exception as err:
+                        raise self._fail("open", err) from err
                 warp = {
                     "resampling": self.resampling,
                     "crs": _crs_text(self.spec.epsg),
