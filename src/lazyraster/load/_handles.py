@@ -1,12 +1,15 @@
 """An open raster file that many threads read at once, on rasterio's public API.
 
 GDAL datasets are never safe to use from two threads, and a dataset must be read by
-the thread that opened it. Some drivers (GTiff) are safe to use from several threads
-when each has its own dataset on its own file descriptor (``sharing=False``); others
-(JP2OpenJPEG, netCDF, HDF5) keep state per driver and must be used by one thread at a
-time. :class:`Handles` picks per driver, as stackstac's own reader does, from the
-public :data:`stackstac.MULTITHREADED_DRIVER_ALLOWLIST` (so a user who adds a driver
-there changes both readers alike):
+the thread that opened it. Most drivers (GTiff, JP2OpenJPEG) are safe to use from
+several threads when each has its own dataset on its own file descriptor
+(``sharing=False``); others (netCDF, HDF5) keep state per driver, in libraries that are
+not thread-safe, and must be used by one thread at a time. :class:`Handles` picks per
+driver: a dataset per thread for the drivers of the public
+:data:`stackstac.MULTITHREADED_DRIVER_ALLOWLIST` (as stackstac's own reader does, so a
+user who adds a driver there changes both readers alike) and for JP2OpenJPEG, which
+stackstac leaves out although OpenJPEG keeps no state between its datasets (without
+it, two threads decode a Sentinel-2 band one at a time):
 
 - a thread-safe driver: each thread opens its own dataset (and its own warped VRT) on
   first use and keeps it in a :class:`threading.local`; nothing is locked on a read;
@@ -35,6 +38,9 @@ from stackstac import MULTITHREADED_DRIVER_ALLOWLIST, LayeredEnv
 
 __all__ = ["Handles"]
 
+#: Drivers read through a dataset per thread besides stackstac's allowlist.
+PER_THREAD_DRIVERS = frozenset({"JP2OpenJPEG"})
+
 
 class Handles:
     """The datasets of one file (and its warp), one per thread where the driver allows.
@@ -50,6 +56,9 @@ class Handles:
     warp : mapping, optional
         Keyword arguments of :class:`rasterio.vrt.WarpedVRT` (``crs`` as text) when
         the file's grid is not the output grid; None to read the file as it is.
+    overview_level : int, optional
+        The overview (for JPEG2000, the resolution level) ``dataset`` was opened at
+        (rasterio's ``overview_level``): the other threads open the same one.
 
     Examples
     --------
@@ -64,13 +73,20 @@ class Handles:
     """
 
     def __init__(
-        self, env: LayeredEnv, dataset: DatasetReader, warp: Mapping[str, Any] | None = None
+        self,
+        env: LayeredEnv,
+        dataset: DatasetReader,
+        warp: Mapping[str, Any] | None = None,
+        overview_level: int | None = None,
     ) -> None:
         self._env = env
+        self._open_options = {} if overview_level is None else {"overview_level": overview_level}
         self._url = dataset.name
         self._driver = dataset.driver
         self._warp = dict(warp) if warp is not None else None
-        self._per_thread = dataset.driver in MULTITHREADED_DRIVER_ALLOWLIST
+        self._per_thread = (
+            dataset.driver in MULTITHREADED_DRIVER_ALLOWLIST or dataset.driver in PER_THREAD_DRIVERS
+        )
         self._local = threading.local()
         self._lock = threading.Lock()
         if self._per_thread:
@@ -87,7 +103,9 @@ class Handles:
     def _open_here(self) -> DatasetReader | WarpedVRT:
         """Open the calling thread's own dataset (and VRT), on its first read."""
         with self._env.open:
-            dataset = rasterio.open(self._url, sharing=False, driver=self._driver)
+            dataset = rasterio.open(
+                self._url, sharing=False, driver=self._driver, **self._open_options
+            )
             source = self._local.source = self._warped(dataset)
         return source
 

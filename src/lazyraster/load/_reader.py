@@ -23,6 +23,8 @@ It also does what stackstac's reader cannot:
   nodata tag), falling back on the file's tag;
 - work on a CRS without an EPSG code (a WKT, PROJJSON or ``IAU_2015:...`` code), which
   stackstac would only accept as an EPSG integer;
+- decode a JPEG2000 band at the resolution level a coarser grid needs
+  (:func:`resolution_level`) rather than every pixel;
 - fail with one line that names the file and the reason.
 
 :func:`source_url` packs the band and the nodata into the URL stackstac hands to the
@@ -48,17 +50,17 @@ import numba
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 from stackstac import DEFAULT_GDAL_ENV, LayeredEnv
 
 from lazyraster.errors import ReadError
 from lazyraster.load._handles import Handles
 
 if TYPE_CHECKING:
-    from rasterio.enums import Resampling
     from rasterio.windows import Window
     from stackstac.raster_spec import RasterSpec
 
-__all__ = ["CRSKey", "Reader", "crs_key", "source_url"]
+__all__ = ["CRSKey", "Reader", "crs_key", "resolution_level", "source_url"]
 
 _SEPARATOR = "\x00lazyraster:"
 
@@ -195,6 +197,61 @@ def _crs_text(key: int) -> str:
     return key.wkt if isinstance(key, CRSKey) else f"EPSG:{int(key)}"
 
 
+#: Resamplings that smooth, for which a JPEG2000 resolution level (the wavelet's low-pass
+#: band) stands in for the full-resolution pixels; not nearest, mode or the order
+#: statistics, which must pick values that occur in the file (a class of SCL).
+_SMOOTHING = frozenset(
+    {
+        Resampling.average,
+        Resampling.bilinear,
+        Resampling.cubic,
+        Resampling.cubic_spline,
+        Resampling.lanczos,
+        Resampling.gauss,
+    }
+)
+
+
+def resolution_level(
+    ds: rasterio.io.DatasetReader, spec: RasterSpec, resampling: Resampling
+) -> int | None:
+    """The JPEG2000 resolution level to decode for ``spec``, or None for the full resolution.
+
+    A JP2 holds its image at 1/2, 1/4, ... of its resolution (rasterio's overviews,
+    opened with ``overview_level=k`` for 1/2**(k+1)). Where the output grid is in the
+    file's CRS, at least twice as coarse on both axes, and ``resampling`` smooths, the
+    coarsest level still at least as fine as the grid is decoded and resampled onto it
+    (what ``gdalwarp`` does with overviews), rather than every pixel.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from stackstac.raster_spec import RasterSpec
+    >>> path = tempfile.mkdtemp() + "/a.jp2"
+    >>> with rasterio.open(path, "w", driver="JP2OpenJPEG", width=1024, height=1024,
+    ...                    count=1, dtype="uint16", crs="EPSG:32631",
+    ...                    transform=rasterio.transform.from_origin(0, 10240, 10, 10)) as dst:
+    ...     dst.write(np.ones((1, 1024, 1024), "uint16"))
+    >>> ds = rasterio.open(path)
+    >>> [resolution_level(ds, RasterSpec(32631, (0, 0, 10240, 10240), (r, r)),
+    ...                   Resampling.average) for r in (10, 20, 30, 60, 1000)]
+    [None, 0, 0, 1, 2]
+    >>> resolution_level(ds, RasterSpec(32631, (0, 0, 10240, 10240), (60, 60)),
+    ...                  Resampling.nearest) is None
+    True
+    """
+    if ds.driver != "JP2OpenJPEG" or resampling not in _SMOOTHING:
+        return None
+    if ds.crs != as_crs(spec.epsg) or ds.transform.b or ds.transform.d:
+        return None
+    factor = min(
+        spec.resolutions_xy[0] / abs(ds.transform.a), spec.resolutions_xy[1] / abs(ds.transform.e)
+    )
+    # level k holds pixels 2 ** (k + 1) times the file's
+    level = min(math.floor(math.log2(factor) + 1e-9) - 1, len(ds.overviews(1)) - 1)
+    return level if level >= 0 else None
+
+
 @dataclass
 class _Shared:
     """An open file shared by the readers of its bands, and what they need to know."""
@@ -235,8 +292,9 @@ class Reader:
     - **One open file for the readers of its bands** (``_SHARED``, by href, nodata,
       grid, resampling and GDAL options): the bands of a multi-band file are read in
       one GDAL call per window, so a pixel-interleaved block is decoded once.
-    - **A dataset per thread where the driver allows it, else one behind a lock**
-      (:class:`~lazyraster.load._handles.Handles`): GDAL datasets are not thread-safe.
+    - **A dataset per thread where the driver allows it (GTiff, JPEG2000), else one
+      behind a lock** (:class:`~lazyraster.load._handles.Handles`): GDAL datasets are
+      not thread-safe.
     - **Opened on the first read, not on construction**: stackstac builds every
       reader on the client; only the tasks open files, on the workers.
     - **Pickled as its constructor's arguments**: open GDAL datasets cannot travel;
@@ -438,8 +496,15 @@ class Reader:
                 and ds.transform == self.spec.transform
                 and (ds.height, ds.width) == (height, width)
             )
-            warp = None
+            warp, level = None, None
             if not native:
+                level = resolution_level(ds, self.spec, self.resampling)
+                if level is not None:
+                    ds.close()
+                    try:
+                        ds = rasterio.open(self.url, sharing=False, overview_level=level)
+                    except Exception as err:
+                        raise self._fail("open", err) from err
                 warp = {
                     "resampling": self.resampling,
                     "crs": _crs_text(self.spec.epsg),
@@ -450,7 +515,7 @@ class Reader:
                     "nodata": nodata,
                     "add_alpha": nodata is None,
                 }
-            handles = Handles(self.gdal_env, ds, warp)
+            handles = Handles(self.gdal_env, ds, warp, level)
         return _Shared(handles, ds.count, not native, nodata)
 
     def _read_group(self, shared: _Shared, window: Window) -> np.ndarray:
