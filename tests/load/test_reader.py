@@ -15,6 +15,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -312,6 +313,41 @@ def _windows(n: int, width: int, height: int) -> list[Window]:
         cols, rows = int(rng.integers(1, width - col + 1)), int(rng.integers(1, height - row + 1))
         out.append(Window(col, row, cols, rows))
     return out
+
+
+def test_bands_of_one_file_read_at_once_decode_their_window_once(tmp_path, monkeypatch):
+    """Four band readers of a 4-band file ask for one window at the same moment: one
+    GDAL read serves them all (the others wait for it), and each band is rasterio's."""
+    from lazyraster.load import _handles
+
+    data = np.random.default_rng(3).integers(1, 255, (4, HEIGHT, WIDTH), dtype=np.uint8)
+    path = tmp_path / "four.tif"
+    profile = {"driver": "GTiff", "count": 4, "dtype": "uint8", "crs": f"EPSG:{UTM}"}
+    transform = from_origin(WEST, NORTH, PIXEL, PIXEL)
+    with rasterio.open(path, "w", width=WIDTH, height=HEIGHT, transform=transform, **profile) as f:
+        f.write(data)
+    reads, real_read = [], _handles.Handles.read
+
+    def slow_read(self, window, indexes):
+        reads.append(tuple(indexes))
+        time.sleep(0.3)  # the other bands arrive while this read is under way
+        return real_read(self, window, indexes)
+
+    monkeypatch.setattr(_handles.Handles, "read", slow_read)
+    group = [1, 2, 3, 4]
+    readers = [reader(source_url(str(path), band=b, nodata=None, group=group)) for b in group]
+    window, start = Window(10, 20, 64, 32), threading.Barrier(4)
+
+    def job(r: Reader) -> np.ndarray:
+        start.wait()
+        return r.read(window)
+
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(job, readers))
+    assert reads == [tuple(group)]
+    with rasterio.open(path) as src:
+        for band, out in zip(group, got, strict=True):
+            np.testing.assert_array_equal(out, src.read(band, window=window).astype("float32"))
 
 
 @pytest.mark.parametrize("kind", ["COG", "JP2"])

@@ -253,6 +253,15 @@ def resolution_level(
 
 
 @dataclass
+class _Window:
+    """One window of a band group: read by its first reader, taken by the other bands."""
+
+    waiting: set[int]
+    ready: threading.Event = field(default_factory=threading.Event)
+    raw: np.ndarray | None = None  # None once ready: the first reader failed
+
+
+@dataclass
 class _Shared:
     """An open file shared by the readers of its bands, and what they need to know."""
 
@@ -260,7 +269,7 @@ class _Shared:
     count: int
     warped: bool
     nodata: float | None
-    recent: OrderedDict[tuple, tuple[np.ndarray, set[int]]] = field(default_factory=OrderedDict)
+    recent: OrderedDict[tuple, _Window] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -524,26 +533,38 @@ class Reader:
         GDAL decodes a pixel-interleaved block for all its bands whichever one is asked
         for; one call for the bands of the group decodes it once. Each band's chunk is a
         task of its own, on any thread: the first reader of a window reads the group,
-        and the result waits in ``shared.recent`` until each band has taken its own (at
-        most :data:`_RECENT` windows wait; an older one is read again).
+        a band that comes while that read is under way waits for it (two threads never
+        fetch the same bytes), and the result waits in ``shared.recent`` until each band
+        has taken its own (at most :data:`_RECENT` windows wait; an older one is read
+        again).
         """
         where = (window.col_off, window.row_off, window.width, window.height)
+        mine = None
         with shared.lock:
             entry = shared.recent.get(where)
-            if entry is not None and self._band in entry[1]:
-                entry[1].discard(self._band)
-                if not entry[1]:
+            if entry is not None and self._band in entry.waiting:
+                entry.waiting.discard(self._band)
+                if not entry.waiting:
                     del shared.recent[where]
-                return entry[0]
+            else:
+                entry = None
+                if len(self._group) > 1:  # the other bands wait for this read, not repeat it
+                    mine = shared.recent[where] = _Window(set(self._group) - {self._band})
+                    while len(shared.recent) > _RECENT:
+                        shared.recent.popitem(last=False)
+        if entry is not None:
+            entry.ready.wait()
+            if entry.raw is not None:
+                return entry.raw
+        raw = None
         try:
             raw = shared.handles.read(window, self._indexes)
         except Exception as err:
             raise self._fail("read", err) from err
-        if len(self._group) > 1:
-            with shared.lock:
-                shared.recent[where] = (raw, set(self._group) - {self._band})
-                while len(shared.recent) > _RECENT:
-                    shared.recent.popitem(last=False)
+        finally:
+            if mine is not None:  # its waiters take raw, or read themselves if it failed
+                mine.raw = raw
+                mine.ready.set()
         return raw
 
     def read(self, window: Window) -> np.ndarray:
