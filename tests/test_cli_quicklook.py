@@ -206,6 +206,27 @@ def test_an_existing_png_is_refused_and_kept_unless_overwrite(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ndvi.png", "ndvi.tif"]  # no temporaries
 
 
+def test_a_png_another_writer_commits_first_is_kept(tmp_path, monkeypatch):
+    """Two quicklooks of one PNG: the one that takes the commit lock second refuses."""
+    from lazyraster.io import _atomic
+
+    tif = write_geotiff(quadrants(16, -1, 0, 1, 0.5), tmp_path / "ndvi.tif")
+    png = tmp_path / "ndvi.png"
+    lock = _atomic.output_lock
+
+    def other_writer_first(target):
+        png.write_bytes(b"the other writer's picture")  # committed while this one drew
+        return lock(target)
+
+    monkeypatch.setattr(_atomic, "output_lock", other_writer_first)
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
+        quicklook(tif, png, dpi=30)
+    assert png.read_bytes() == b"the other writer's picture"
+    assert sorted(os.listdir(tmp_path)) == ["ndvi.png", "ndvi.tif"]  # no temporaries
+    quicklook(tif, png, overwrite=True, dpi=30)
+    assert png.read_bytes()[:8] == PNG
+
+
 def test_the_raster_itself_is_never_the_png_even_with_overwrite(tmp_path):
     """``--out`` naming the input (another spelling, a link, a file in the store) is refused."""
     tif = write_geotiff(quadrants(16, -1, 0, 1, 0.5), tmp_path / "ndvi.tif")

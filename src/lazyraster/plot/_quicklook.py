@@ -213,7 +213,8 @@ def quicklook(
     Raises
     ------
     OutputExistsError
-        If ``png`` exists and ``overwrite`` is False (nothing is read or written).
+        If ``png`` exists and ``overwrite`` is False (nothing is read or written), or
+        another writer put it there while this one drew (theirs is kept).
     ReadError
         If ``path`` is missing or not a raster.
     ValueError
@@ -256,10 +257,11 @@ def quicklook(
         options["title"] = f"{label}: {heading}" if heading and len(arrays) == 1 else label
     fig = plot(obj, variable=variable, time=time, max_panels=max_panels, dpi=dpi, **options)
     png.parent.mkdir(parents=True, exist_ok=True)  # as the writers do, once it is drawn
-    with replacing(png) as tmp:
-        fig.savefig(tmp.path, format="png", dpi=dpi)
-        if os.path.lexists(png) and not overwrite:
-            raise OutputExistsError(_exists(png))
+    try:
+        with replacing(png, overwrite=overwrite) as tmp:
+            fig.savefig(tmp.path, format="png", dpi=dpi)
+    except OutputExistsError:  # another writer committed it while this one drew
+        raise OutputExistsError(_exists(png)) from None
     return png
 
 
