@@ -282,6 +282,19 @@ def test_a_process_killed_while_writing_leaves_no_partial_png(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ndvi.png", "ndvi.tif"]  # swept
 
 
+@pytest.mark.parametrize("inside", ["", "ndvi"])
+def test_a_store_named_from_inside_it_is_drawn_beside_it(tmp_path, monkeypatch, inside):
+    """``lazyraster quicklook .`` in the store (or ``..`` in its array): as by its full path."""
+    store = write_zarr(series(2), tmp_path / "ndvi.zarr")
+    quicklook(store, tmp_path / "reference.png", dpi=30)
+    monkeypatch.chdir(Path(store, inside))
+    result = CliRunner().invoke(main, ["quicklook", ".." if inside else ".", "--dpi", "30"])
+    assert result.exit_code == 0, result.output
+    png = tmp_path / "ndvi.png"
+    assert Path(result.output.strip()).resolve() == png
+    assert png.read_bytes() == (tmp_path / "reference.png").read_bytes()
+
+
 def test_cli_writes_the_png_and_prints_its_path(tmp_path):
     store = write_zarr(series(2), tmp_path / "ndvi.zarr")
     out = tmp_path / "pics" / "n.png"  # a missing folder is made, as the writers do

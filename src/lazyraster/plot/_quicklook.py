@@ -32,11 +32,19 @@ def _zarr_kind(folder: Path) -> str | None:
 
 
 def _zarr_root(folder: Path) -> tuple[Path, str]:
-    """The store holding the node ``folder``, and the node's path inside it."""
-    root = folder
+    """The store holding the node ``folder``, and the node's path inside it.
+
+    The store is relative if ``folder`` is and it has a name so spelled (not ``.``, ``..``).
+    """
+    here = Path(os.path.abspath(folder))
+    root = here
     while root.parent != root and _zarr_kind(root.parent) is not None:
         root = root.parent
-    return root, folder.relative_to(root).as_posix().strip(".")
+    node = here.relative_to(root).as_posix().strip(".")
+    relative = Path(os.path.relpath(root))
+    if not folder.is_absolute() and relative.name not in ("", ".."):
+        root = relative
+    return root, node
 
 
 def _open_zarr(
