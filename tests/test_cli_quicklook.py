@@ -391,13 +391,17 @@ def test_cli_names_variable_and_lists_the_variables_of_a_store_with_several(tmp_
     assert "it has: b, ndvi" in result.stderr and "--variable" in result.stderr
 
 
-@pytest.mark.parametrize("where", ["folder", "under a file"])
+@pytest.mark.parametrize("where", ["folder", "under a file", "another format"])
 def test_a_png_path_no_file_can_take_is_refused_before_reading(tmp_path, where, opened):
+    """Also a name of another format (PNG bytes in ``map.jpg`` would be read as no JPEG)."""
     tif = write_geotiff(quadrants(16, -1, 0, 1, 0.5), tmp_path / "ndvi.tif")
     (tmp_path / "pics").mkdir()
     (tmp_path / "notes.txt").write_text("mine")
-    png = tmp_path / "pics" if where == "folder" else tmp_path / "notes.txt" / "sub" / "a.png"
-    message = "is a folder: give the PNG" if where == "folder" else "notes.txt, which is a file"
+    png, message = {
+        "folder": (tmp_path / "pics", "is a folder: give the PNG"),
+        "under a file": (tmp_path / "notes.txt" / "sub" / "a.png", "notes.txt, which is a file"),
+        "another format": (tmp_path / "pics" / "map.jpg", "is not named .png: give"),
+    }[where]
     with pytest.raises(ValueError, match=message):
         quicklook(tif, png, overwrite=True)
     assert opened == []  # refused before any data is read

@@ -226,7 +226,8 @@ def quicklook(
     ReadError
         If ``path`` is missing or not a raster.
     ValueError
-        If ``png`` is a folder or lies under a file (nothing is read), or for a ``time``
+        If ``png`` is a folder, lies under a file or is not named ``.png`` (nothing is
+        read), or for a ``time``
         not in the data.
     MissingBandError
         If ``variable`` is not there (the message lists what is), or is needed.
@@ -256,6 +257,11 @@ def quicklook(
     _check_png(png)
     if os.path.lexists(png) and not overwrite:
         raise OutputExistsError(_exists(png))
+    if png.suffix.lower() != ".png":
+        raise ValueError(
+            f"{png} is not named .png: give a PNG file name, e.g. "
+            f"{png.with_name(png.stem + '.png')} (CLI: --out)"
+        )
     obj, variable = _open(path, variable, time, int(PANEL_INCHES * dpi))
     arrays = _variables(obj, variable)
     root, node = _zarr_root(path) if path.is_dir() else (path, "")
