@@ -206,6 +206,27 @@ def test_an_existing_png_is_refused_and_kept_unless_overwrite(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ndvi.png", "ndvi.tif"]  # no temporaries
 
 
+def test_a_png_another_writer_commits_first_is_kept(tmp_path, monkeypatch):
+    """Two quicklooks of one PNG: the one that takes the commit lock second refuses."""
+    from lazyraster.io import _atomic
+
+    tif = write_geotiff(quadrants(16, -1, 0, 1, 0.5), tmp_path / "ndvi.tif")
+    png = tmp_path / "ndvi.png"
+    lock = _atomic.output_lock
+
+    def other_writer_first(target):
+        png.write_bytes(b"the other writer's picture")  # committed while this one drew
+        return lock(target)
+
+    monkeypatch.setattr(_atomic, "output_lock", other_writer_first)
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
+        quicklook(tif, png, dpi=30)
+    assert png.read_bytes() == b"the other writer's picture"
+    assert sorted(os.listdir(tmp_path)) == ["ndvi.png", "ndvi.tif"]  # no temporaries
+    quicklook(tif, png, overwrite=True, dpi=30)
+    assert png.read_bytes()[:8] == PNG
+
+
 def test_the_raster_itself_is_never_the_png_even_with_overwrite(tmp_path):
     """``--out`` naming the input (another spelling, a link, a file in the store) is refused."""
     tif = write_geotiff(quadrants(16, -1, 0, 1, 0.5), tmp_path / "ndvi.tif")
@@ -259,6 +280,19 @@ def test_a_process_killed_while_writing_leaves_no_partial_png(tmp_path):
     quicklook(tif, png, overwrite=True, dpi=30)
     assert png.read_bytes()[:8] == PNG
     assert sorted(os.listdir(tmp_path)) == ["ndvi.png", "ndvi.tif"]  # swept
+
+
+@pytest.mark.parametrize("inside", ["", "ndvi"])
+def test_a_store_named_from_inside_it_is_drawn_beside_it(tmp_path, monkeypatch, inside):
+    """``lazyraster quicklook .`` in the store (or ``..`` in its array): as by its full path."""
+    store = write_zarr(series(2), tmp_path / "ndvi.zarr")
+    quicklook(store, tmp_path / "reference.png", dpi=30)
+    monkeypatch.chdir(Path(store, inside))
+    result = CliRunner().invoke(main, ["quicklook", ".." if inside else ".", "--dpi", "30"])
+    assert result.exit_code == 0, result.output
+    png = tmp_path / "ndvi.png"
+    assert Path(result.output.strip()).resolve() == png
+    assert png.read_bytes() == (tmp_path / "reference.png").read_bytes()
 
 
 def test_cli_writes_the_png_and_prints_its_path(tmp_path):
@@ -357,13 +391,17 @@ def test_cli_names_variable_and_lists_the_variables_of_a_store_with_several(tmp_
     assert "it has: b, ndvi" in result.stderr and "--variable" in result.stderr
 
 
-@pytest.mark.parametrize("where", ["folder", "under a file"])
+@pytest.mark.parametrize("where", ["folder", "under a file", "another format"])
 def test_a_png_path_no_file_can_take_is_refused_before_reading(tmp_path, where, opened):
+    """Also a name of another format (PNG bytes in ``map.jpg`` would be read as no JPEG)."""
     tif = write_geotiff(quadrants(16, -1, 0, 1, 0.5), tmp_path / "ndvi.tif")
     (tmp_path / "pics").mkdir()
     (tmp_path / "notes.txt").write_text("mine")
-    png = tmp_path / "pics" if where == "folder" else tmp_path / "notes.txt" / "sub" / "a.png"
-    message = "is a folder: give the PNG" if where == "folder" else "notes.txt, which is a file"
+    png, message = {
+        "folder": (tmp_path / "pics", "is a folder: give the PNG"),
+        "under a file": (tmp_path / "notes.txt" / "sub" / "a.png", "notes.txt, which is a file"),
+        "another format": (tmp_path / "pics" / "map.jpg", "is not named .png: give"),
+    }[where]
     with pytest.raises(ValueError, match=message):
         quicklook(tif, png, overwrite=True)
     assert opened == []  # refused before any data is read

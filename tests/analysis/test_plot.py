@@ -475,3 +475,32 @@ def test_dates_are_refused_with_the_day_of_year_named():
         plot(da)
     fig = plot(da.dt.dayofyear.rename("day"), dpi=40)  # the fix named works
     assert fig.axes[0].images[0].get_array().min() == 60  # 1 March 2021
+
+
+@pytest.mark.parametrize(("degrees", "n"), [(30.0, 10), (180.0, 10), (30.0, 300)])
+def test_a_rotated_geotiff_is_drawn_in_map_coordinates_where_its_pixels_lie(tmp_path, degrees, n):
+    """Also decimated (n=300: every 2nd pixel drawn), and turned by 180 degrees (south up)."""
+    import rasterio
+    import rioxarray
+
+    values = blocks(-1.0, 0.0, 1.0, 0.5, n=n).values
+    transform = Affine(10, 0, 500000, 0, -10, 7000000) * Affine.rotation(degrees)
+    path = tmp_path / "rotated.tif"
+    profile = {"driver": "GTiff", "width": 2 * n, "height": 2 * n, "count": 1, "dtype": "float64"}
+    with rasterio.open(path, "w", crs="EPSG:32633", transform=transform, **profile) as dst:
+        dst.write(values, 1)
+    da = rioxarray.open_rasterio(path).isel(band=0).rename("ndvi")
+    fig = plot(da, dpi=60)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "x [m], EPSG:32633"
+    img = render(fig)
+    corners = [transform * (c, r) for c in (0, 2 * n) for r in (0, 2 * n)]
+    xs, ys = zip(*corners, strict=True)
+    assert ax.get_xlim() == pytest.approx((min(xs), max(xs)))
+    assert ax.get_ylim() == pytest.approx((min(ys), max(ys)))
+    height = fig.bbox.height
+    centres = [(n / 2, n / 2), (3 * n / 2, n / 2), (n / 2, 3 * n / 2), (3 * n / 2, 3 * n / 2)]
+    for (col, row), value in zip(centres, (-1.0, 0.0, 1.0, 0.5), strict=True):
+        x, y = ax.transData.transform(transform * (col, row))  # a block's centre, by hand
+        got = img[int(height - y), int(x)]
+        assert_colour(got, expected("RdYlGn", value, -1, 1), f"block at column {col}, row {row}")

@@ -382,10 +382,12 @@ def sweep(target: str | os.PathLike[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def replacing(target: str | os.PathLike[str]) -> Iterator[Temporary]:
+def replacing(target: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Temporary]:
     """Write into the yielded temporary; on success it is committed under the lock.
 
-    On an exception the temporary is removed and the target left as it was.
+    On an exception the temporary is removed and the target left as it was. With
+    ``overwrite=False`` a target there when the lock is taken (another writer committed
+    first) is kept: :class:`~lazyraster.errors.OutputExistsError`, the temporary removed.
 
     Examples
     --------
@@ -400,6 +402,11 @@ def replacing(target: str | os.PathLike[str]) -> Iterator[Temporary]:
     with Temporary.beside(target) as tmp:
         yield tmp
         with output_lock(target):
+            if not overwrite and os.path.lexists(target):
+                raise OutputExistsError(
+                    f"{os.fspath(target)} already exists (written meanwhile): pass "
+                    "overwrite=True to replace it"
+                )
             commit(tmp.path, target)
         sweep(target)
 

@@ -177,8 +177,40 @@ def _stride(da: xr.DataArray, ydim: Hashable, xdim: Hashable, pixels: tuple[int,
     return max(1, int(min(da.sizes[ydim] / max(rows, 1), da.sizes[xdim] / max(cols, 1))))
 
 
-def grid(da: xr.DataArray, ydim: Hashable, xdim: Hashable) -> Grid:
-    """The extent of ``da``'s pixel edges, (left, right, bottom, top), and its labels."""
+def _rotation(da: xr.DataArray, ydim: Hashable, xdim: Hashable) -> Any:
+    """The affine transform of a rotated (or sheared) raster, as rioxarray reads it; else None.
+
+    Such a raster has no 1-D ``x``/``y`` coordinates (rioxarray gives it 2-D ``xc``/``yc``).
+    """
+    if xdim in da.coords or ydim in da.coords or da.rio.crs is None:
+        return None
+    transform = da.rio.transform()
+    return transform if transform.b or transform.d else None
+
+
+def _rotated_grid(da: xr.DataArray, ydim: Hashable, xdim: Hashable, stride: int) -> Grid:
+    """The map coordinates of the corners of every ``stride``-th pixel of a rotated ``da``."""
+    transform = _rotation(da, ydim, xdim)
+
+    def edges(n: int) -> np.ndarray:  # of the pixels s // 2, s // 2 + s, ... kept
+        kept = len(range(stride // 2, n, stride))
+        return np.clip(stride // 2 + 0.5 - stride / 2 + stride * np.arange(kept + 1), 0, n)
+
+    col, row = np.meshgrid(edges(da.sizes[xdim]), edges(da.sizes[ydim]))
+    x, y = transform * (col, row)
+    ylabel, xlabel, _ = axis_labels(da, ydim, xdim)
+    extent = (float(x.min()), float(x.max()), float(y.min()), float(y.max()))
+    return Grid(x=x, y=y, extent=extent, regular=False, xlabel=xlabel, ylabel=ylabel, aspect=1)
+
+
+def grid(da: xr.DataArray, ydim: Hashable, xdim: Hashable, stride: int = 1) -> Grid:
+    """The extent of ``da``'s pixel edges, (left, right, bottom, top), and its labels.
+
+    For a rotated raster, the corners of its every ``stride``-th pixel in map coordinates
+    (``da`` is then the array before decimation, whose transform they come from).
+    """
+    if _rotation(da, ydim, xdim) is not None:
+        return _rotated_grid(da, ydim, xdim, stride)
     x = np.asarray(da[xdim].values if xdim in da.coords else np.arange(da.sizes[xdim]), float)
     y = np.asarray(da[ydim].values if ydim in da.coords else np.arange(da.sizes[ydim]), float)
     (dx, xreg), (dy, yreg) = _step(x), _step(y)
@@ -290,6 +322,8 @@ def prepare(chosen: list[tuple[xr.DataArray, str, str]], pixels: tuple[int, int]
     for (da, title, name), part, data in zip(chosen, small, datas, strict=True):
         ydim, xdim = spatial_dims(part)
         where = grid(part, ydim, xdim)
+        if _rotation(da, ydim, xdim) is not None:
+            where = grid(da, ydim, xdim, stride=_stride(da, ydim, xdim, pixels))
         values = nodata_mask(np.asarray(data), _nodata(da))
         if where.regular:
             if where.y.size > 1 and where.y[-1] > where.y[0]:

@@ -32,11 +32,19 @@ def _zarr_kind(folder: Path) -> str | None:
 
 
 def _zarr_root(folder: Path) -> tuple[Path, str]:
-    """The store holding the node ``folder``, and the node's path inside it."""
-    root = folder
+    """The store holding the node ``folder``, and the node's path inside it.
+
+    The store is relative if ``folder`` is and it has a name so spelled (not ``.``, ``..``).
+    """
+    here = Path(os.path.abspath(folder))
+    root = here
     while root.parent != root and _zarr_kind(root.parent) is not None:
         root = root.parent
-    return root, folder.relative_to(root).as_posix().strip(".")
+    node = here.relative_to(root).as_posix().strip(".")
+    relative = Path(os.path.relpath(root))
+    if not folder.is_absolute() and relative.name not in ("", ".."):
+        root = relative
+    return root, node
 
 
 def _open_zarr(
@@ -213,11 +221,13 @@ def quicklook(
     Raises
     ------
     OutputExistsError
-        If ``png`` exists and ``overwrite`` is False (nothing is read or written).
+        If ``png`` exists and ``overwrite`` is False (nothing is read or written), or
+        another writer put it there while this one drew (theirs is kept).
     ReadError
         If ``path`` is missing or not a raster.
     ValueError
-        If ``png`` is a folder or lies under a file (nothing is read), or for a ``time``
+        If ``png`` is a folder, lies under a file or is not named ``.png`` (nothing is
+        read), or for a ``time``
         not in the data.
     MissingBandError
         If ``variable`` is not there (the message lists what is), or is needed.
@@ -247,6 +257,11 @@ def quicklook(
     _check_png(png)
     if os.path.lexists(png) and not overwrite:
         raise OutputExistsError(_exists(png))
+    if png.suffix.lower() != ".png":
+        raise ValueError(
+            f"{png} is not named .png: give a PNG file name, e.g. "
+            f"{png.with_name(png.stem + '.png')} (CLI: --out)"
+        )
     obj, variable = _open(path, variable, time, int(PANEL_INCHES * dpi))
     arrays = _variables(obj, variable)
     root, node = _zarr_root(path) if path.is_dir() else (path, "")
@@ -256,10 +271,11 @@ def quicklook(
         options["title"] = f"{label}: {heading}" if heading and len(arrays) == 1 else label
     fig = plot(obj, variable=variable, time=time, max_panels=max_panels, dpi=dpi, **options)
     png.parent.mkdir(parents=True, exist_ok=True)  # as the writers do, once it is drawn
-    with replacing(png) as tmp:
-        fig.savefig(tmp.path, format="png", dpi=dpi)
-        if os.path.lexists(png) and not overwrite:
-            raise OutputExistsError(_exists(png))
+    try:
+        with replacing(png, overwrite=overwrite) as tmp:
+            fig.savefig(tmp.path, format="png", dpi=dpi)
+    except OutputExistsError:  # another writer committed it while this one drew
+        raise OutputExistsError(_exists(png)) from None
     return png
 
 
