@@ -45,15 +45,16 @@ ENV = {**os.environ, "PYTHONPATH": str(SRC)}
 SHM = Path("/dev/shm")
 
 # Commit the three outputs with the constant ``value``, or (``finish``) finish the commit
-# left on the first: killed by SIGKILL once the journal is written (``journal``) or
-# after ``n`` swaps (``swap:n``), whether the commit's or the finishing's.
+# left on the first: killed by SIGKILL while the journal is written (``link``), once it
+# is written (``journal``) or after ``n`` swaps (``swap:n``), the commit's or the
+# finishing's.
 RUN = textwrap.dedent(
     """
     import os, signal, sys
     import dask
     import xarray as xr
-    from lazyraster.io import _atomic, _journal, commit_together, discard_temporaries
-    from lazyraster.io import finish_commits, write_geotiff, write_zarr
+    from lazyraster.io import _atomic, commit_together, discard_temporaries
+    from lazyraster.io import write_geotiff, write_zarr
     from lazyraster.testing import synthetic_raster
 
     zarr, tif, other, value, kill = sys.argv[1:]
@@ -61,7 +62,16 @@ RUN = textwrap.dedent(
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
 
-    if kill == "journal":
+    if kill == "link":  # the journal written, none of its links yet
+        linked = os.link
+        def link(src, dst):
+            if str(dst).endswith(".journal"):
+                die()
+            linked(src, dst)
+        os.link = link
+    elif kill == "journal":
+        from lazyraster.io import _journal
+
         written = _journal.write
         def write(swaps):
             written(swaps)
@@ -77,6 +87,8 @@ RUN = textwrap.dedent(
         _atomic.commit = commit
 
     if value == "finish":
+        from lazyraster.io import finish_commits
+
         finish_commits(zarr)
         sys.exit(0)
     da = synthetic_raster((32, 48), name="v", chunks={"y": 16, "x": 48})
@@ -167,6 +179,27 @@ def test_a_killed_commit_is_finished_by_finish_commits(outputs, kill):
     assert sorted(swapped) == sorted(os.path.realpath(p) for p in outputs[done:])
     assert _clean(outputs)
     assert finish_commits(outputs[0]) == []  # idempotent: nothing left to do
+
+
+def test_a_kill_while_the_journal_is_written_leaves_the_old_set_and_the_next_commit_cleans(
+    outputs,
+):
+    _killed(outputs, "link")
+    assert not any(_journals(outputs))
+    assert [n for n in os.listdir(outputs[0].parent) if ".journal-tmp-" in n]
+    assert [_values(p) for p in outputs] == [{1.0}] * 3
+    new = _raster(3.0)
+    writes = [
+        write_zarr(new, outputs[0], mode="w", compute=False),
+        write_geotiff(new, outputs[1], mode="w", blocksize=128, compute=False),
+        write_geotiff(new, outputs[2], mode="w", blocksize=128, compute=False),
+    ]
+    try:
+        dask.compute(*commit_together(*writes))
+    finally:
+        discard_temporaries(*writes)
+    assert [_values(p) for p in outputs] == [{3.0}] * 3
+    assert _clean(outputs)
 
 
 def test_a_write_of_one_output_finishes_the_commit_first(outputs):

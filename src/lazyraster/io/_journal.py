@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import json
 import os
 import re
@@ -278,6 +277,24 @@ def _beside(target: str, *, abandon: bool) -> Journal | None:
         return None
 
 
+def _remove_unlinked(targets: Iterable[str]) -> None:
+    """Remove the journal files a kill left before they were linked (locks held).
+
+    One listing per folder, however many of its outputs are committed.
+    """
+    folders: dict[str, set[str]] = {}
+    for target in targets:
+        folder, name = os.path.split(_atomic.journal_path(target))
+        folders.setdefault(folder, set()).add(f"{name}-tmp-")
+    for folder, prefixes in folders.items():
+        left: list[str] = []
+        with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+            left = [e.path for e in entries if e.name[: e.name.rfind("-tmp-") + 5] in prefixes]
+        for path in left:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
+
 @contextlib.contextmanager
 def locked(
     targets: Iterable[str | os.PathLike[str]], *, abandon: bool = False
@@ -298,9 +315,7 @@ def locked(
                     journals[found.ident] = found
             more = {f for j in journals.values() for f in j.finals} - wanted
             if not more:
-                for target in wanted:  # a journal's own file left by a kill while writing it
-                    for left in glob.glob(glob.escape(_atomic.journal_path(target)) + "-tmp-*"):
-                        os.remove(left)
+                _remove_unlinked(wanted)
                 yield [f for j in journals.values() for f in _finish(j, abandon=abandon)]
                 return
         wanted |= more

@@ -8,8 +8,9 @@ Computed alone, a write commits its outputs itself (:func:`commit_one`).
 :func:`commit_together` instead ends all the writes in one task,
 :func:`commit_outputs`: once every output's data are written it takes every output's
 lock (in one order), checks every output, then swaps them all: all outputs or none,
-also when two runs of one spec race. :func:`discard_temporaries` removes what a failed
-compute left.
+also when two runs of one spec race, and when a run is killed between two swaps (the
+journal of :mod:`lazyraster.io._journal`, finished by the next locker).
+:func:`discard_temporaries` removes what a failed compute left.
 """
 
 from __future__ import annotations
