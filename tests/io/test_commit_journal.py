@@ -120,6 +120,20 @@ def _values(path: Path) -> set[float]:
         return set(np.unique(src.read()).tolist())
 
 
+def _commit(paths: list[Path], value: float) -> None:
+    """Commit the constant ``value`` to the three outputs together (``mode="w"``)."""
+    da = _raster(value)
+    writes = [
+        write_zarr(da, paths[0], mode="w", compute=False),
+        write_geotiff(da, paths[1], mode="w", blocksize=128, compute=False),
+        write_geotiff(da, paths[2], mode="w", blocksize=128, compute=False),
+    ]
+    try:
+        dask.compute(*commit_together(*writes))
+    finally:
+        discard_temporaries(*writes)
+
+
 @pytest.fixture(params=["one folder", "/dev/shm"])
 def outputs(request, tmp_path):
     """Three old outputs (the constant 1): a Zarr store, a GeoTIFF, and one elsewhere."""
@@ -131,16 +145,7 @@ def outputs(request, tmp_path):
         elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     paths = [tmp_path / "a.zarr", tmp_path / "a.tif", elsewhere / "b.tif"]
-    old = _raster(1.0)
-    writes = [
-        write_zarr(old, paths[0], compute=False),
-        write_geotiff(old, paths[1], blocksize=128, compute=False),
-        write_geotiff(old, paths[2], blocksize=128, compute=False),
-    ]
-    try:
-        dask.compute(*commit_together(*writes))
-    finally:
-        discard_temporaries(*writes)
+    _commit(paths, 1.0)
     yield paths
     if request.param == "/dev/shm":
         shutil.rmtree(elsewhere, ignore_errors=True)
@@ -188,16 +193,7 @@ def test_a_kill_while_the_journal_is_written_leaves_the_old_set_and_the_next_com
     assert not any(_journals(outputs))
     assert [n for n in os.listdir(outputs[0].parent) if ".journal-tmp-" in n]
     assert [_values(p) for p in outputs] == [{1.0}] * 3
-    new = _raster(3.0)
-    writes = [
-        write_zarr(new, outputs[0], mode="w", compute=False),
-        write_geotiff(new, outputs[1], mode="w", blocksize=128, compute=False),
-        write_geotiff(new, outputs[2], mode="w", blocksize=128, compute=False),
-    ]
-    try:
-        dask.compute(*commit_together(*writes))
-    finally:
-        discard_temporaries(*writes)
+    _commit(outputs, 3.0)
     assert [_values(p) for p in outputs] == [{3.0}] * 3
     assert _clean(outputs)
 
@@ -318,17 +314,8 @@ def test_a_swap_that_raises_leaves_the_journal_for_the_next_locker(outputs, monk
         done.append(target)
 
     monkeypatch.setattr(_atomic, "commit", commit)
-    new = _raster(2.0)
-    writes = [
-        write_zarr(new, outputs[0], mode="w", compute=False),
-        write_geotiff(new, outputs[1], mode="w", blocksize=128, compute=False),
-        write_geotiff(new, outputs[2], mode="w", blocksize=128, compute=False),
-    ]
-    try:
-        with pytest.raises(UnfinishedCommitError, match="stopped after 1 of 3 swaps") as err:
-            dask.compute(*commit_together(*writes))
-    finally:
-        discard_temporaries(*writes)
+    with pytest.raises(UnfinishedCommitError, match="stopped after 1 of 3 swaps") as err:
+        _commit(outputs, 2.0)
     assert isinstance(err.value.__cause__, PermissionError)
     assert [_values(p) for p in outputs] == [{2.0}, {1.0}, {1.0}]
     assert all(_journals(outputs))
