@@ -99,6 +99,21 @@ class OutputExistsError(LazyrasterError, FileExistsError):
     """
 
 
+class UnfinishedCommitError(LazyrasterError, RuntimeError):
+    """Outputs committed together were left part old, part new, and cannot all be made new.
+
+    A run killed between two swaps of one commit leaves a journal beside each output,
+    which the next write (or :func:`lazyraster.io.finish_commits`) rolls forward. This
+    error says why it could not (the prepared data removed, a journal of another user
+    or not of lazyraster) and what to run.
+
+    Examples
+    --------
+    >>> issubclass(UnfinishedCommitError, LazyrasterError)
+    True
+    """
+
+
 class CatalogError(LazyrasterError, ValueError):
     """A STAC catalog cannot be built, read or localized as asked.
 

@@ -10,7 +10,8 @@ only once complete, under every dask scheduler::
 
 ``compute=False`` returns a :class:`dask.delayed.Delayed` that does the same when
 computed, so several outputs can be computed together (:func:`commit_together` makes
-them all or none); :func:`discard_temporaries` removes what such a compute left. The
+them all or none, also across a killed run: :func:`finish_commits`);
+:func:`discard_temporaries` removes what such a compute left. The
 same atomic primitives (:func:`output_lock`, :func:`exchange`, :func:`replacing`) keep
 the catalog builder's and localizer's outputs whole.
 """
@@ -23,6 +24,7 @@ from lazyraster._imports import lazy_exports as _lazy_exports
 
 if _TYPE_CHECKING:
     from lazyraster.io._atomic import exchange, output_lock, replacing
+    from lazyraster.io._journal import finish_commits
     from lazyraster.io._together import commit_together, discard_temporaries
     from lazyraster.io._zarr import write_zarr, zarr_group
     from lazyraster.io.cog._write import write_geotiff
@@ -31,6 +33,7 @@ _HOME = {
     "commit_together": "_together",
     "discard_temporaries": "_together",
     "exchange": "_atomic",
+    "finish_commits": "_journal",
     "output_lock": "_atomic",
     "replacing": "_atomic",
     "write_geotiff": "cog._write",
@@ -42,6 +45,7 @@ __all__ = [
     "commit_together",
     "discard_temporaries",
     "exchange",
+    "finish_commits",
     "output_lock",
     "replacing",
     "write_geotiff",

@@ -22,6 +22,12 @@ its folder) follows the same four steps:
    left by a killed writer, or written into by a straggling task after a failed write
    cleaned up. The temporary of a writer still running is held, so it is never touched.
 
+Outputs committed together (two or more) are swapped one after the other; before the
+first swap the commit writes a journal, ``.<name>.journal`` beside each output, listing
+every (temporary, output) pair (:mod:`lazyraster.io._journal`). Until the journal is
+removed, the temporaries it names are never swept nor discarded: they hold the data
+that the next locker of any of the outputs puts in place.
+
 Locks are released by the kernel when their process dies, so a killed writer never
 leaves a lock that blocks the next run. Lock files are removed when released; a lock
 taken on a file that another holder removed meanwhile is taken again on the new file.
@@ -34,7 +40,9 @@ import ctypes
 import errno
 import fcntl
 import glob
+import json
 import os
+import re
 import resource
 import secrets
 import shutil
@@ -48,6 +56,8 @@ __all__ = [
     "Temporary",
     "commit",
     "discard",
+    "journal_path",
+    "journaled",
     "missing_folders",
     "open_lock_file",
     "output_lock",
@@ -186,6 +196,51 @@ def output_lock(target: str | os.PathLike[str]) -> FileLock:
     '/data/.out.zarr.lock'
     """
     return FileLock(_hidden(os.fspath(target), "lock"))
+
+
+def journal_path(target: str | os.PathLike[str]) -> str:
+    """The journal of a commit that includes ``target``: ``.<name>.journal`` beside it.
+
+    Examples
+    --------
+    >>> journal_path("/data/out.zarr")
+    '/data/.out.zarr.journal'
+    """
+    return _hidden(os.fspath(target), "journal")
+
+
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.tmp-[0-9a-f]{32}")
+
+
+def journaled(tmp: str) -> bool:
+    """Whether the temporary ``tmp`` is named by the journal beside its output.
+
+    Such a temporary holds data an unfinished commit still puts in place (or the
+    previous output it replaced): it is kept until the journal is finished. A journal
+    that cannot be read keeps every temporary of its output.
+
+    Examples
+    --------
+    >>> journaled("/nowhere/.out.zarr.tmp-" + "0" * 32)
+    False
+    """
+    folder, base = os.path.split(tmp)
+    match = _TEMPORARY.fullmatch(base)
+    if match is None:
+        return False
+    journal = os.path.join(folder, f".{match['name']}.journal")
+    try:
+        with open(journal, "rb") as f:
+            text = f.read(1 << 20)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    try:
+        swaps = json.loads(text)["swaps"]
+        return any(swap["temporary"] == tmp for swap in swaps)
+    except (ValueError, KeyError, TypeError):
+        return True
 
 
 def _room_for(descriptors: int) -> None:
@@ -374,6 +429,8 @@ def sweep(target: str | os.PathLike[str]) -> list[str]:
                 removed.append(path)
             continue
         lock = FileLock(path + ".lock")
+        if journaled(path):
+            continue
         if lock.acquire(blocking=False):
             remove(path)
             lock.release()
@@ -426,9 +483,13 @@ def _release(tmp: str) -> None:
 def _hold(target: str) -> str:
     """Name and lock a new local temporary for ``target`` (step 1 above); return its path.
 
-    Dead temporaries of ``target`` are removed first, so that the space they hold (after a
-    full disk, say) is free for this write.
+    A commit of ``target`` that a killed run left unfinished is finished first; then dead
+    temporaries of ``target`` are removed, so that the space they hold (after a full
+    disk, say) is free for this write.
     """
+    from lazyraster.io._journal import finish_commits
+
+    finish_commits(target)
     sweep(target)
     held = Temporary.beside(target)
     _WRITING[held.path] = held
@@ -436,6 +497,15 @@ def _hold(target: str) -> str:
 
 
 def _discard_local(tmp: str) -> None:
-    """Remove the local temporary ``tmp`` (if still there) and its lock."""
+    """Remove the local temporary ``tmp`` (if still there) and its lock.
+
+    A temporary named by an unfinished commit's journal is kept (its lock released):
+    the commit's next locker puts it in place.
+    """
+    if journaled(tmp):
+        held = _WRITING.pop(tmp, None)
+        if held is not None:
+            held.lock.release()
+        return
     _release(tmp)
     discard(tmp)

@@ -8,8 +8,9 @@ Computed alone, a write commits its outputs itself (:func:`commit_one`).
 :func:`commit_together` instead ends all the writes in one task,
 :func:`commit_outputs`: once every output's data are written it takes every output's
 lock (in one order), checks every output, then swaps them all: all outputs or none,
-also when two runs of one spec race. :func:`discard_temporaries` removes what a failed
-compute left.
+also when two runs of one spec race, and when a run is killed between two swaps (the
+journal of :mod:`lazyraster.io._journal`, finished by the next locker).
+:func:`discard_temporaries` removes what a failed compute left.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from dask.graph_manipulation import bind
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 from fsspec.implementations.local import LocalFileSystem
 
-from lazyraster.io._atomic import _discard_local, output_locks, remove_empty
+from lazyraster.io import _journal
+from lazyraster.io._atomic import _discard_local, remove_empty
+from lazyraster.io._journal import Swap
 
 __all__ = ["Commit", "commit_outputs", "commit_together", "discard_temporaries", "pending"]
 
@@ -53,6 +56,10 @@ class Commit:
     def ready(self) -> None:
         """Make what the swap needs and may fail (a group write's parent groups)."""
 
+    def staged(self) -> Swap:
+        """What :meth:`swap` puts at ``target`` and from where (a local output's journal)."""
+        raise NotImplementedError
+
     def swap(self) -> None:
         """Put the output at ``target`` (a rename, or an exchange with the old one)."""
 
@@ -68,19 +75,33 @@ def commit_outputs(commits: Sequence[Commit]) -> list[Any]:
     """Commit every output or none: check all, then swap all, holding every output's lock.
 
     The locks are taken in one order (their sorted paths, :func:`output_locks`), so two
-    runs committing overlapping outputs wait for each other and never deadlock. An
-    output that another run put in place meanwhile fails the checks before anything is
-    swapped. Each commit is closed afterwards, whatever happened.
+    runs committing overlapping outputs wait for each other and never deadlock; a commit
+    that a killed run left unfinished on any of the outputs is finished first
+    (:func:`lazyraster.io._journal.locked`). An output that another run put in place
+    meanwhile fails the checks before anything is swapped. Two or more local outputs
+    are swapped after their journal is written, and the journal removed after: a kill
+    between two swaps is rolled forward by the next locker, and a swap that raises
+    leaves the journal (an :class:`~lazyraster.errors.UnfinishedCommitError`). Each
+    commit is closed afterwards, whatever happened.
     """
     committed = False
+    local = [c for c in commits if c.local]
     try:
-        with output_locks([c.target for c in commits if c.local]):
+        with _journal.locked([c.target for c in local]):
             for c in commits:
                 c.check()
             for c in commits:
                 c.ready()
-            for c in commits:
-                c.swap()
+            journal = _journal.write([c.staged() for c in local]) if len(local) > 1 else None
+            for done, c in enumerate(commits):
+                try:
+                    c.swap()
+                except BaseException as exc:
+                    if journal is None:
+                        raise
+                    raise _journal.stopped(journal, done, exc) from exc
+            if journal is not None:
+                _journal.close(journal)
             committed = True
     finally:
         _close_all(commits, committed)

@@ -36,6 +36,7 @@ from fsspec.implementations.local import LocalFileSystem
 from lazyraster.errors import OutputExistsError
 from lazyraster.io import _atomic
 from lazyraster.io._atomic import _discard_local, _hold, _release, missing_folders, remove_empty
+from lazyraster.io._journal import Swap
 from lazyraster.io._output import (
     _ZARR_METADATA,
     WriteMode,
@@ -165,6 +166,9 @@ class _ZarrCommit(Commit):
     def ready(self) -> None:
         if self.parents is not None:
             _ensure_parent_groups(*self.parents, self.storage_options)
+
+    def staged(self) -> Swap:
+        return Swap(self.tmp, self.tmp, self.target, replace=self.mode == "w")
 
     def swap(self) -> None:
         if self.local:

@@ -11,7 +11,7 @@ from typing import Any
 import xarray as xr
 
 from lazyraster.errors import MissingBandError, OutputExistsError, ReadError
-from lazyraster.io import replacing
+from lazyraster.io import finish_commits, replacing
 from lazyraster.plot._figure import PANEL_INCHES, _variables, plot
 
 #: Files that make a folder a Zarr node (v3, then v2 group and array).
@@ -192,7 +192,8 @@ def quicklook(
     (the CRS from its CF ``grid_mapping``) lazily with only the panels drawn computed.
     The PNG is written into a temporary beside ``png`` and moved into place complete
     (:func:`lazyraster.io.replacing`): a run killed midway leaves no partial PNG under
-    its name.
+    its name. A commit of several outputs that a killed run left unfinished on ``path``
+    is finished first (:func:`lazyraster.io.finish_commits`).
 
     Parameters
     ----------
@@ -227,10 +228,11 @@ def quicklook(
         If ``path`` is missing or not a raster.
     ValueError
         If ``png`` is a folder, lies under a file or is not named ``.png`` (nothing is
-        read), or for a ``time``
-        not in the data.
+        read), or for a ``time`` not in the data.
     MissingBandError
         If ``variable`` is not there (the message lists what is), or is needed.
+    UnfinishedCommitError
+        If a killed run left ``path`` part of a commit that cannot be finished.
 
     Examples
     --------
@@ -262,9 +264,11 @@ def quicklook(
             f"{png} is not named .png: give a PNG file name, e.g. "
             f"{png.with_name(png.stem + '.png')} (CLI: --out)"
         )
+    root, node = _zarr_root(path) if path.is_dir() else (path, "")
+    for output in {path, root}:  # a killed run's commit, before drawing what it left
+        finish_commits(output)
     obj, variable = _open(path, variable, time, int(PANEL_INCHES * dpi))
     arrays = _variables(obj, variable)
-    root, node = _zarr_root(path) if path.is_dir() else (path, "")
     label = "/".join(filter(None, [root.name, node]))
     heading = str(arrays[0].attrs.get("long_name") or arrays[0].name or "")
     if "title" not in options:

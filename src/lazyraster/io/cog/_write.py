@@ -36,6 +36,7 @@ from fsspec.implementations.local import LocalFileSystem
 from lazyraster.errors import MissingCRSError, OutputExistsError
 from lazyraster.io import _atomic
 from lazyraster.io._atomic import _discard_local, _hold, _release, missing_folders, remove_empty
+from lazyraster.io._journal import Swap
 from lazyraster.io._output import (
     WriteMode,
     _check_mode,
@@ -210,6 +211,9 @@ class _GeoTIFFCommit(Commit):
             if self.mode != "w":
                 raise OutputExistsError(_exists_message(self.target))
             _check_replaceable_tiff(self.target)
+
+    def staged(self) -> Swap:
+        return Swap(self.tmpdir, self.out, self.target, replace=self.mode == "w")
 
     def swap(self) -> None:
         if self.mode == "w":
