@@ -22,9 +22,9 @@ import xarray as xr
 from rasterio.crs import CRS
 
 from lazyraster.errors import MissingBandError, MissingCRSError
+from lazyraster.load._crs import crs_key
 from lazyraster.load._grid import _normalize_chunks, _output_crs
 from lazyraster.load._items import _Band, _crs_of, _nodata_overrides
-from lazyraster.load._reader import crs_key
 
 #: ``load`` options that netCDF/Zarr assets refuse (when given), with the fix. Every
 #: other option is honoured as for rasters (docs/loading.md has the table).

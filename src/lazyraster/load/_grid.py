@@ -17,8 +17,9 @@ from rasterio.errors import CRSError
 from rasterio.warp import transform_bounds
 
 from lazyraster.errors import MissingCRSError
+from lazyraster.load._crs import CRSKey, as_crs, crs_key
 from lazyraster.load._items import _Band, _crs_of, _item_bands, _transform_of
-from lazyraster.load._reader import CRSKey, Reader, as_crs, crs_key
+from lazyraster.load._reader import Reader
 
 DEFAULT_CHUNKS = {"time": 1, "y": 1024, "x": 1024}
 #: Largest side of a default chunk, in pixels (rounded to whole source blocks).
@@ -114,7 +115,7 @@ def _normalize_chunks(
 
 
 def _output_crs(crs: Any) -> int | None:
-    """The output CRS as stackstac's integer key (see :func:`lazyraster.load._reader.crs_key`)."""
+    """The output CRS as stackstac's integer key (see :func:`lazyraster.load._crs.crs_key`)."""
     if crs is None:
         return None
     try:

@@ -31,6 +31,7 @@ from rasterio.warp import transform_bounds
 from stackstac.prepare import prepare_items
 
 from lazyraster.config import gdal_options
+from lazyraster.load._crs import CRSKey, as_crs, crs_key
 from lazyraster.load._graph import read_arrays
 from lazyraster.load._grid import (
     _aligned_bounds,
@@ -52,7 +53,7 @@ from lazyraster.load._items import (
     _nodata_overrides,
     _number,
 )
-from lazyraster.load._reader import CRSKey, as_crs, crs_key, source_url
+from lazyraster.load._reader import source_url
 
 
 def _stackstac_dict(

@@ -40,7 +40,6 @@ import re
 import threading
 import warnings
 import weakref
-import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,70 +48,20 @@ from typing import TYPE_CHECKING, Any
 import numba
 import numpy as np
 import rasterio
-from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from stackstac import DEFAULT_GDAL_ENV, LayeredEnv
 
 from lazyraster.errors import ReadError
+from lazyraster.load._crs import as_crs, crs_text
 from lazyraster.load._handles import Handles
 
 if TYPE_CHECKING:
     from rasterio.windows import Window
     from stackstac.raster_spec import RasterSpec
 
-__all__ = ["CRSKey", "Reader", "crs_key", "resolution_level", "source_url"]
+__all__ = ["Reader", "resolution_level", "source_url"]
 
 _SEPARATOR = "\x00lazyraster:"
-
-
-class CRSKey(int):
-    """A CRS as the integer stackstac wants for its ``epsg`` arguments.
-
-    An EPSG CRS is its code. Another CRS gets a number outside the EPSG range, derived
-    from its WKT, and carries the WKT: rasterio (which builds the warped VRT) takes
-    any object with ``to_wkt``.
-    """
-
-    wkt: str
-
-    def __new__(cls, value: int, wkt: str) -> CRSKey:
-        key = super().__new__(cls, value)
-        key.wkt = wkt
-        return key
-
-    def __getnewargs__(self) -> tuple[int, str]:
-        return int(self), self.wkt
-
-    def to_wkt(self, *args: Any, **kwargs: Any) -> str:
-        """The CRS's WKT (rasterio calls this)."""
-        return self.wkt
-
-    def to_crs(self) -> CRS:
-        """The CRS as a rasterio CRS."""
-        return CRS.from_wkt(self.wkt)
-
-
-def crs_key(crs: CRS) -> int:
-    """The EPSG code of ``crs``, else a :class:`CRSKey` standing for it.
-
-    Examples
-    --------
-    >>> crs_key(CRS.from_epsg(32631))
-    32631
-    >>> key = crs_key(CRS.from_user_input("IAU_2015:30100"))
-    >>> key > 10**9, key.to_crs() == CRS.from_user_input("IAU_2015:30100")
-    (True, True)
-    """
-    epsg = crs.to_epsg()
-    if epsg is not None:
-        return int(epsg)
-    wkt = crs.to_wkt()
-    return CRSKey(2_000_000_000 + zlib.crc32(wkt.encode()) % 100_000_000, wkt)
-
-
-def as_crs(key: int) -> CRS:
-    """The rasterio CRS of an EPSG code or a :class:`CRSKey`."""
-    return key.to_crs() if isinstance(key, CRSKey) else CRS.from_epsg(key)
 
 
 def source_url(
@@ -190,11 +139,6 @@ def _matches(err: BaseException, patterns: Sequence[BaseException]) -> bool:
     404")`` matches a RasterioIOError whose message matches that regular expression.
     """
     return any(isinstance(err, type(p)) and re.match(str(p), str(err)) for p in patterns)
-
-
-def _crs_text(key: int) -> str:
-    """The CRS of an EPSG code or :class:`CRSKey` as text, parsed by each thread's VRT."""
-    return key.wkt if isinstance(key, CRSKey) else f"EPSG:{int(key)}"
 
 
 #: Resamplings that smooth, for which a JPEG2000 resolution level (the wavelet's low-pass
@@ -516,7 +460,7 @@ class Reader:
                         raise self._fail("open", err) from err
                 warp = {
                     "resampling": self.resampling,
-                    "crs": _crs_text(self.spec.epsg),
+                    "crs": crs_text(self.spec.epsg),
                     "transform": self.spec.transform,
                     "height": height,
                     "width": width,
