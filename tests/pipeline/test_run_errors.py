@@ -171,8 +171,8 @@ def killing_step(monkeypatch):
     monkeypatch.setitem(pipeline.STEPS, "killing_ndvi", Step(_killing_ndvi, "dataset", "variable"))
 
 
-def _killing_spec(source: Path, out: Path, marker: Path, times: int) -> dict:
-    spec = _spec(source, out, cluster={"kind": "processes", "workers": 2})
+def _killing_spec(source: Path, out: Path, marker: Path, times: int, workers: int = 2) -> dict:
+    spec = _spec(source, out, cluster={"kind": "processes", "workers": workers})
     spec["steps"] = [{"killing_ndvi": {"marker": str(marker), "times": times, "as": "ndvi"}}]
     return spec
 
@@ -192,13 +192,15 @@ def test_processes_recompute_once_after_a_worker_is_killed(scenes, tmp_path, kil
 
 
 def test_processes_losing_workers_twice_say_so_and_name_local(scenes, tmp_path, killing_step):
+    """One worker per pool, so the two deaths are two attempts (with two workers, both
+    could die in the first pool: one failed attempt, and the retry would succeed)."""
     source, _ = scenes
-    spec = _killing_spec(source, tmp_path / "out", tmp_path / "killed", times=2)
+    spec = _killing_spec(source, tmp_path / "out", tmp_path / "killed", times=2, workers=1)
     with pytest.raises(WorkerLostError, match=r"died, twice .* --cluster local"):
         run_pipeline(spec)
     for n in range(3):
         Path(f"{tmp_path / 'killed'}.{n}").unlink(missing_ok=True)
-    spec = _killing_spec(source, tmp_path / "out", tmp_path / "killed", times=2)
+    spec = _killing_spec(source, tmp_path / "out", tmp_path / "killed", times=2, workers=1)
     code, stderr = _cli("run", _write(tmp_path / "s.yaml", spec))
     assert code == 1
     assert stderr.startswith("Error: a worker process of the 'processes' scheduler died, twice")
