@@ -188,9 +188,10 @@ def _rotation(da: xr.DataArray, ydim: Hashable, xdim: Hashable) -> Any:
     return transform if transform.b or transform.d else None
 
 
-def _rotated_grid(da: xr.DataArray, ydim: Hashable, xdim: Hashable, stride: int) -> Grid:
+def _rotated_grid(
+    da: xr.DataArray, ydim: Hashable, xdim: Hashable, stride: int, transform: Any
+) -> Grid:
     """The map coordinates of the corners of every ``stride``-th pixel of a rotated ``da``."""
-    transform = _rotation(da, ydim, xdim)
 
     def edges(n: int) -> np.ndarray:  # of the pixels s // 2, s // 2 + s, ... kept
         kept = len(range(stride // 2, n, stride))
@@ -209,8 +210,9 @@ def grid(da: xr.DataArray, ydim: Hashable, xdim: Hashable, stride: int = 1) -> G
     For a rotated raster, the corners of its every ``stride``-th pixel in map coordinates
     (``da`` is then the array before decimation, whose transform they come from).
     """
-    if _rotation(da, ydim, xdim) is not None:
-        return _rotated_grid(da, ydim, xdim, stride)
+    transform = _rotation(da, ydim, xdim)
+    if transform is not None:
+        return _rotated_grid(da, ydim, xdim, stride, transform)
     x = np.asarray(da[xdim].values if xdim in da.coords else np.arange(da.sizes[xdim]), float)
     y = np.asarray(da[ydim].values if ydim in da.coords else np.arange(da.sizes[ydim]), float)
     (dx, xreg), (dy, yreg) = _step(x), _step(y)
