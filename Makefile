@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out
+# The tests run on this many processes (pytest-xdist); tests/conftest.py says which stay together.
+JOBS ?= 2
 
 .PHONY: demo test docs lint format bench clean
 
@@ -23,7 +25,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup
 
 ## Build the documentation site into site/ (offline; warnings are errors). Open site/index.html.
 docs: $(STAMP)

@@ -11,7 +11,9 @@ Fixtures
 --------
 ``nginx_server`` (session)
     nginx serving a temporary directory read-only, with range requests, on a free port
-    (or ``LAZYRASTER_NGINX_PORT``). Its state lives in ``.services/nginx-pytest/``.
+    (or ``LAZYRASTER_NGINX_PORT``, plus N on the xdist worker ``gwN``). Its state lives
+    in ``.services/nginx-pytest/``, ``.services/nginx-pytest-gwN/`` on worker ``gwN``: each
+    worker of ``pytest -n`` runs its own nginx.
 ``nginx`` (function)
     The same server seen from one test: a fresh directory under the served root, its
     base URL, and the access-log entries written during the test (``requests()``).
@@ -49,7 +51,9 @@ from tests.conftest import ROOT, require_service
 SCRIPTS = ROOT / "scripts" / "services"
 NGINX_SH = SCRIPTS / "nginx.sh"
 STAC_API_SH = SCRIPTS / "stac-api.sh"
-NGINX_STATE = ROOT / ".services" / "nginx-pytest"
+#: The xdist worker running this session ("gw0", "gw1", ...), "" without xdist.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+NGINX_STATE = ROOT / ".services" / ("nginx-pytest" + (f"-{WORKER}" if WORKER else ""))
 STAC_API_STATE = Path(os.environ.get("LAZYRASTER_STAC_API_STATE", ROOT / ".services" / "stac-api"))
 MARK_PREFIX = "/.lazyraster-log-mark-"
 
@@ -198,7 +202,8 @@ def nginx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServ
     if not nginx_installed():
         require_service(False, "nginx (not installed)", how)
     root = tmp_path_factory.mktemp("http-root")
-    port = os.environ.get("LAZYRASTER_NGINX_PORT") or str(free_port())
+    fixed = os.environ.get("LAZYRASTER_NGINX_PORT")
+    port = str(int(fixed) + int(WORKER[2:] or 0)) if fixed else str(free_port())
     env = {"LAZYRASTER_NGINX_STATE": str(NGINX_STATE)}
     # A fresh log per session; `start` restarts a leftover nginx (its root differs).
     (NGINX_STATE / "access.log").unlink(missing_ok=True)
