@@ -213,3 +213,36 @@ def test_a_file_replaced_after_its_load_fails_a_later_open(tmp_path, size, compu
         lazyraster.load([make_item("a", {"b": {"href": path}})]).b.values,
         np.full((1, size, size), 1000, np.float32),
     )
+
+
+def _nearest(ds, band):
+    """``band`` (rows, cols) at the output pixel centres (nearest by index arithmetic)."""
+    rows = np.floor((TRANSFORM.f - ds.y.values) / 10).astype(int)
+    cols = np.floor((ds.x.values - TRANSFORM.c) / 10).astype(int)
+    return band[np.ix_(rows, cols)]
+
+
+@pytest.mark.parametrize("listed", [3, 4], ids=["RGB of RGBA", "RGBN, N flagged alpha"])
+def test_a_file_with_an_alpha_band_warps_onto_a_coarser_grid(tmp_path, listed):
+    """A 4-band byte file whose band 4 is an alpha (an RGBA from ``gdalwarp -dstalpha``;
+    or an RGBN written with GDAL's defaults, which flag band 4 so), loaded at 30 m: the
+    warp had refused it ("The VRT already has an alpha band"). Its bands are the nearest
+    file pixels, NaN where the alpha is 0, as rasterio's masked read has them."""
+    rgba = np.random.default_rng(5).integers(1, 255, (4, 50, 60), dtype=np.uint8)
+    if listed == 3:
+        rgba[3] = 255
+        rgba[3, :10, :10] = rgba[3, 40:, 25:31] = 0
+    # as gdalwarp -dstalpha writes one: no nodata, band 4 alpha
+    path = write_raster(tmp_path / "rgba.tif", rgba, driver="GTiff", photometric="RGB", alpha="YES")
+    with rasterio.open(path) as src:
+        masked = src.read(masked=True).astype(np.float32).filled(np.nan)
+    assert np.isnan(masked[:3, :10, :10]).all() == (listed == 3)  # rasterio masks by it
+    names = ("red", "green", "blue", "nir")[:listed]
+    eo = [{"common_name": n} for n in names]
+    ds = lazyraster.load(
+        [make_item("a", {"image": {"href": path, "eo:bands": eo}})],
+        resolution=30,
+        resampling="nearest",
+    )
+    for band, name in enumerate(names):
+        np.testing.assert_array_equal(ds[name].isel(time=0).values, _nearest(ds, masked[band]))
