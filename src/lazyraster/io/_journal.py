@@ -26,6 +26,7 @@ import json
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -173,14 +174,21 @@ def _swap_of(entry: Any, path: str, target: str) -> tuple[Swap, tuple[int, int]]
 
 def _read(path: str, target: str, *, check: bool = True) -> Journal:
     """Read the journal ``path`` found beside ``target``; refuse one not ours to finish."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:  # not blocking: a FIFO put there would wait for a writer, holding the locks
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise _not_ours(path, target, f"it cannot be opened: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise UnfinishedCommitError(
+                f"{path} is a folder, where lazyraster keeps the journal of a commit of "
+                f"{target}; it is none of lazyraster's: move it elsewhere, then write again"
+            )
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_ours(path, target, "it is not a file")
         if check and info.st_uid != os.getuid():
             raise UnfinishedCommitError(
                 f"{path} is the journal of an unfinished commit by another user (uid "
@@ -271,7 +279,8 @@ def _beside(target: str, *, abandon: bool) -> Journal | None:
     except FileNotFoundError:
         return None
     except UnfinishedCommitError:
-        if not abandon or os.lstat(path).st_uid != os.getuid():
+        info = os.lstat(path)
+        if not abandon or info.st_uid != os.getuid() or stat.S_ISDIR(info.st_mode):
             raise
         os.remove(path)
         return None
