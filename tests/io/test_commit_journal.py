@@ -382,3 +382,25 @@ def test_a_fifo_at_a_journals_path_is_refused_not_waited_on(tmp_path):
     assert not os.path.lexists(tmp_path / ".o.tif.journal")
     write_geotiff(_raster(2.0), out, mode="w", blocksize=128)
     assert _values(out) == {2.0}
+
+
+def test_a_journal_link_removed_after_a_swap_is_refused_not_taken_as_done(outputs):
+    """Killed after 1 swap, then the journal beside b.tif removed by hand (a cleanup of
+    dot files, or ``abandon=True`` where it was torn): finishing from another output
+    refuses, naming b.tif and abandon=True, where it took the journal for one killed
+    while being written and silently dropped the prepared data of a.tif and b.tif (the
+    set left part new, part old, with no journal). The fix puts a.tif in place and
+    leaves b.tif as it is, to be written again."""
+    _killed(outputs, "swap:1")
+    (outputs[2].parent / f".{outputs[2].name}.journal").unlink()
+    with pytest.raises(UnfinishedCommitError, match="abandon=True") as err:
+        finish_commits(outputs[0])
+    assert f"journal beside {os.path.realpath(outputs[2])} is gone" in str(err.value)
+    with pytest.raises(UnfinishedCommitError, match="is gone"):
+        write_geotiff(_raster(4.0), outputs[1], mode="w", blocksize=128)
+    assert [_values(p) for p in outputs] == [{2.0}, {1.0}, {1.0}]  # nothing touched
+    assert finish_commits(outputs[1], abandon=True) == [os.path.realpath(outputs[1])]
+    assert [_values(p) for p in outputs] == [{2.0}, {2.0}, {1.0}]
+    assert _clean(outputs)
+    write_geotiff(_raster(2.0), outputs[2], mode="w", blocksize=128)
+    assert [_values(p) for p in outputs] == [{2.0}] * 3

@@ -14,7 +14,8 @@ forward: an output that already holds the prepared data (same inode) was swapped
 whose temporary still holds them is swapped now. Rolling forward again after a second
 kill does what is left. A journal missing a link (a kill while it was being written,
 before any swap; or while it was being removed, after every swap) needs nothing but its
-removal. A journal that cannot be finished raises
+removal; one missing a link while some swaps are done lost it afterwards, and is refused.
+A journal that cannot be finished raises
 :class:`~lazyraster.errors.UnfinishedCommitError` naming the fix.
 """
 
@@ -214,35 +215,53 @@ def _read(path: str, target: str, *, check: bool = True) -> Journal:
     return journal
 
 
-def _whole(journal: Journal) -> bool:
-    """Whether every link of the journal is in place (written whole, not being removed)."""
+def _linked(journal: Journal) -> list[bool]:
+    """Whether each link of the journal is in place (written, not removed), in its order."""
+    linked = []
     for link in journal.links:
         try:
-            if _read(link, _final(link), check=False).ident != journal.ident:
-                return False
+            linked.append(_read(link, _final(link), check=False).ident == journal.ident)
         except (OSError, UnfinishedCommitError):
-            return False
-    return True
+            linked.append(False)
+    return linked
 
 
 def _finish(journal: Journal, *, abandon: bool) -> list[str]:
-    """Roll ``journal`` forward (all its outputs' locks held); return the outputs swapped."""
+    """Roll ``journal`` forward (all its outputs' locks held); return the outputs swapped.
+
+    A journal missing a link was killed while being written (no swap done) or removed
+    (every swap done), and needs nothing but its removal; one missing a link with some
+    swaps done lost it afterwards (removed by hand, or abandoned where it was torn):
+    refused, or with ``abandon`` rolled forward for the outputs whose link is there.
+    """
     swapped: list[str] = []
     lost: list[Swap] = []
-    if not _whole(journal):  # killed while writing it (no swap yet) or removing it (all done)
+    linked = _linked(journal)
+    done = [_inode(s.final) == i for s, i in zip(journal.swaps, journal.inodes, strict=True)]
+    if not all(linked) and (all(done) or not any(done)):
         _remove_links(journal)
         _discard_all(journal)
         return swapped
+    names = ", ".join(journal.finals)
+    unlinked = [s.final for s, here in zip(journal.swaps, linked, strict=True) if not here]
+    if unlinked and not abandon:
+        raise UnfinishedCommitError(
+            f"a commit of {names} was interrupted after {sum(done)} of {len(done)} swaps, "
+            f"and its journal beside {', '.join(unlinked)} is gone since (removed by hand, "
+            "or abandoned), so the outputs are part old, part new. Run "
+            f"lazyraster.io.finish_commits({journal.finals[0]!r}, abandon=True) to put in "
+            "place those whose journal is still there and drop it, then write the others "
+            "again"
+        )
     pending: list[Swap] = []
-    for swap, inode in zip(journal.swaps, journal.inodes, strict=True):
-        if _inode(swap.final) == inode:
+    for swap, inode, here, was in zip(journal.swaps, journal.inodes, linked, done, strict=True):
+        if was or not here:  # swapped, or its journal gone: left as it is
             continue
         if _inode(swap.data) != inode or (not swap.replace and os.path.lexists(swap.final)):
             lost.append(swap)
         else:
             pending.append(swap)
     if lost and not abandon:
-        names = ", ".join(journal.finals)
         missing = "; ".join(f"{s.final} (from {s.data})" for s in lost)
         raise UnfinishedCommitError(
             f"a commit of {names} was interrupted and cannot be finished: the prepared "
@@ -347,7 +366,8 @@ def finish_commits(path: str | os.PathLike[str], *, abandon: bool = False) -> li
         Any output of the commit (a Zarr store, a GeoTIFF).
     abandon : bool
         Drop a journal that cannot be finished (its prepared data removed, torn, naming
-        paths that are not temporaries), after putting in place what can be: the
+        paths that are not temporaries, gone beside an output after some swaps), after
+        putting in place what can be: the
         outputs then stay part old, part new; write them again.
 
     Returns
@@ -359,7 +379,8 @@ def finish_commits(path: str | os.PathLike[str], *, abandon: bool = False) -> li
     ------
     UnfinishedCommitError
         If the commit cannot be finished: prepared data were removed, the journal is
-        another user's, torn, or names a path that is not a temporary of its output.
+        another user's, torn, names a path that is not a temporary of its output, or is
+        gone beside one of the outputs after some swaps.
         The message names the fix.
 
     Examples
