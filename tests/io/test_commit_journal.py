@@ -323,3 +323,84 @@ def test_a_swap_that_raises_leaves_the_journal_for_the_next_locker(outputs, monk
     assert len(finish_commits(outputs[0])) == 2
     assert [_values(p) for p in outputs] == [{2.0}] * 3
     assert _clean(outputs)
+
+
+def test_a_folder_at_a_journals_path_is_refused_naming_it(tmp_path):
+    """A folder (none of lazyraster's) where the journal of ``o.tif`` would be: every
+    finish and write of ``o.tif`` refuses with a message naming it (where they raised
+    IsADirectoryError), abandon=True too, and its content is kept."""
+    out = tmp_path / "o.tif"
+    write_geotiff(_raster(1.0), out, blocksize=128)
+    folder = tmp_path / ".o.tif.journal"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep")
+    for abandon in (False, True):
+        with pytest.raises(UnfinishedCommitError, match=r"is a folder.*move it elsewhere"):
+            finish_commits(out, abandon=abandon)
+    with pytest.raises(UnfinishedCommitError, match="is a folder"):
+        write_geotiff(_raster(2.0), out, mode="w", blocksize=128)
+    assert (folder / "notes.txt").read_text() == "keep"
+    assert _values(out) == {1.0}
+
+
+# Finish the commit on argv[1] (abandon if argv[2] is "abandon"); print what it said.
+FINISH = textwrap.dedent(
+    """
+    import sys
+    from lazyraster.errors import UnfinishedCommitError
+    from lazyraster.io import finish_commits
+
+    try:
+        print(finish_commits(sys.argv[1], abandon=sys.argv[2] == "abandon"))
+    except UnfinishedCommitError as err:
+        print(err)
+    """
+)
+
+
+def test_a_fifo_at_a_journals_path_is_refused_not_waited_on(tmp_path):
+    """A FIFO where the journal of ``o.tif`` would be: finishing refuses it at once
+    (where it waited forever for a writer, holding the output's lock), abandon=True
+    removes it, and ``o.tif`` can be written again."""
+    out = tmp_path / "o.tif"
+    write_geotiff(_raster(1.0), out, blocksize=128)
+    os.mkfifo(tmp_path / ".o.tif.journal")
+
+    def finish(mode: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-c", FINISH, str(out), mode],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "it is not a file" in finish("refuse")
+    assert finish("abandon").strip() == "[]"
+    assert not os.path.lexists(tmp_path / ".o.tif.journal")
+    write_geotiff(_raster(2.0), out, mode="w", blocksize=128)
+    assert _values(out) == {2.0}
+
+
+def test_a_journal_link_removed_after_a_swap_is_refused_not_taken_as_done(outputs):
+    """Killed after 1 swap, then the journal beside b.tif removed by hand (a cleanup of
+    dot files, or ``abandon=True`` where it was torn): finishing from another output
+    refuses, naming b.tif and abandon=True, where it took the journal for one killed
+    while being written and silently dropped the prepared data of a.tif and b.tif (the
+    set left part new, part old, with no journal). The fix puts a.tif in place and
+    leaves b.tif as it is, to be written again."""
+    _killed(outputs, "swap:1")
+    (outputs[2].parent / f".{outputs[2].name}.journal").unlink()
+    with pytest.raises(UnfinishedCommitError, match="abandon=True") as err:
+        finish_commits(outputs[0])
+    assert f"journal beside {os.path.realpath(outputs[2])} is gone" in str(err.value)
+    with pytest.raises(UnfinishedCommitError, match="is gone"):
+        write_geotiff(_raster(4.0), outputs[1], mode="w", blocksize=128)
+    assert [_values(p) for p in outputs] == [{2.0}, {1.0}, {1.0}]  # nothing touched
+    assert finish_commits(outputs[1], abandon=True) == [os.path.realpath(outputs[1])]
+    assert [_values(p) for p in outputs] == [{2.0}, {2.0}, {1.0}]
+    assert _clean(outputs)
+    write_geotiff(_raster(2.0), outputs[2], mode="w", blocksize=128)
+    assert [_values(p) for p in outputs] == [{2.0}] * 3

@@ -19,7 +19,7 @@ import pytest
 import rasterio
 import xarray as xr
 from affine import Affine
-from tests.load._support import expected_variable, localize, read_item
+from tests.load._support import expected_variable, localize, make_item, read_item, write_raster
 
 import lazyraster
 from lazyraster.catalog import build_catalog
@@ -186,3 +186,18 @@ def test_an_unknown_crs_is_refused_naming_it(tmp_path):
             [item_of_files({"b": (tmp_path / "b.tif", np.ones((1, 8, 8), "uint16"))})],
             crs="EPSG:99999",
         )
+
+
+def test_an_item_of_a_south_up_file_fails_naming_its_transform(tmp_path):
+    """A south-up GeoTIFF (positive row step, as some netCDF-derived files are) and its
+    item with that proj:transform: the load fails naming the transform and how to fix
+    it, where it failed on default chunks it computed ("chunks: y=-20 ...")."""
+    data = np.arange(1, 401, dtype=np.uint16).reshape(1, 20, 20)
+    path = write_raster(
+        tmp_path / "south-up.tif", data, transform=Affine(10, 0, 600000, 0, 10, 5699800)
+    )
+    item = make_item("s", {"b": {"href": path}})
+    assert item.assets["b"].extra_fields["proj:transform"][4] == 10  # as rasterio reads it
+    with pytest.raises(ValueError, match=r"not north-up \(rotated, south-up") as err:
+        lazyraster.load([item])
+    assert "gdalwarp" in str(err.value) and "chunks" not in str(err.value)

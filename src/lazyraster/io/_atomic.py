@@ -229,8 +229,9 @@ def journaled(tmp: str) -> bool:
     if match is None:
         return False
     journal = os.path.join(folder, f".{match['name']}.journal")
-    try:
-        with open(journal, "rb") as f:
+    try:  # not blocking on a FIFO put there
+        fd = os.open(journal, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
             text = f.read(1 << 20)
     except FileNotFoundError:
         return False

@@ -14,7 +14,8 @@ forward: an output that already holds the prepared data (same inode) was swapped
 whose temporary still holds them is swapped now. Rolling forward again after a second
 kill does what is left. A journal missing a link (a kill while it was being written,
 before any swap; or while it was being removed, after every swap) needs nothing but its
-removal. A journal that cannot be finished raises
+removal; one missing a link while some swaps are done lost it afterwards, and is refused.
+A journal that cannot be finished raises
 :class:`~lazyraster.errors.UnfinishedCommitError` naming the fix.
 """
 
@@ -26,6 +27,7 @@ import json
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -173,14 +175,21 @@ def _swap_of(entry: Any, path: str, target: str) -> tuple[Swap, tuple[int, int]]
 
 def _read(path: str, target: str, *, check: bool = True) -> Journal:
     """Read the journal ``path`` found beside ``target``; refuse one not ours to finish."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:  # not blocking: a FIFO put there would wait for a writer, holding the locks
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise _not_ours(path, target, f"it cannot be opened: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise UnfinishedCommitError(
+                f"{path} is a folder, where lazyraster keeps the journal of a commit of "
+                f"{target}; it is none of lazyraster's: move it elsewhere, then write again"
+            )
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_ours(path, target, "it is not a file")
         if check and info.st_uid != os.getuid():
             raise UnfinishedCommitError(
                 f"{path} is the journal of an unfinished commit by another user (uid "
@@ -206,35 +215,53 @@ def _read(path: str, target: str, *, check: bool = True) -> Journal:
     return journal
 
 
-def _whole(journal: Journal) -> bool:
-    """Whether every link of the journal is in place (written whole, not being removed)."""
+def _linked(journal: Journal) -> list[bool]:
+    """Whether each link of the journal is in place (written, not removed), in its order."""
+    linked = []
     for link in journal.links:
         try:
-            if _read(link, _final(link), check=False).ident != journal.ident:
-                return False
+            linked.append(_read(link, _final(link), check=False).ident == journal.ident)
         except (OSError, UnfinishedCommitError):
-            return False
-    return True
+            linked.append(False)
+    return linked
 
 
 def _finish(journal: Journal, *, abandon: bool) -> list[str]:
-    """Roll ``journal`` forward (all its outputs' locks held); return the outputs swapped."""
+    """Roll ``journal`` forward (all its outputs' locks held); return the outputs swapped.
+
+    A journal missing a link was killed while being written (no swap done) or removed
+    (every swap done), and needs nothing but its removal; one missing a link with some
+    swaps done lost it afterwards (removed by hand, or abandoned where it was torn):
+    refused, or with ``abandon`` rolled forward for the outputs whose link is there.
+    """
     swapped: list[str] = []
     lost: list[Swap] = []
-    if not _whole(journal):  # killed while writing it (no swap yet) or removing it (all done)
+    linked = _linked(journal)
+    done = [_inode(s.final) == i for s, i in zip(journal.swaps, journal.inodes, strict=True)]
+    if not all(linked) and (all(done) or not any(done)):
         _remove_links(journal)
         _discard_all(journal)
         return swapped
+    names = ", ".join(journal.finals)
+    unlinked = [s.final for s, here in zip(journal.swaps, linked, strict=True) if not here]
+    if unlinked and not abandon:
+        raise UnfinishedCommitError(
+            f"a commit of {names} was interrupted after {sum(done)} of {len(done)} swaps, "
+            f"and its journal beside {', '.join(unlinked)} is gone since (removed by hand, "
+            "or abandoned), so the outputs are part old, part new. Run "
+            f"lazyraster.io.finish_commits({journal.finals[0]!r}, abandon=True) to put in "
+            "place those whose journal is still there and drop it, then write the others "
+            "again"
+        )
     pending: list[Swap] = []
-    for swap, inode in zip(journal.swaps, journal.inodes, strict=True):
-        if _inode(swap.final) == inode:
+    for swap, inode, here, was in zip(journal.swaps, journal.inodes, linked, done, strict=True):
+        if was or not here:  # swapped, or its journal gone: left as it is
             continue
         if _inode(swap.data) != inode or (not swap.replace and os.path.lexists(swap.final)):
             lost.append(swap)
         else:
             pending.append(swap)
     if lost and not abandon:
-        names = ", ".join(journal.finals)
         missing = "; ".join(f"{s.final} (from {s.data})" for s in lost)
         raise UnfinishedCommitError(
             f"a commit of {names} was interrupted and cannot be finished: the prepared "
@@ -271,7 +298,8 @@ def _beside(target: str, *, abandon: bool) -> Journal | None:
     except FileNotFoundError:
         return None
     except UnfinishedCommitError:
-        if not abandon or os.lstat(path).st_uid != os.getuid():
+        info = os.lstat(path)
+        if not abandon or info.st_uid != os.getuid() or stat.S_ISDIR(info.st_mode):
             raise
         os.remove(path)
         return None
@@ -338,7 +366,8 @@ def finish_commits(path: str | os.PathLike[str], *, abandon: bool = False) -> li
         Any output of the commit (a Zarr store, a GeoTIFF).
     abandon : bool
         Drop a journal that cannot be finished (its prepared data removed, torn, naming
-        paths that are not temporaries), after putting in place what can be: the
+        paths that are not temporaries, gone beside an output after some swaps), after
+        putting in place what can be: the
         outputs then stay part old, part new; write them again.
 
     Returns
@@ -350,7 +379,8 @@ def finish_commits(path: str | os.PathLike[str], *, abandon: bool = False) -> li
     ------
     UnfinishedCommitError
         If the commit cannot be finished: prepared data were removed, the journal is
-        another user's, torn, or names a path that is not a temporary of its output.
+        another user's, torn, names a path that is not a temporary of its output, or is
+        gone beside one of the outputs after some swaps.
         The message names the fix.
 
     Examples

@@ -20,8 +20,6 @@ version a ``stat`` cannot tell) gets a fresh random stamp at each load call.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Hashable
 from typing import Any
 
@@ -34,38 +32,10 @@ from dask.layers import ArraySliceDep
 from rasterio import windows
 
 from lazyraster.errors import ReadError
+from lazyraster.load._handles import file_stamp
 from lazyraster.load._reader import Reader
 
 __all__ = ["file_stamp", "read_arrays"]
-
-
-def file_stamp(href: str) -> Hashable:
-    """What identifies this version of the file at ``href``.
-
-    A local file: its (size, mtime_ns, inode), or None if it does not exist (its read
-    then fails with the open's error); any other URL: a fresh random string, so that
-    two load calls never share the reads of a file that may have changed in between.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> path = tempfile.mkdtemp() + "/a.txt"
-    >>> _ = open(path, "w").write("a")
-    >>> before = file_stamp(path)
-    >>> _ = open(path, "w").write("bb")
-    >>> before == file_stamp(path), file_stamp(path)[0]
-    (False, 2)
-    >>> file_stamp("https://example.com/a.tif") == file_stamp("https://example.com/a.tif")
-    False
-    """
-    path = href.removeprefix("file://")
-    if "://" in path or path.startswith("/vsi"):
-        return uuid.uuid4().hex
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return (stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
 def _read_block(

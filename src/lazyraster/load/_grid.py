@@ -266,11 +266,14 @@ def _common_crs(items: Sequence[pystac.Item], chosen: Mapping[str, _Band], out: 
     for item in items:
         for band in _item_bands(item, chosen).values():
             transform = _transform_of(item, item.assets[band.asset])
-            if transform is not None and (transform[1] != 0 or transform[3] != 0):
+            if transform is not None and (
+                transform[1] != 0 or transform[3] != 0 or transform[0] <= 0 or transform[4] >= 0
+            ):
                 raise ValueError(
                     f"item {item.id!r}: asset {band.asset!r} has proj:transform "
-                    f"{list(transform[:6])}, which is not north-up (rotated, or written in "
-                    "GDAL's order c, a, b, f, d, e instead of STAC's a, b, c, d, e, f); fix "
+                    f"{list(transform[:6])}, which is not north-up (rotated, south-up or "
+                    "mirrored, or written in GDAL's order c, a, b, f, d, e instead of STAC's "
+                    "a, b, c, d, e, f); warp the file north-up (gdalwarp), fix "
                     "the catalog, or drop proj:transform to read the grid from the file"
                 )
     target = out if out is not None else next(iter(keys), None)

@@ -15,6 +15,12 @@ it, two threads decode a Sentinel-2 band one at a time):
   first use and keeps it in a :class:`threading.local`; nothing is locked on a read;
 - any other driver: one dataset, one lock around every read.
 
+A dataset is opened on a thread's first read, which may come long after the load (a
+lazy dataset computed again later): each open checks that the file is still the version
+the load saw (:func:`file_stamp`), so that a file replaced in between fails the read
+rather than mixing its pixels with those of the version other threads opened, or leaving
+part of a chunk unread when the new file is smaller.
+
 The warp onto the output grid is given as the keyword arguments of
 :class:`rasterio.vrt.WarpedVRT` with the CRS as text, so every thread builds its VRT
 from the same values and parses its own CRS (a CRS object is not shared between
@@ -25,8 +31,10 @@ closes a dataset it frees), the per-thread ones included: their
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,7 +44,56 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from stackstac import MULTITHREADED_DRIVER_ALLOWLIST, LayeredEnv
 
-__all__ = ["Handles"]
+from lazyraster.errors import ReadError
+
+__all__ = ["Handles", "file_stamp"]
+
+
+def file_stamp(href: str) -> Hashable:
+    """What identifies this version of the file at ``href``.
+
+    A local file: its (size, mtime_ns, inode), or None if it does not exist (its read
+    then fails with the open's error); any other URL: a fresh random string, so that
+    two load calls never share the reads of a file that may have changed in between.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = tempfile.mkdtemp() + "/a.txt"
+    >>> _ = open(path, "w").write("a")
+    >>> before = file_stamp(path)
+    >>> _ = open(path, "w").write("bb")
+    >>> before == file_stamp(path), file_stamp(path)[0]
+    (False, 2)
+    >>> file_stamp("https://example.com/a.tif") == file_stamp("https://example.com/a.tif")
+    False
+    """
+    path = href.removeprefix("file://")
+    if "://" in path or path.startswith("/vsi"):
+        return uuid.uuid4().hex
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+def _check_version(dataset: DatasetReader, stamp: Hashable) -> None:
+    """Fail (closing ``dataset``) if its file is not the version ``stamp`` names.
+
+    Only a local file's stamp (a tuple) can be checked; a remote file's or a missing
+    one's (None) cannot.
+    """
+    if not isinstance(stamp, tuple) or file_stamp(dataset.name) == stamp:
+        return
+    dataset.close()
+    reason = "the file changed since it was loaded (another size, modification time or inode)"
+    raise ReadError(
+        f"cannot read {dataset.name}: {reason}; load it again to read the new file",
+        href=dataset.name,
+        reason=reason,
+    )
+
 
 #: Drivers read through a dataset per thread besides stackstac's allowlist.
 PER_THREAD_DRIVERS = frozenset({"JP2OpenJPEG"})
@@ -59,6 +116,10 @@ class Handles:
     overview_level : int, optional
         The overview (for JPEG2000, the resolution level) ``dataset`` was opened at
         (rasterio's ``overview_level``): the other threads open the same one.
+    stamp : hashable, optional
+        The version of the file that was loaded (:func:`file_stamp`): each open, this
+        one's included, fails with a :class:`~lazyraster.errors.ReadError` if the file
+        is another. None: not checked.
 
     Examples
     --------
@@ -78,8 +139,11 @@ class Handles:
         dataset: DatasetReader,
         warp: Mapping[str, Any] | None = None,
         overview_level: int | None = None,
+        stamp: Hashable = None,
     ) -> None:
+        _check_version(dataset, stamp)
         self._env = env
+        self._stamp = stamp
         self._open_options = {} if overview_level is None else {"overview_level": overview_level}
         self._url = dataset.name
         self._driver = dataset.driver
@@ -106,15 +170,15 @@ class Handles:
             dataset = rasterio.open(
                 self._url, sharing=False, driver=self._driver, **self._open_options
             )
+            _check_version(dataset, self._stamp)
             source = self._local.source = self._warped(dataset)
         return source
 
     def read(self, window: Window, indexes: Sequence[int]) -> np.ndarray:
         """Bands ``indexes`` (1-based) of ``window``, shape (bands, rows, cols), native dtype."""
         if self._per_thread:
-            try:
-                source = self._local.source
-            except AttributeError:
+            source = getattr(self._local, "source", None)
+            if source is None:
                 source = self._open_here()
             with self._env.read:
                 return source.read(indexes, window=window, masked=False)

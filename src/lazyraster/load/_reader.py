@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numba
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from stackstac import DEFAULT_GDAL_ENV, LayeredEnv
 
 from lazyraster.errors import ReadError
@@ -211,7 +211,7 @@ class _Shared:
 
     handles: Handles
     count: int
-    warped: bool
+    alpha: int | None  # the band (1-based) that is 0 where a pixel is missing, if any
     nodata: float | None
     recent: OrderedDict[tuple, _Window] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -280,8 +280,9 @@ class Reader:
         Patterns of errors to read as ``fill_value`` (see above).
     stamp : hashable, optional
         What identifies this version of the file (see
-        :func:`lazyraster.load._graph.file_stamp`): readers with another stamp do not
-        share its open datasets, so a file replaced between two loads is read anew.
+        :func:`lazyraster.load._handles.file_stamp`): readers with another stamp do not
+        share its open datasets, so a file replaced between two loads is read anew; a
+        read of another version than this one fails.
 
     Examples
     --------
@@ -409,10 +410,9 @@ class Reader:
                 f"cannot read band {self._band} of {self.url}: the file has {shared.count} "
                 "band(s) but its STAC asset lists more; rebuild the catalog"
             )
-        # a warped VRT without nodata adds an alpha band after the file's bands
-        self._has_alpha = shared.warped and shared.nodata is None
+        self._has_alpha = shared.alpha is not None
         group = list(self._group)
-        self._indexes = [*group, shared.count + 1] if self._has_alpha else group
+        self._indexes = [*group, shared.alpha] if self._has_alpha else group
         self._position = group.index(self._band)
         return shared
 
@@ -449,7 +449,7 @@ class Reader:
                 and ds.transform == self.spec.transform
                 and (ds.height, ds.width) == (height, width)
             )
-            warp, level = None, None
+            warp, level, alpha = None, None, None
             if not native:
                 level = resolution_level(ds, self.spec, self.resampling)
                 if level is not None:
@@ -468,8 +468,18 @@ class Reader:
                     "nodata": nodata,
                     "add_alpha": nodata is None,
                 }
-            handles = Handles(self.gdal_env, ds, warp, level)
-        return _Shared(handles, ds.count, not native, nodata)
+                # the warp's alpha band, 0 outside the file: the VRT adds one after the bands,
+                # but rasterio warps with the file's own (RGBA, gdalwarp -dstalpha) and
+                # refuses to add another
+                alpha = next(
+                    (i + 1 for i, c in enumerate(ds.colorinterp) if c == ColorInterp.alpha), None
+                )
+                if alpha is not None:
+                    warp["add_alpha"] = False
+                elif nodata is None:
+                    alpha = ds.count + 1
+            handles = Handles(self.gdal_env, ds, warp, level, self.stamp)
+        return _Shared(handles, ds.count, alpha, nodata)
 
     def _read_group(self, shared: _Shared, window: Window) -> np.ndarray:
         """Read the bands of this reader's group in ``window`` in one call, shared by them.
@@ -503,6 +513,8 @@ class Reader:
         raw = None
         try:
             raw = shared.handles.read(window, self._indexes)
+        except ReadError:
+            raise
         except Exception as err:
             raise self._fail("read", err) from err
         finally:
@@ -534,6 +546,13 @@ class Reader:
             out[...] = self.fill_value
             return out
         data = raw[self._position]
+        if data.shape != out.shape:  # a window beyond the grid: GDAL reads the part inside
+            raise ReadError(
+                f"cannot read {self.url}: {data.shape[0]} x {data.shape[1]} pixels read for a "
+                f"window of {out.shape[0]} x {out.shape[1]} (the window must lie in the grid)",
+                href=self.url,
+                reason="the read was smaller than its window",
+            )
         kind = self.dtype.type
         scale, offset = self.scale_offset
         alpha = raw[-1] if self._has_alpha else data[:1, :1]
