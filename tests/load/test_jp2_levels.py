@@ -21,18 +21,32 @@ import lazyraster
 ROWS, COLS = 600, 520  # 10 m pixels; levels at 20 m (0) and 40 m (1)
 
 
-@pytest.fixture(scope="module")
-def band(tmp_path_factory):
-    """A 10 m uint16 JP2 without nodata tag, a no-data corner of DN 0, smooth and noisy."""
+def _jp2(folder, swath_edge: bool):
+    """A 10 m uint16 JP2 without nodata tag, smooth and noisy; with ``swath_edge``, DN 0
+    (nodata in the catalog, as ESA's) beyond a slanted edge and in a corner block."""
     rng = np.random.default_rng(18)
     rows, cols = np.mgrid[:ROWS, :COLS]
     dn = 2000 + 800 * np.sin(rows / 37) * np.cos(cols / 23) + rng.normal(0, 150, (ROWS, COLS))
     dn = np.clip(dn, 1, 65535).astype(np.uint16)
-    dn[:90, :70] = 0
-    path = write_raster(tmp_path_factory.mktemp("jp2") / "B04.jp2", dn[None], driver="JP2OpenJPEG")
+    if swath_edge:
+        dn[:90, :70] = 0
+        dn[cols > 0.4 * rows + 380] = 0
+    path = write_raster(folder / "B04.jp2", dn[None], driver="JP2OpenJPEG")
     with rasterio.open(path) as src:
         assert src.overviews(1)[:2] == [2, 4]
     return path
+
+
+@pytest.fixture(scope="module")
+def band(tmp_path_factory):
+    """A JP2 whose every pixel is valid (no nodata in the file or the catalog)."""
+    return _jp2(tmp_path_factory.mktemp("jp2"), swath_edge=False)
+
+
+@pytest.fixture(scope="module")
+def edged(tmp_path_factory):
+    """A JP2 with nodata 0 beyond a swath edge."""
+    return _jp2(tmp_path_factory.mktemp("jp2-edge"), swath_edge=True)
 
 
 def warped(path, *, resolution: float, resampling: str, level: int | None) -> np.ndarray:
@@ -62,19 +76,19 @@ def warped(path, *, resolution: float, resampling: str, level: int | None) -> np
     return out
 
 
-def load(path, chunks, **options):
-    item = make_item("a", {"B04": {"href": path, "raster:bands": [{"nodata": 0}]}})
-    return lazyraster.load([item], chunks=chunks, **options).B04.isel(time=0)
+def load(path, chunks, nodata=None, **options):
+    asset = {"href": path} | ({} if nodata is None else {"raster:bands": [{"nodata": nodata}]})
+    return lazyraster.load([make_item("a", {"B04": asset})], chunks=chunks, **options).B04[0]
 
 
 @pytest.mark.parametrize("chunks", [None, {"y": 37, "x": 50}])
-def test_eight_threads_load_the_native_grid_as_rasterio_reads_it(band, chunks):
-    with rasterio.open(band) as src:
+def test_eight_threads_load_the_native_grid_as_rasterio_reads_it(edged, chunks):
+    with rasterio.open(edged) as src:
         dn = src.read(1)
     expected = dn.astype(np.float32)
     expected[dn == 0] = np.nan
     with dask.config.set(scheduler="threads", num_workers=8):
-        got = load(band, chunks).values
+        got = load(edged, chunks, nodata=0).values
     np.testing.assert_array_equal(got, expected)
 
 
@@ -90,6 +104,21 @@ def test_a_coarser_grid_reads_the_matching_level(band, chunks, resolution, resam
     np.testing.assert_array_equal(got.values, expected)
     full = warped(band, resolution=resolution, resampling=resampling, level=None)
     assert got.shape == full.shape and not np.array_equal(got.values, full, equal_nan=True)
+
+
+@pytest.mark.parametrize("chunks", [None, {"y": 37, "x": 50}])
+@pytest.mark.parametrize(
+    "resolution,resampling", [(20, "average"), (30, "bilinear"), (60, "average"), (60, "cubic")]
+)
+def test_a_band_with_nodata_reads_every_pixel(edged, chunks, resolution, resampling):
+    """A level blends the nodata beyond a swath edge into the valid pixels beside it
+    (values of a few DN, or far from either side, where rasterio's nodata-aware warp of
+    every pixel leaves nodata out): with nodata, the level is not read."""
+    got = load(edged, chunks, nodata=0, resolution=resolution, resampling=resampling)
+    expected = warped(edged, resolution=resolution, resampling=resampling, level=None)
+    np.testing.assert_array_equal(got.values, expected)
+    level = warped(edged, resolution=resolution, resampling=resampling, level=0)
+    assert not np.array_equal(level, expected, equal_nan=True)  # the level would differ
 
 
 @pytest.mark.parametrize("chunks", [None, {"y": 37, "x": 50}])

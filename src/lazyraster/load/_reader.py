@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numba
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from stackstac import DEFAULT_GDAL_ENV, LayeredEnv
 
 from lazyraster.errors import ReadError
@@ -157,7 +157,10 @@ _SMOOTHING = frozenset(
 
 
 def resolution_level(
-    ds: rasterio.io.DatasetReader, spec: RasterSpec, resampling: Resampling
+    ds: rasterio.io.DatasetReader,
+    spec: RasterSpec,
+    resampling: Resampling,
+    nodata: float | None = None,
 ) -> int | None:
     """The JPEG2000 resolution level to decode for ``spec``, or None for the full resolution.
 
@@ -166,6 +169,11 @@ def resolution_level(
     file's CRS, at least twice as coarse on both axes, and ``resampling`` smooths, the
     coarsest level still at least as fine as the grid is decoded and resampled onto it
     (what ``gdalwarp`` does with overviews), rather than every pixel.
+
+    Only where every pixel of the file is valid: a level is the wavelet's low-pass band,
+    which blends ``nodata`` (or an alpha band's or mask's transparent pixels) into the
+    valid pixels beside them, where the output must leave them out: a Sentinel-2 band
+    with nodata 0 at its swath edge is decoded at full resolution.
 
     Examples
     --------
@@ -180,11 +188,17 @@ def resolution_level(
     >>> [resolution_level(ds, RasterSpec(32631, (0, 0, 10240, 10240), (r, r)),
     ...                   Resampling.average) for r in (10, 20, 30, 60, 1000)]
     [None, 0, 0, 1, 2]
-    >>> resolution_level(ds, RasterSpec(32631, (0, 0, 10240, 10240), (60, 60)),
-    ...                  Resampling.nearest) is None
+    >>> spec = RasterSpec(32631, (0, 0, 10240, 10240), (60, 60))
+    >>> resolution_level(ds, spec, Resampling.nearest) is None
+    True
+    >>> resolution_level(ds, spec, Resampling.average, nodata=0) is None
     True
     """
-    if ds.driver != "JP2OpenJPEG" or resampling not in _SMOOTHING:
+    if ds.driver != "JP2OpenJPEG" or resampling not in _SMOOTHING or nodata is not None:
+        return None
+    if ColorInterp.alpha in ds.colorinterp or any(
+        MaskFlags.per_dataset in flags or MaskFlags.alpha in flags for flags in ds.mask_flag_enums
+    ):
         return None
     if ds.crs != as_crs(spec.epsg) or ds.transform.b or ds.transform.d:
         return None
@@ -451,7 +465,7 @@ class Reader:
             )
             warp, level, alpha = None, None, None
             if not native:
-                level = resolution_level(ds, self.spec, self.resampling)
+                level = resolution_level(ds, self.spec, self.resampling, nodata)
                 if level is not None:
                     ds.close()
                     try:
