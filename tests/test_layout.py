@@ -24,7 +24,7 @@ SRC = ROOT / "src" / "lazyraster"
 MAX_LINES = 600
 
 #: Top-level private modules that are shared infrastructure: any package may use them.
-SHARED = {"_imports", "_paths", "_kernels"}
+SHARED = {"_imports", "_limits", "_paths", "_kernels"}
 
 #: Layer of each stage: a module may import stages of its own layer or lower ones only
 #: (``pipeline`` composes the stages, ``cli`` and the root sit on top of everything).
@@ -32,6 +32,7 @@ LAYER = {
     "errors": 0,
     "config": 0,
     "_imports": 0,
+    "_limits": 0,
     "_paths": 0,
     "io": 1,
     "cluster": 1,

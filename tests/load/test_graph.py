@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 
 import dask
@@ -246,3 +248,37 @@ def test_a_file_with_an_alpha_band_warps_onto_a_coarser_grid(tmp_path, listed):
     )
     for band, name in enumerate(names):
         np.testing.assert_array_equal(ds[name].isel(time=0).values, _nearest(ds, masked[band]))
+
+
+_MANY_FILES = """
+import datetime as dt, resource, sys
+import dask, numpy as np, rasterio
+sys.path.insert(0, {root!r})
+from tests.load._support import make_item, write_raster
+import lazyraster
+
+folder = {folder!r}
+rng = np.random.default_rng(5)
+items, expected = [], []
+for i in range(120):
+    data = rng.integers(1, 1000, (1, 64, 64), dtype=np.uint16)
+    path = write_raster(f"{{folder}}/{{i}}.tif", data, driver="GTiff")
+    when = dt.datetime(2023, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(days=i)
+    items.append(make_item(str(i), {{"b": {{"href": path}}}}, when=when))
+    expected.append(data[0].astype(np.float32))
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+with dask.config.set(scheduler="threads", num_workers=4):
+    got = lazyraster.load(items, chunks={{"y": 16, "x": 16}}).b.values
+np.testing.assert_array_equal(got, np.stack(expected))
+print("soft limit", resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+
+
+def test_many_files_on_many_threads_do_not_run_out_of_descriptors(tmp_path):
+    """120 files of 16 chunks each on 4 threads keep about 480 datasets open (one per
+    file and thread) under a soft limit of 128: the first open of each file raises it,
+    and the values are those written."""
+    code = _MANY_FILES.format(root=str(ROOT), folder=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) > 480

@@ -43,12 +43,12 @@ import glob
 import json
 import os
 import re
-import resource
 import secrets
 import shutil
 import stat
 from collections.abc import Iterable, Iterator
 
+from lazyraster._limits import room_for
 from lazyraster.errors import OutputExistsError
 
 __all__ = [
@@ -244,19 +244,6 @@ def journaled(tmp: str) -> bool:
         return True
 
 
-def _room_for(descriptors: int) -> None:
-    """Raise this process's soft limit on open files if ``descriptors`` more may not fit.
-
-    Up to the hard limit, which only an administrator can raise; past it, opening the
-    lock files fails with ``EMFILE`` before any output is touched.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = descriptors + 256  # what the process may hold open besides
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-
-
 @contextlib.contextmanager
 def output_locks(targets: Iterable[str | os.PathLike[str]]) -> Iterator[None]:
     """Hold :func:`output_lock` of every target at once, all taken in one order.
@@ -279,7 +266,7 @@ def output_locks(targets: Iterable[str | os.PathLike[str]]) -> Iterator[None]:
     []
     """
     locks = sorted({output_lock(t).path for t in targets})
-    _room_for(len(locks))
+    room_for(len(locks))
     with contextlib.ExitStack() as held:
         for path in locks:
             held.enter_context(FileLock(path))

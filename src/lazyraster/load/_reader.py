@@ -51,6 +51,7 @@ import rasterio
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from stackstac import DEFAULT_GDAL_ENV, LayeredEnv
 
+from lazyraster._limits import room_for
 from lazyraster.errors import ReadError
 from lazyraster.load._crs import as_crs, crs_text
 from lazyraster.load._handles import Handles
@@ -261,7 +262,8 @@ class Reader:
       one GDAL call per window, so a pixel-interleaved block is decoded once.
     - **A dataset per thread where the driver allows it (GTiff, JPEG2000), else one
       behind a lock** (:class:`~lazyraster.load._handles.Handles`): GDAL datasets are
-      not thread-safe.
+      not thread-safe. Each first open of a file raises the process's soft limit on
+      open files (up to the hard limit) to fit a dataset per thread of every open file.
     - **Opened on the first read, not on construction**: stackstac builds every
       reader on the client; only the tasks open files, on the workers.
     - **Pickled as its constructor's arguments**: open GDAL datasets cannot travel;
@@ -411,6 +413,9 @@ class Reader:
         with _SHARED_LOCK:
             shared = _SHARED.get(key)
             if shared is None:
+                # each thread may keep a dataset of each open file: a year of scenes with
+                # a few bands on a few threads passes a soft limit of 1024 descriptors
+                room_for((len(_SHARED) + 1) * (threading.active_count() + 1))
                 shared = _SHARED[key] = self._open_shared()
         if not self._listed and shared.count > 1:
             raise ReadError(
