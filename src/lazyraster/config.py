@@ -11,6 +11,7 @@ that merge can run while dask itself is being imported. A dask config file,
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,41 @@ def gdal_options(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
     options = dict(dask.config.get("lazyraster.gdal", default={}))
     options.update(overrides or {})
+    if options.get("GDAL_CACHEMAX") is not None:
+        options["GDAL_CACHEMAX"] = cache_bytes(options["GDAL_CACHEMAX"])
     return options
+
+
+def cache_bytes(value: int | float | str) -> int:
+    """``GDAL_CACHEMAX`` in bytes, from GDAL's own spellings of it.
+
+    GDAL reads a number below 100000 as megabytes, a larger one as bytes, ``"25%"`` as
+    a share of the machine's memory and ``"512MB"`` with its unit; rasterio's ``Env``
+    hands the value to ``GDALSetCacheMax64``, which takes bytes only, so ``256`` would
+    leave a block cache of 256 bytes (every block decoded again each time it is read).
+
+    Examples
+    --------
+    >>> cache_bytes(256), cache_bytes("256"), cache_bytes("1GB"), cache_bytes(268435456)
+    (268435456, 268435456, 1073741824, 268435456)
+    >>> cache_bytes("100%") == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    True
+    """
+    text = str(value).strip().upper()
+    units = {"%": None, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
+    unit = next((u for u in units if text.endswith(u)), "")
+    try:
+        number = float(text.removesuffix(unit)) if unit else float(text)
+    except ValueError:
+        raise ValueError(
+            f"GDAL_CACHEMAX={value!r}: give megabytes (256), bytes (268435456), a share of "
+            'the memory ("10%") or a size with its unit ("512MB")'
+        ) from None
+    if unit == "%":
+        return int(number / 100 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    if unit:
+        return int(number * units[unit])
+    return int(number * 2**20) if number < 100000 else int(number)
 
 
 def package_version() -> str:

@@ -8,6 +8,7 @@ Expected pixels come from rasterio reads of the same files and windows made here
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import inspect
 import os
@@ -20,6 +21,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import dask
 import numpy as np
 import pytest
 import rasterio
@@ -33,6 +35,7 @@ from stackstac.raster_spec import RasterSpec
 from stackstac.reader_protocol import Reader as ReaderProtocol
 from tests.conftest import ROOT
 
+from lazyraster.config import gdal_options
 from lazyraster.errors import ReadError
 from lazyraster.load._reader import Reader, source_url
 from lazyraster.testing import write_safe
@@ -474,3 +477,25 @@ def test_a_read_error_is_nodata_only_when_it_matches(tmp_path):
     with pytest.warns(UserWarning, match=r"cannot read .*cut\.tif"):
         got = reader(str(path), spec=spec, errors_as_nodata=pattern).read(window)
     np.testing.assert_array_equal(got, np.full((256, 256), np.nan, np.float32))
+
+
+def _gdal_cache_max() -> int:
+    """GDAL's block cache size now, in bytes, from the libgdal rasterio loaded."""
+    with open("/proc/self/maps") as maps:
+        path = next(line.split()[-1] for line in maps if "libgdal" in line.split()[-1])
+    lib = ctypes.CDLL(path)
+    lib.GDALGetCacheMax64.restype = ctypes.c_int64
+    return lib.GDALGetCacheMax64()
+
+
+@pytest.mark.parametrize(
+    "setting,expected",
+    [(None, 256 * 2**20), (512, 512 * 2**20), ("1GB", 2**30), (300_000_000, 300_000_000)],
+)
+def test_reads_run_with_a_block_cache_of_the_configured_megabytes(setting, expected):
+    """GDAL reads GDAL_CACHEMAX=256 as megabytes, rasterio's Env hands it on as bytes: the
+    reads of a load ran with a block cache of 256 bytes, and a JPEG2000 level read
+    decoded its tiles again for every block (4x the time of a read with the cache)."""
+    overrides = {} if setting is None else {"lazyraster.gdal.GDAL_CACHEMAX": setting}
+    with dask.config.set(overrides), stackstac.LayeredEnv(always=gdal_options()).read:
+        assert _gdal_cache_max() == expected

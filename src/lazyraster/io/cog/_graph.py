@@ -97,7 +97,7 @@ def _write_tiles(
         return (path, data.shape[1:], np.array(offsets), np.array(sizes))
     shape = {"width": data.shape[2], "height": data.shape[1]}
     with (
-        rasterio.Env(GDAL_CACHEMAX=64),
+        rasterio.Env(GDAL_CACHEMAX=64 * 2**20),  # bytes: rasterio passes it to GDALSetCacheMax64
         rasterio.open(path, "w", nodata=nodata, **shape, **profile, **georef) as dst,
     ):
         dst.write(data)
