@@ -44,6 +44,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from stackstac import MULTITHREADED_DRIVER_ALLOWLIST, LayeredEnv
 
+from lazyraster._paths import local_path
 from lazyraster.errors import ReadError
 
 __all__ = ["Handles", "file_stamp"]
@@ -65,11 +66,15 @@ def file_stamp(href: str) -> Hashable:
     >>> _ = open(path, "w").write("bb")
     >>> before == file_stamp(path), file_stamp(path)[0]
     (False, 2)
+    >>> spaced = path.replace("a.txt", "a b.txt")
+    >>> _ = open(spaced, "w").write("c")
+    >>> file_stamp("file://" + spaced.replace(" ", "%20")) == file_stamp(spaced) != None
+    True
     >>> file_stamp("https://example.com/a.tif") == file_stamp("https://example.com/a.tif")
     False
     """
-    path = href.removeprefix("file://")
-    if "://" in path or path.startswith("/vsi"):
+    path = None if "::" in href or href.startswith("/vsi") else local_path(href, os.getcwd())
+    if path is None:
         return uuid.uuid4().hex
     try:
         stat = os.stat(path)

@@ -197,7 +197,7 @@ def resolution_level(
     """
     if ds.driver != "JP2OpenJPEG" or resampling not in _SMOOTHING or nodata is not None:
         return None
-    if ColorInterp.alpha in ds.colorinterp or any(
+    if alpha_band(ds) is not None or any(
         MaskFlags.per_dataset in flags or MaskFlags.alpha in flags for flags in ds.mask_flag_enums
     ):
         return None
@@ -209,6 +209,11 @@ def resolution_level(
     # level k holds pixels 2 ** (k + 1) times the file's
     level = min(math.floor(math.log2(factor) + 1e-9) - 1, len(ds.overviews(1)) - 1)
     return level if level >= 0 else None
+
+
+def alpha_band(ds: rasterio.io.DatasetReader) -> int | None:
+    """The (1-based) band of ``ds`` flagged as alpha (0 where a pixel is missing), if any."""
+    return next((i + 1 for i, c in enumerate(ds.colorinterp) if c == ColorInterp.alpha), None)
 
 
 @dataclass
@@ -490,9 +495,7 @@ class Reader:
                 # the warp's alpha band, 0 outside the file: the VRT adds one after the bands,
                 # but rasterio warps with the file's own (RGBA, gdalwarp -dstalpha) and
                 # refuses to add another
-                alpha = next(
-                    (i + 1 for i, c in enumerate(ds.colorinterp) if c == ColorInterp.alpha), None
-                )
+                alpha = alpha_band(ds)
                 if alpha is not None:
                     warp["add_alpha"] = False
                 elif nodata is None:
